@@ -1,0 +1,1 @@
+"""The catalogues: accelerators, model footprints and number formats."""

@@ -1,0 +1,114 @@
+"""Read catalogue YAML files into validated, frozen entries.
+
+Errors name the file, the entry and the field on one line, so a user editing a
+catalogue can find the mistake without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib.resources.abc import Traversable
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import ValidationError
+
+from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.errors import CatalogError
+from planner.paths import data_dir
+
+__all__ = [
+    "Catalog",
+    "load_entries",
+    "hardware_catalog",
+    "model_catalog",
+    "format_validation_error",
+]
+
+Entry = TypeVar("Entry", GpuSpec, ModelSpec)
+
+
+class Catalog(tuple):  # type: ignore[type-arg]
+    """An ordered tuple of entries with a name index (ids and aliases, case-insensitive)."""
+
+    index: dict[str, Any]
+
+    def __new__(cls, entries: list[Any], origin: dict[str, str]) -> Catalog:
+        self = super().__new__(cls, entries)
+        self.index = _build_index(entries, origin)
+        return self
+
+
+def _build_index(entries: list[Any], origin: dict[str, str]) -> dict[str, Any]:
+    index: dict[str, Any] = {}
+    for entry in entries:
+        for name in dict.fromkeys(n.lower() for n in entry.names):
+            clash = index.get(name)
+            if clash is not None and clash is not entry:
+                raise CatalogError(
+                    f"{origin[entry.id]}: entry {entry.id!r}: name {name!r} is already used by "
+                    f"{clash.id!r} in {origin[clash.id]}"
+                )
+            index[name] = entry
+    return index
+
+
+def format_validation_error(where: str, entry_label: str, err: ValidationError) -> str:
+    """One line naming the file, the entry and the first offending field."""
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(entry)"
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: entry {entry_label}: field {field}: {first['msg']}{more}"
+
+
+def _read_yaml(file: Traversable, label: str) -> Any:
+    try:
+        return yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise CatalogError(f"{label}:{line}: invalid YAML: {problem}") from None
+
+
+def load_entries(folder: Traversable, key: str, schema: type[Entry], folder_label: str) -> Catalog:
+    """Load every ``*.yaml`` in ``folder``; each file holds a list under ``key``."""
+    entries: list[Entry] = []
+    origin: dict[str, str] = {}
+    files = sorted((f for f in folder.iterdir() if f.name.endswith((".yaml", ".yml"))), key=lambda f: f.name)
+    for file in files:
+        label = f"{folder_label}/{file.name}"
+        doc = _read_yaml(file, label)
+        if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
+            raise CatalogError(f"{label}: expected a top-level list under {key!r}")
+        for position, raw in enumerate(doc[key], start=1):
+            entry = _validate(schema, raw, label, position)
+            if entry.id in origin:
+                raise CatalogError(f"{label}: entry {entry.id!r}: duplicate id (also in {origin[entry.id]})")
+            origin[entry.id] = label
+            entries.append(entry)
+    return Catalog(entries, origin)
+
+
+def _validate(schema: type[Entry], raw: Any, label: str, position: int) -> Entry:
+    name = raw.get("id") if isinstance(raw, dict) else None
+    entry_label = f"{name!r}" if name else f"#{position}"
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{label}: entry {entry_label}: expected a mapping of fields")
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as err:
+        raise CatalogError(format_validation_error(label, entry_label, err)) from None
+
+
+@lru_cache(maxsize=1)
+def hardware_catalog() -> Catalog:
+    """All accelerators in the built-in ``hardware_db/``."""
+    return load_entries(data_dir("hardware_db"), "gpus", GpuSpec, "hardware_db")
+
+
+@lru_cache(maxsize=1)
+def model_catalog() -> Catalog:
+    """All models in the built-in ``model_db/``."""
+    return load_entries(data_dir("model_db"), "models", ModelSpec, "model_db")
+

@@ -1,0 +1,201 @@
+"""Pydantic schemas of the catalogue entries: accelerators and model architectures.
+
+Every figure carries its unit in its name. Entries are frozen and forbid unknown
+keys, so a typo in a YAML file fails validation instead of silently defaulting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Frozen",
+    "Interconnect",
+    "GpuSpec",
+    "MoESpec",
+    "MLASpec",
+    "ModelSpec",
+    "MemoryClass",
+    "memory_class_of",
+]
+
+MemoryClass = Literal["hbm", "gddr", "unified"]
+
+
+class Frozen(BaseModel):
+    """Base for immutable, strict data records."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _source_present(value: str | list[str]) -> str | list[str]:
+    items = [value] if isinstance(value, str) else value
+    if not items or not all(s.strip() for s in items):
+        raise ValueError("every entry needs a non-empty source")
+    return value
+
+
+class Interconnect(Frozen):
+    """GPU-to-GPU link as the vendor quotes it."""
+
+    kind: Literal["nvlink", "nvlink-c2c", "infinity-fabric", "pcie", "none"]
+    generation: str | None = Field(None, description="e.g. 'NVLink 4', 'PCIe 5.0 x16'")
+    bandwidth_gb_s: float = Field(
+        ge=0, description="aggregate bidirectional GB/s per GPU as quoted (NVLink 4: 900)"
+    )
+
+    @property
+    def unidirectional_gb_s(self) -> float:
+        """Bandwidth in one direction, GB/s: what an all-reduce step can push."""
+        return self.bandwidth_gb_s / 2
+
+
+def memory_class_of(memory_type: str) -> MemoryClass:
+    """Map a memory technology name (HBM3e, GDDR6X, LPDDR5X...) to its class."""
+    kind = memory_type.lower()
+    if kind.startswith("hbm"):
+        return "hbm"
+    if kind.startswith("gddr"):
+        return "gddr"
+    if kind.startswith("lpddr") or kind.startswith("ddr") or "unified" in kind:
+        return "unified"
+    raise ValueError(f"unknown memory type {memory_type!r} (expected HBM*, GDDR*, LPDDR*)")
+
+
+class GpuSpec(Frozen):
+    """One accelerator model as sold, with dense (never sparse) peak figures."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
+    name: str
+    aliases: list[str] = Field(default_factory=list, description="other names, incl. NVML's")
+    vendor: Literal["nvidia", "amd", "apple", "intel"]
+    family: str = Field(description="architecture, e.g. hopper, ada, rdna3, apple-m4")
+    segment: Literal["datacenter", "workstation", "consumer"]
+    memory_gib: float = Field(gt=0, description="installed memory as sold (vendor 'GB' of DRAM is GiB)")
+    memory_options_gib: list[float] = Field(
+        default_factory=list, description="other capacities the same chip is sold with (Apple)"
+    )
+    usable_memory_gib: float | None = Field(
+        None, gt=0, description="what the driver reports as total (ECC/firmware carve-out removed)"
+    )
+    memory_type: str
+    memory_bandwidth_gb_s: float = Field(gt=0, description="peak DRAM bandwidth, decimal GB/s")
+    fp32_tflops: float | None = Field(None, gt=0, description="dense FP32 (non-tensor) peak")
+    fp16_tensor_tflops: float | None = Field(None, gt=0, description="dense FP16/BF16 tensor peak")
+    fp8_tensor_tflops: float | None = Field(None, gt=0, description="dense FP8 tensor peak")
+    int8_tensor_tops: float | None = Field(None, gt=0, description="dense INT8 tensor peak, TOPS")
+    fp4_tensor_tflops: float | None = Field(None, gt=0, description="dense FP4 tensor peak")
+    tdp_w: float = Field(gt=0)
+    interconnect: Interconnect
+    source: str | list[str]
+    notes: str | None = None
+
+    _check_source = field_validator("source")(_source_present)
+
+    @property
+    def memory_class(self) -> MemoryClass:
+        """HBM, GDDR or unified: selects default efficiencies and reserves."""
+        return memory_class_of(self.memory_type)
+
+    @property
+    def capacity_gib(self) -> float:
+        """Memory the driver exposes, GiB (usable figure when known, else as sold)."""
+        return self.usable_memory_gib if self.usable_memory_gib is not None else self.memory_gib
+
+    @property
+    def names(self) -> list[str]:
+        """Every string that should resolve to this entry."""
+        return [self.id, self.name, *self.aliases]
+
+
+class MoESpec(Frozen):
+    """Mixture-of-experts layout of the MLP layers."""
+
+    num_experts: int = Field(gt=1, description="routed experts per MoE layer")
+    experts_per_token: int = Field(gt=0)
+    expert_intermediate_size: int = Field(gt=0)
+    num_shared_experts: int = Field(0, ge=0)
+    shared_expert_intermediate_size: int = Field(
+        0, ge=0, description="total width of the shared expert(s); 0 when none"
+    )
+    shared_expert_gate: bool = Field(False, description="Qwen2-MoE style sigmoid gate (d x 1)")
+    first_dense_layers: int = Field(0, ge=0, description="leading dense layers (DeepSeek first_k_dense_replace)")
+    router_bias: bool = Field(False, description="per-expert score-correction bias (DeepSeek-V3)")
+
+    @model_validator(mode="after")
+    def _topk_le_experts(self) -> MoESpec:
+        if self.experts_per_token > self.num_experts:
+            raise ValueError("experts_per_token exceeds num_experts")
+        return self
+
+
+class MLASpec(Frozen):
+    """Multi-head latent attention (DeepSeek V2/V3): the KV cache holds a compressed latent."""
+
+    q_lora_rank: int | None = Field(None, gt=0)
+    kv_lora_rank: int = Field(gt=0)
+    qk_nope_head_dim: int = Field(gt=0)
+    qk_rope_head_dim: int = Field(gt=0)
+    v_head_dim: int = Field(gt=0)
+
+
+class ModelSpec(Frozen):
+    """Architecture footprint of one decoder-only model: what costs memory and bandwidth."""
+
+    id: str = Field(description="Hugging Face repo id")
+    aliases: list[str] = Field(default_factory=list)
+    family: str = Field(description="e.g. llama, qwen, gemma")
+    generation: str = Field(description="e.g. '3.1', '2.5'")
+    architecture: str = Field(description="HF model_type: llama, qwen2, qwen3_moe, deepseek_v3...")
+    tokenizer: str = Field(description="identity of the tokenizer; equal strings = compatible pair")
+    tokenizer_vocab_size: int = Field(gt=0, description="tokens the tokenizer can emit")
+    vocab_size: int = Field(gt=0, description="rows of the (padded) embedding matrix")
+    num_layers: int = Field(gt=0)
+    hidden_size: int = Field(gt=0)
+    num_attention_heads: int = Field(gt=0)
+    num_kv_heads: int = Field(gt=0)
+    head_dim: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0, description="dense MLP width (Mixtral: the expert width)")
+    mlp_gated: bool = Field(True, description="SwiGLU/GeGLU: three matrices instead of two")
+    attention_bias: bool = Field(False, description="bias on q, k, v projections (Qwen2)")
+    qk_norm: bool = Field(False, description="RMSNorm on q and k per head (Qwen3)")
+    norms_per_layer: int = Field(2, ge=1, description="RMSNorm weight vectors per block (Gemma 2: 4)")
+    sliding_window_tokens: int | None = Field(None, gt=0)
+    sliding_window_layers: int = Field(
+        0, ge=0, description="how many layers use the sliding window (the rest attend fully)"
+    )
+    tie_word_embeddings: bool
+    max_context_tokens: int = Field(gt=0)
+    torch_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    moe: MoESpec | None = None
+    mla: MLASpec | None = None
+    total_params: int | None = Field(None, gt=0, description="published total parameter count")
+    active_params: int | None = Field(None, gt=0, description="published active parameters per token (MoE)")
+    source: str | list[str]
+    notes: str | None = None
+
+    _check_source = field_validator("source")(_source_present)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ModelSpec:
+        if self.num_attention_heads % self.num_kv_heads:
+            raise ValueError("num_attention_heads must be a multiple of num_kv_heads")
+        if self.vocab_size < self.tokenizer_vocab_size:
+            raise ValueError("vocab_size (embedding rows) is smaller than tokenizer_vocab_size")
+        if self.sliding_window_layers > self.num_layers:
+            raise ValueError("sliding_window_layers exceeds num_layers")
+        if self.sliding_window_layers and self.sliding_window_tokens is None:
+            raise ValueError("sliding_window_layers set without sliding_window_tokens")
+        return self
+
+    @property
+    def names(self) -> list[str]:
+        """Every string that should resolve to this entry."""
+        return [self.id, *self.aliases]
+
+    @property
+    def is_moe(self) -> bool:
+        """True for mixture-of-experts models."""
+        return self.moe is not None

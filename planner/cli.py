@@ -1,0 +1,116 @@
+"""specplan command line: parses flags, calls the planner, prints the result.
+
+Exit codes: 0 success (fit: it fits), 1 fit: it does not fit, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from planner.errors import SpecplanError
+from planner.outputs.render import FORMATS, dump
+
+__all__ = ["main"]
+
+EXIT_DOES_NOT_FIT = 1
+
+
+class _Group(click.Group):
+    """Prints usage errors and SpecplanError as one line on stderr, exit 2, no traceback."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
+        kwargs["standalone_mode"] = False
+        try:
+            rv = super().main(*args, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("specplan: aborted", err=True)
+            sys.exit(130)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            prefix = f"{ctx.command_path}: " if ctx is not None else "specplan: "
+            click.echo(f"{prefix}error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except SpecplanError as exc:
+            click.echo(f"specplan: error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
+    text = dump(data, fmt, table)
+    if text is not None:
+        click.echo(text.rstrip("\n"))
+
+
+_format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="specplan", prog_name="specplan")
+def main() -> None:
+    """Plan speculative-decoding deployments: catalogues, VRAM fit, speed and configs."""
+
+
+@main.command()
+@click.option("--target", required=True, help="Target model: catalogue name or a folder/config.json.")
+@click.option("--draft", default=None, help="Draft model: catalogue name or a folder/config.json.")
+@click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`).")
+@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs in the group (tensor parallel or layer split).")
+@click.option("--precision", default=None, help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m).")
+@click.option("--draft-precision", default=None, help="Draft weight format (default: the target's).")
+@click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", type=int, default=4096, show_default=True, help="Tokens per sequence (prompt + output).")
+@click.option("--engine", default="auto", show_default=True,
+              help="vllm, sglang, trtllm, llamacpp, hf (auto: vllm; llamacpp on Apple).")
+@click.option("--k", "k", type=int, default=5, show_default=True, help="Draft tokens per round (verify buffers).")
+@click.option("--memory-gib", type=float, default=None, help="Memory of one GPU if not the catalogue's (Apple: your configuration).")
+@click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's.")
+@_format_option
+def fit(fmt: str, **flags: Any) -> int:
+    """Will the target (and draft) fit in GPU memory? Exit 0 if it fits, 1 if not."""
+    from planner.memory import fit_report
+    from planner.outputs.fit_view import fit_to_dict, print_fit_table
+    from planner.requests import FitInputs, build_fit_request
+
+    request, warnings = build_fit_request(FitInputs(**flags))
+    data = fit_to_dict(fit_report(request, warnings))
+    _emit(data, fmt, print_fit_table)
+    return 0 if data["fits"] else EXIT_DOES_NOT_FIT
+
+
+@main.command()
+@click.option("--vendor", default=None, help="nvidia, amd, apple.")
+@click.option("--family", default=None, help="Architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
+@click.option("--min-memory", type=float, default=None, help="At least this much memory, GiB.")
+@_format_option
+def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: str) -> None:
+    """List the accelerators in the catalogue."""
+    from planner.outputs.catalog_view import list_gpus, print_gpu_table
+
+    _emit(list_gpus(vendor, family, min_memory), fmt, print_gpu_table)
+
+
+@main.command()
+@click.option("--vendor", default=None, help="Publisher: the Hugging Face organisation (meta-llama, Qwen, google...).")
+@click.option("--family", default=None, help="Model family, e.g. llama, qwen, gemma.")
+@click.option("--min-memory", type=float, default=None, help="bf16 weights of at least this many GiB.")
+@click.option("--tokenizer", default=None, help="Only models with this tokenizer (drafts for a target).")
+@_format_option
+def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None, fmt: str) -> None:
+    """List the models in the catalogue."""
+    from planner.outputs.catalog_view import list_models, print_model_table
+
+    _emit(list_models(vendor, family, min_memory, tokenizer), fmt, print_model_table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""What specplan shows: tables for people, JSON/YAML for scripts."""

@@ -1,0 +1,79 @@
+"""Present a FitReport: a plain dict (JSON/YAML) and a rich table for people."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.memory import FitReport
+from planner.outputs.render import console
+
+__all__ = ["fit_to_dict", "print_fit_table"]
+
+
+def fit_to_dict(report: FitReport) -> dict[str, Any]:
+    """The fit report as JSON-ready data (GiB rounded to 3 decimals)."""
+    req = report.request
+    return {
+        "fits": report.fits,
+        "target": req.target.id,
+        "draft": req.draft.id if req.draft else None,
+        "gpu": req.gpu.id,
+        "gpus": req.gpus,
+        "engine": req.engine.name,
+        "parallelism": req.engine.parallelism,
+        "draft_tp": report.draft_tp if req.draft else None,
+        "precision": req.precision.name,
+        "draft_precision": (req.draft_precision or req.precision).name if req.draft else None,
+        "kv_precision": req.kv.name,
+        "batch": req.batch,
+        "context": req.context,
+        "k": req.k if req.draft else None,
+        "per_gpu_gib": report.breakdown.as_gib(),
+        "capacity_gib": round(report.capacity_gib, 3),
+        "headroom_gib": round(report.headroom_gib, 3),
+        "max_batch_at_context": report.max_batch_at_context,
+        "max_context_at_batch": report.max_context_at_batch,
+        "min_gpus_to_fit": report.min_gpus_to_fit,
+        "suggestions": [
+            {"change": s.kind, "value": s.value, "flag": s.flag, "headroom_gib": round(s.headroom_gib, 3), "note": s.note}
+            for s in report.suggestions
+        ],
+        "warnings": list(report.warnings),
+    }
+
+
+def print_fit_table(data: dict[str, Any]) -> None:
+    """Human-readable fit report."""
+    from rich.table import Table
+
+    out = console()
+    pair = data["target"] + (f" + draft {data['draft']}" if data["draft"] else "")
+    group = f"{data['gpus']} x {data['gpu']}" + (f" ({data['parallelism']} split)" if data["gpus"] > 1 else "")
+    out.print(f"[bold]{pair}[/bold] on {group}, {data['engine']}, batch {data['batch']} x {data['context']} tokens")
+    table = Table(title="Memory per GPU (GiB)", title_justify="left")
+    table.add_column("component")
+    table.add_column("GiB", justify="right")
+    table.add_column("detail")
+    gib = data["per_gpu_gib"]
+    details = {
+        "target_weights": f"{data['precision']}",
+        "draft_weights": f"{data['draft_precision']}, over {data['draft_tp']} GPU(s)" if data["draft"] else "no draft",
+        "kv_cache": f"{data['kv_precision']}, both models" if data["draft"] else data["kv_precision"],
+        "activations": "prefill chunk + logits",
+        "runtime_reserve": "engine fraction, CUDA context",
+    }
+    for key, detail in details.items():
+        table.add_row(key.replace("_", " "), f"{gib[key]:.2f}", detail)
+    table.add_row("[bold]total[/bold]", f"[bold]{gib['total']:.2f}[/bold]", f"of {data['capacity_gib']:.2f} GiB")
+    out.print(table)
+    verdict = "[green]FITS[/green]" if data["fits"] else "[red]DOES NOT FIT[/red]"
+    out.print(f"{verdict}: headroom {data['headroom_gib']:+.2f} GiB per GPU")
+    out.print(
+        f"limits: batch up to {data['max_batch_at_context']} at {data['context']} tokens; "
+        f"context up to {data['max_context_at_batch']} at batch {data['batch']}; "
+        f"fewest GPUs {data['min_gpus_to_fit'] if data['min_gpus_to_fit'] is not None else 'none'}"
+    )
+    for s in data["suggestions"]:
+        out.print(f"  try {s['flag']}: {s['note']} (headroom {s['headroom_gib']:+.2f} GiB)")
+    for w in data["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")

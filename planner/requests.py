@@ -1,0 +1,129 @@
+"""Turn what the user asked (names, flags) into a validated FitRequest plus warnings.
+
+This is the one place where user input meets the catalogue; everything after it
+works on resolved, consistent objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.catalog.lookup import ResolvedModel, check_tokenizers, find_gpu, find_model
+from planner.catalog.precisions import kv_format, weight_format
+from planner.catalog.schemas import GpuSpec
+from planner.engines import EngineSpec, check_engine_runs, default_engine_for, engine_spec
+from planner.errors import SpecplanError
+from planner.footprint import parameter_counts
+from planner.memory import DEFAULT_K, FitRequest, valid_group_sizes
+from planner.units import BILLION
+
+__all__ = ["FitInputs", "build_fit_request", "resolve_engine"]
+
+
+@dataclass(frozen=True)
+class FitInputs:
+    """The planning flags as typed by the user."""
+
+    target: str
+    gpu: str
+    draft: str | None = None
+    gpus: int = 1
+    precision: str | None = None
+    draft_precision: str | None = None
+    kv_precision: str | None = None
+    batch: int = 1
+    context: int = 4096
+    engine: str | None = None
+    k: int = DEFAULT_K
+    memory_gib: float | None = None
+    allow_tokenizer_mismatch: bool = False
+
+
+def _positive(name: str, value: float) -> None:
+    if value < 1:
+        raise SpecplanError(f"{name} must be at least 1 (got {value})")
+
+
+def resolve_engine(name: str | None, gpu: GpuSpec) -> EngineSpec:
+    """The named engine, or the usual one for the GPU's vendor; refuses unsupported hardware."""
+    engine = engine_spec(name) if name and name != "auto" else default_engine_for(gpu.vendor)
+    check_engine_runs(engine, gpu.vendor, gpu.name)
+    return engine
+
+
+def _precision(name: str | None, fallback: str, engine: EngineSpec, what: str):  # type: ignore[no-untyped-def]
+    fmt = weight_format(name or fallback)
+    if fmt.name not in engine.weight_formats:
+        raise SpecplanError(
+            f"{engine.label} cannot run {what} precision {fmt.name}; it runs: {', '.join(engine.weight_formats)}"
+        )
+    return fmt
+
+
+def _check_group(model: ResolvedModel, engine: EngineSpec, gpu: GpuSpec, gpus: int) -> None:
+    valid = valid_group_sizes(model.spec, engine, gpu)
+    if gpus not in valid:
+        how = "tensor parallelism" if engine.parallelism == "tensor" else "a layer split"
+        shown = ", ".join(str(g) for g in valid[:12])
+        raise SpecplanError(
+            f"{model.spec.id} cannot be split over {gpus} x {gpu.id} with {engine.label}'s {how}; valid: {shown}"
+        )
+
+
+def _capacity(gpu: GpuSpec, memory_gib: float | None) -> float | None:
+    if memory_gib is None:
+        return None
+    if memory_gib <= 0:
+        raise SpecplanError(f"--memory-gib must be positive (got {memory_gib})")
+    if gpu.memory_options_gib and memory_gib not in {*gpu.memory_options_gib, gpu.memory_gib}:
+        sold = ", ".join(f"{m:g}" for m in sorted({*gpu.memory_options_gib, gpu.memory_gib}))
+        raise SpecplanError(f"{gpu.name} is sold with {sold} GiB, not {memory_gib:g}")
+    return memory_gib
+
+
+def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
+    """Validate the inputs and build the request; returns it with any warnings."""
+    for name, value in (("--batch", inp.batch), ("--context", inp.context), ("--gpus", inp.gpus), ("--k", inp.k)):
+        _positive(name, value)
+    gpu = find_gpu(inp.gpu)
+    engine = resolve_engine(inp.engine, gpu)
+    target = find_model(inp.target)
+    draft = find_model(inp.draft) if inp.draft else None
+    warnings: list[str] = []
+    if inp.context > target.spec.max_context_tokens:
+        raise SpecplanError(
+            f"--context {inp.context} exceeds {target.spec.id}'s maximum of {target.spec.max_context_tokens} tokens"
+        )
+    _check_group(target, engine, gpu, inp.gpus)
+    precision = _precision(inp.precision, target.checkpoint_precision or engine.default_weight_format, engine, "target")
+    draft_fmt = None
+    if draft is not None:
+        if mismatch := check_tokenizers(target.spec, draft.spec, inp.allow_tokenizer_mismatch):
+            warnings.append(mismatch)
+        draft_fmt = _precision(inp.draft_precision, draft.checkpoint_precision or precision.name, engine, "draft")
+        warnings.extend(_draft_warnings(target, draft, inp.context))
+    kv = kv_format(inp.kv_precision or "fp16")
+    if kv.name not in engine.kv_formats:
+        raise SpecplanError(f"{engine.label} cannot store the KV cache as {kv.name}; it offers: {', '.join(engine.kv_formats)}")
+    request = FitRequest(
+        target=target.spec, draft=draft.spec if draft else None, gpu=gpu, engine=engine, precision=precision,
+        draft_precision=draft_fmt, kv=kv, batch=inp.batch, context=inp.context, gpus=inp.gpus, k=inp.k,
+        capacity_gib=_capacity(gpu, inp.memory_gib),
+    )
+    return request, tuple(warnings)
+
+
+def _draft_warnings(target: ResolvedModel, draft: ResolvedModel, context: int) -> list[str]:
+    out = []
+    t_params, d_params = parameter_counts(target.spec).total, parameter_counts(draft.spec).total
+    if d_params >= t_params:
+        out.append(
+            f"draft {draft.spec.id} ({d_params / BILLION:.1f}B) is not smaller than target "
+            f"{target.spec.id} ({t_params / BILLION:.1f}B): it cannot make decoding faster"
+        )
+    if context > draft.spec.max_context_tokens:
+        out.append(
+            f"--context {context} exceeds the draft's maximum of {draft.spec.max_context_tokens} tokens; "
+            "engines stop speculating past it"
+        )
+    return out
