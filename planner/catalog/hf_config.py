@@ -90,6 +90,13 @@ def _mla(cfg: dict[str, Any]) -> MLASpec | None:
     )
 
 
+def _default_head_dim(cfg: dict[str, Any], hidden: int, heads: int) -> int:
+    """Per-head query/key width: MLA's nope + rope dims, else hidden / heads (LlamaConfig's rule)."""
+    if cfg.get("kv_lora_rank") is not None:
+        return int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
+    return hidden // heads
+
+
 def _sliding(cfg: dict[str, Any], model_type: str, layers: int) -> tuple[int | None, int]:
     window = cfg.get("sliding_window")
     if not window or cfg.get("use_sliding_window") is False:
@@ -128,7 +135,7 @@ def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = Non
         "hidden_size": hidden,
         "num_attention_heads": heads,
         "num_kv_heads": _first(cfg, "num_key_value_heads", default=heads),
-        "head_dim": _first(cfg, "head_dim", default=hidden // heads),
+        "head_dim": _first(cfg, "head_dim", default=_default_head_dim(cfg, hidden, heads)),
         "intermediate_size": _require(cfg, label, "intermediate_size", "ffn_dim", "n_inner"),
         "attention_bias": model_type in _QKV_BIAS_HARDCODED or bool(cfg.get("attention_bias")),
         "qk_norm": model_type in _QK_NORM,

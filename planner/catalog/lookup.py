@@ -26,7 +26,7 @@ class ResolvedModel:
 def find_gpu(name: str) -> GpuSpec:
     """A catalogue accelerator by id, name or alias (case-insensitive)."""
     cat = hardware_catalog()
-    return resolve(name, cat.index, "GPU", [g.id for g in cat])
+    return resolve(name, cat.index, "GPU")
 
 
 def looks_like_path(name: str) -> bool:
@@ -67,7 +67,7 @@ def find_model(name: str) -> ResolvedModel:
         spec = _adopt_catalog_identity(imported.spec)
         return ResolvedModel(spec=spec, origin=str(Path(name).expanduser()), checkpoint_precision=imported.precision)
     cat = model_catalog()
-    return ResolvedModel(spec=resolve(name, cat.index, "model", [m.id for m in cat]), origin="catalog")
+    return ResolvedModel(spec=resolve(name, cat.index, "model"), origin="catalog")
 
 
 def check_tokenizers(target: ModelSpec, draft: ModelSpec, allow_mismatch: bool = False) -> str | None:
