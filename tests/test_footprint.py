@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.catalog.loading import model_catalog
 from planner.catalog.precisions import kv_format, weight_format
+from planner.catalog.schemas import MoESpec
 from planner.footprint import (
     kv_cache_bytes,
     kv_cache_bytes_per_token,
@@ -124,3 +127,33 @@ def test_qwen_biases_and_qk_norm_counted():
 def test_tied_embeddings_counted_once():
     tied, untied = make_model(tie_word_embeddings=True), make_model()
     assert parameter_counts(untied).total - parameter_counts(tied).total == 1024 * 64
+
+
+@st.composite
+def architectures(draw):
+    kv = draw(st.sampled_from([1, 2, 4, 8]))
+    heads = kv * draw(st.integers(1, 8))
+    moe = None
+    if draw(st.booleans()):
+        experts = draw(st.integers(2, 64))
+        moe = MoESpec(num_experts=experts, experts_per_token=draw(st.integers(1, experts)),
+                      expert_intermediate_size=draw(st.integers(8, 512)))
+    return make_model(
+        num_layers=draw(st.integers(1, 96)), hidden_size=draw(st.integers(8, 8192)), num_attention_heads=heads,
+        num_kv_heads=kv, head_dim=draw(st.sampled_from([32, 64, 128, 256])),
+        intermediate_size=draw(st.integers(8, 30000)), tie_word_embeddings=draw(st.booleans()),
+        attention_bias=draw(st.booleans()), qk_norm=draw(st.booleans()), moe=moe,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(m=architectures())
+def test_count_invariants(m):
+    c = parameter_counts(m)
+    assert c.streamed_per_token < c.active <= c.total
+    assert (c.active == c.total) == (m.moe is None or m.moe.experts_per_token == m.moe.num_experts)
+    # Weights in a 4-bit format never exceed 16-bit weights, and bytes are positive.
+    assert 0 < weight_bytes(m, weight_format("q4_0")).total < weight_bytes(m, weight_format("bf16")).total
+    # KV bytes grow linearly with tokens when there is no window.
+    one = kv_cache_bytes(m, kv_format("fp16"), 1)
+    assert kv_cache_bytes(m, kv_format("fp16"), 1000) == pytest.approx(1000 * one)
