@@ -46,6 +46,9 @@ class EngineSpec(Frozen):
     )
     sliding_window_kv: bool = Field(description="stores only the window for sliding-window layers")
     draft_shares_tp: bool = Field(description="draft is sharded over the target's GPUs by default")
+    draft_own_workspace: bool = Field(
+        False, description="the draft has its own compute buffers (added to the target's, not shared)"
+    )
     source: str
 
 
@@ -81,9 +84,9 @@ ENGINES: dict[str, EngineSpec] = {
             name="llamacpp", label="llama.cpp", vendors=("nvidia", "amd", "apple", "intel"),
             weight_formats=_GGUF, kv_formats=("fp16", "q8_0", "q4_0"), default_weight_format="q4_k_m",
             parallelism="layer", cuda_context_gib=0.3, prefill_chunk_tokens=512,
-            sliding_window_kv=True, draft_shares_tp=True,
+            sliding_window_kv=True, draft_shares_tp=True, draft_own_workspace=True,
             source="llama.cpp common args: n_ubatch 512, --split-mode layer default; compute buffer "
-                   "holds the ubatch logits in f32 (n_ubatch x n_vocab x 4 B); SWA cache for Gemma 2",
+                   "holds the ubatch logits in f32 (n_ubatch x n_vocab x 4 B); SWA cache for Gemma 2; the draft runs in its own llama_context with its own compute buffer",
         ),
         EngineSpec(
             name="hf", label="HF transformers", vendors=("nvidia", "amd", "apple"),

@@ -206,7 +206,7 @@ def activation_bytes(model: ModelSpec, tokens: int, logit_tokens: int, g: int) -
 
 
 def _workspace(req: FitRequest, draft_tp: int) -> float:
-    """Activation workspace per GPU: the larger model's prefill chunk plus both models' logits."""
+    """Activation workspace per GPU for a prefill chunk and its logits, target and draft."""
     eng = req.engine
     chunk = eng.prefill_chunk_tokens or req.batch * req.context
     if eng.name == "llamacpp":
@@ -220,7 +220,9 @@ def _workspace(req: FitRequest, draft_tp: int) -> float:
     if req.draft is None:
         return target
     draft_g = draft_tp if eng.parallelism == "tensor" else 1
-    return max(target, activation_bytes(req.draft, chunk, logit_tokens, draft_g))
+    draft = activation_bytes(req.draft, chunk, logit_tokens, draft_g)
+    # One process reuses the same workspace for both models; separate contexts do not.
+    return target + draft if eng.draft_own_workspace else max(target, draft)
 
 
 def unified_memory_gpu_fraction(capacity_gib: float) -> float:

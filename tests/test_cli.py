@@ -141,3 +141,29 @@ def test_help_lists_commands(runner):
     assert result.exit_code == 0
     for cmd in ("fit", "gpus", "models"):
         assert cmd in result.stdout
+
+
+def test_apple_defaults_to_llamacpp_and_refuses_vllm(runner):
+    result, data = _fit_json(runner, "--target", "qwen2.5-32b", "--draft", "qwen2.5-0.5b", "--gpu", "m4-max",
+                             "--context", "8192")
+    assert result.exit_code == 0, result.stderr
+    assert data["engine"] == "llamacpp" and data["precision"] == "q4_k_m"
+    refused = _run(runner, "fit", "--target", "qwen2.5-7b", "--gpu", "m4-max", "--engine", "vllm")
+    assert refused.exit_code == 2 and "vLLM does not run on" in refused.stderr
+    grouped = _run(runner, "fit", "--target", "qwen2.5-7b", "--gpu", "m4-max", "--gpus", "2")
+    assert grouped.exit_code == 2
+
+
+def test_apple_memory_option_must_be_sold(runner):
+    ok, data = _fit_json(runner, "--target", "qwen2.5-7b", "--gpu", "m4-max", "--memory-gib", "64")
+    assert ok.exit_code == 0 and data["capacity_gib"] == 64
+    bad = _run(runner, "fit", "--target", "qwen2.5-7b", "--gpu", "m4-max", "--memory-gib", "100")
+    assert bad.exit_code == 2 and "is sold with" in bad.stderr
+
+
+def test_readme_main_command_runs_and_fits(runner):
+    readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
+    command = next(line for line in readme.splitlines() if line.startswith("pip install . && specplan "))
+    args = command.split("&& specplan ", 1)[1].split()
+    result = _run(runner, *args)
+    assert result.exit_code == 0, result.output
