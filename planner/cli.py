@@ -112,5 +112,23 @@ def models(vendor: str | None, family: str | None, min_memory: float | None, tok
     _emit(list_models(vendor, family, min_memory, tokenizer), fmt, print_model_table)
 
 
+@main.command()
+@click.option("--measurements", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A measurements YAML of the same shape (default: the packaged public set).")
+@click.option("--max-median-error", type=float, default=0.15, show_default=True,
+              help="Exit 1 when a median |error| exceeds this fraction.")
+@_format_option
+def validate(measurements: str | None, max_median_error: float, fmt: str) -> int:
+    """Compare predictions with published measurements, per row and in total."""
+    from planner.outputs.validate_view import print_validation_table, validation_to_dict
+    from planner.validate import load_measurements
+    from planner.validate import validate as run_validation
+
+    data = validation_to_dict(run_validation(load_measurements(measurements)))
+    _emit(data, fmt, print_validation_table)
+    worst = max(s["median_abs_error"] for s in data["summary"].values() if s["rows"])
+    return EXIT_DOES_NOT_FIT if worst > max_median_error else 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -1,28 +1,48 @@
-"""Serving engines as data: what they run, and how much memory they keep for themselves.
-
-Each figure is the engine's documented default; the comment next to it says where
-it comes from. The cost-model efficiencies of later issues belong here too.
-"""
+"""Serving engines as data (planner/engines.yaml): formats, memory reserves, cost figures."""
 
 from __future__ import annotations
 
+from functools import lru_cache
+from importlib.resources import files
 from typing import Literal
 
-from pydantic import Field
+import yaml
+from pydantic import Field, ValidationError
 
+from planner.catalog.loading import format_validation_error
 from planner.catalog.names import did_you_mean
-from planner.catalog.schemas import Frozen
-from planner.errors import SpecplanError, UnknownNameError
+from planner.catalog.schemas import Frozen, MemoryClass
+from planner.errors import CatalogError, SpecplanError, UnknownNameError
 
-__all__ = ["EngineSpec", "ENGINES", "ENGINE_NAMES", "engine_spec", "default_engine_for", "check_engine_runs"]
+__all__ = [
+    "CostDefaults",
+    "EngineSpec",
+    "engines",
+    "engine_names",
+    "engine_spec",
+    "default_engine_for",
+    "check_engine_runs",
+]
 
 Vendor = Literal["nvidia", "amd", "apple", "intel"]
-_FLOAT_AND_INT = ("bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq")
-_GGUF = ("bf16", "fp16", "q8_0", "q6_k", "q5_k_m", "q4_k_m", "q4_0", "q3_k_m", "q2_k")
+_ALIASES = {"tensorrtllm": "trtllm", "llama": "llamacpp", "transformers": "hf", "gpt-fast": "gptfast"}
+
+
+class CostDefaults(Frozen):
+    """Decode-path efficiencies and fixed overheads of one engine on one memory class."""
+
+    eta_mem: float = Field(gt=0, le=1, description="achieved / peak bandwidth, 8- and 16-bit weights")
+    eta_mem_quant: float = Field(gt=0, le=1, description="achieved / peak bandwidth, sub-8-bit weights")
+    eta_kv: float = Field(gt=0, le=1, description="achieved / peak bandwidth reading the KV cache in attention")
+    eta_compute: float = Field(gt=0, le=1, description="achieved / peak dense tensor FLOPS")
+    tau_layer_us: float = Field(ge=0, description="fixed time per layer per forward pass, us")
+    tau_step_us: float = Field(ge=0, description="fixed time per forward pass, us")
+    sampling_ns_per_vocab: float = Field(ge=0, description="host sampling cost per vocab entry per token, ns")
+    link_latency_us: float = Field(ge=0, description="fixed latency of one all-reduce or hand-off, us")
 
 
 class EngineSpec(Frozen):
-    """One serving engine's defaults that matter for memory planning."""
+    """One serving engine's defaults for memory planning and the cost model."""
 
     name: str
     label: str
@@ -50,71 +70,46 @@ class EngineSpec(Frozen):
         False, description="the draft has its own compute buffers (added to the target's, not shared)"
     )
     source: str
+    cost: dict[MemoryClass, CostDefaults]
+
+    def cost_for(self, memory_class: MemoryClass) -> CostDefaults:
+        """Cost defaults for a memory class (HBM, GDDR or unified)."""
+        return self.cost[memory_class]
 
 
-ENGINES: dict[str, EngineSpec] = {
-    e.name: e
-    for e in (
-        EngineSpec(
-            name="vllm", label="vLLM", vendors=("nvidia", "amd"),
-            weight_formats=_FLOAT_AND_INT, kv_formats=("fp16", "fp8"), default_weight_format="bf16",
-            parallelism="tensor", memory_fraction=0.9, memory_fraction_flag="--gpu-memory-utilization",
-            cuda_context_gib=1.0, prefill_chunk_tokens=8192, sliding_window_kv=True, draft_shares_tp=True,
-            source="vLLM EngineArgs: gpu_memory_utilization=0.9, max_num_batched_tokens 8192 (V1 API "
-                   "server); draft_tensor_parallel_size defaults to the target's tp; ~1 GiB for CUDA "
-                   "context + CUDA graphs as logged at start-up",
-        ),
-        EngineSpec(
-            name="sglang", label="SGLang", vendors=("nvidia", "amd"),
-            weight_formats=_FLOAT_AND_INT, kv_formats=("fp16", "fp8"), default_weight_format="bf16",
-            parallelism="tensor", memory_fraction=0.88, memory_fraction_flag="--mem-fraction-static",
-            cuda_context_gib=1.0, prefill_chunk_tokens=8192, sliding_window_kv=True, draft_shares_tp=True,
-            source="SGLang server_args: mem_fraction_static ~0.88 on 80 GB GPUs (set from GPU memory), "
-                   "chunked_prefill_size 8192; STANDALONE draft runs on the target's tp group",
-        ),
-        EngineSpec(
-            name="trtllm", label="TensorRT-LLM", vendors=("nvidia",),
-            weight_formats=_FLOAT_AND_INT, kv_formats=("fp16", "fp8"), default_weight_format="bf16",
-            parallelism="tensor", free_memory_fraction=0.9, cuda_context_gib=1.0,
-            prefill_chunk_tokens=8192, sliding_window_kv=True, draft_shares_tp=True,
-            source="TensorRT-LLM KvCacheConfig.free_gpu_memory_fraction=0.9 (of memory free after "
-                   "weights and activations); max_num_tokens 8192",
-        ),
-        EngineSpec(
-            name="llamacpp", label="llama.cpp", vendors=("nvidia", "amd", "apple", "intel"),
-            weight_formats=_GGUF, kv_formats=("fp16", "q8_0", "q4_0"), default_weight_format="q4_k_m",
-            parallelism="layer", cuda_context_gib=0.3, prefill_chunk_tokens=512,
-            sliding_window_kv=True, draft_shares_tp=True, draft_own_workspace=True,
-            source="llama.cpp common args: n_ubatch 512, --split-mode layer default; compute buffer "
-                   "holds the ubatch logits in f32 (n_ubatch x n_vocab x 4 B); SWA cache for Gemma 2; the draft runs in its own llama_context with its own compute buffer",
-        ),
-        EngineSpec(
-            name="hf", label="HF transformers", vendors=("nvidia", "amd", "apple"),
-            weight_formats=("bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"), kv_formats=("fp16",),
-            default_weight_format="bf16", parallelism="layer", cuda_context_gib=0.5,
-            prefill_chunk_tokens=None, sliding_window_kv=False, draft_shares_tp=False,
-            source="transformers generate(): DynamicCache grows on demand, whole prompt in one "
-                   "forward, device_map='auto' splits layers; assistant model on one device",
-        ),
-    )
-}
+@lru_cache(maxsize=1)
+def engines() -> dict[str, EngineSpec]:
+    """All engines of planner/engines.yaml, by name."""
+    label = "planner/engines.yaml"
+    doc = yaml.safe_load((files("planner") / "engines.yaml").read_text(encoding="utf-8"))
+    out: dict[str, EngineSpec] = {}
+    for position, raw in enumerate(doc["engines"], start=1):
+        try:
+            spec = EngineSpec.model_validate(raw)
+        except ValidationError as err:
+            raise CatalogError(format_validation_error(label, repr(raw.get("name", f"#{position}")), err)) from None
+        out[spec.name] = spec
+    return out
 
-ENGINE_NAMES: tuple[str, ...] = tuple(ENGINES)
+
+def engine_names() -> tuple[str, ...]:
+    """Names accepted by --engine."""
+    return tuple(engines())
 
 
 def engine_spec(name: str) -> EngineSpec:
-    """Look up an engine by name."""
-    key = name.strip().lower().replace(".", "").replace("-", "")
-    aliases = {"tensorrtllm": "trtllm", "llama": "llamacpp", "transformers": "hf"}
-    key = aliases.get(key, key)
-    if key not in ENGINES:
-        raise UnknownNameError(f"unknown engine {name!r}; {did_you_mean(name, ENGINE_NAMES)}")
-    return ENGINES[key]
+    """Look up an engine by name (a few spellings accepted)."""
+    key = name.strip().lower().replace(".", "").replace("_", "")
+    key = _ALIASES.get(key, key.replace("-", ""))
+    table = engines()
+    if key not in table:
+        raise UnknownNameError(f"unknown engine {name!r}; {did_you_mean(name, table)}")
+    return table[key]
 
 
 def default_engine_for(vendor: str) -> EngineSpec:
     """The engine a user of this vendor's hardware most likely runs."""
-    return ENGINES["llamacpp"] if vendor == "apple" else ENGINES["vllm"]
+    return engines()["llamacpp" if vendor == "apple" else "vllm"]
 
 
 def check_engine_runs(engine: EngineSpec, vendor: str, gpu_name: str) -> None:
@@ -122,5 +117,5 @@ def check_engine_runs(engine: EngineSpec, vendor: str, gpu_name: str) -> None:
     if vendor not in engine.vendors:
         raise SpecplanError(
             f"{engine.label} does not run on {gpu_name} ({vendor}); engines for it: "
-            + ", ".join(e.name for e in ENGINES.values() if vendor in e.vendors)
+            + ", ".join(e.name for e in engines().values() if vendor in e.vendors)
         )

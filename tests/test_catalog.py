@@ -12,7 +12,7 @@ from planner.catalog.lookup import find_gpu, find_model
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.errors import CatalogError
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parent.parent / "planner" / "data"
 GPUS = list(hardware_catalog())
 MODELS = list(model_catalog())
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from planner.catalog.lookup import find_gpu
 from planner.catalog.precisions import kv_format, weight_format
 from planner.catalog.schemas import GpuSpec
-from planner.engines import ENGINES
+from planner.engines import engines
 from planner.memory import (
     FitRequest,
     draft_tp_degree,
@@ -42,7 +42,7 @@ def apple() -> GpuSpec:
 
 
 def _req(model, gpu, engine="vllm", **kw) -> FitRequest:
-    base = dict(target=model, gpu=gpu, engine=ENGINES[engine], precision=weight_format("bf16"),
+    base = dict(target=model, gpu=gpu, engine=engines()[engine], precision=weight_format("bf16"),
                 kv=kv_format("fp16"), batch=1, context=4096)
     base.update(kw)
     return FitRequest(**base)
@@ -79,8 +79,8 @@ def test_layer_split_puts_whole_layers_on_a_gpu(llama31_8b, h100):
     one = memory_breakdown(_req(llama31_8b, h100, engine="llamacpp", precision=weight_format("q8_0")))
     three = memory_breakdown(_req(llama31_8b, h100, engine="llamacpp", precision=weight_format("q8_0"), gpus=3))
     assert three.kv_cache == pytest.approx(one.kv_cache * 11 / 32)
-    assert 3 in valid_group_sizes(llama31_8b, ENGINES["llamacpp"], h100)
-    assert 3 not in valid_group_sizes(llama31_8b, ENGINES["vllm"], h100)  # 32 heads not divisible by 3
+    assert 3 in valid_group_sizes(llama31_8b, engines()["llamacpp"], h100)
+    assert 3 not in valid_group_sizes(llama31_8b, engines()["vllm"], h100)  # 32 heads not divisible by 3
 
 
 def test_llamacpp_keeps_input_embedding_on_host(llama31_8b, h100):
@@ -107,7 +107,7 @@ def test_unified_memory_keeps_macos_share(llama31_8b, apple):
     b = memory_breakdown(_req(llama31_8b, apple, engine="llamacpp", precision=weight_format("q4_k_m")))
     assert b.runtime_reserve == pytest.approx(0.3 * GIB + 0.25 * 64 * GIB)
     assert unified_memory_gpu_fraction(16) == pytest.approx(2 / 3)
-    assert valid_group_sizes(llama31_8b, ENGINES["llamacpp"], apple) == [1]
+    assert valid_group_sizes(llama31_8b, engines()["llamacpp"], apple) == [1]
 
 
 def test_limits_are_tight(llama31_8b, h100):

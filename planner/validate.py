@@ -1,0 +1,307 @@
+"""Compare the cost model with published measurements (planner/data/measurements.yaml).
+
+Two kinds of rows are checked:
+* decode throughput (section A): single-stream tokens/s of a model on a GPU group;
+* speculative speedup (section B): rows that name a catalogued draft model and give
+  k and an acceptance figure (per-token alpha, accepted/proposed rate, or mean
+  accepted tokens per round).
+Rows the model cannot express (EAGLE/Medusa heads, n-gram lookup, unknown hardware)
+are listed as skipped with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from planner.catalog.lookup import find_gpu, find_model
+from planner.catalog.precisions import WeightFormat, weight_format
+from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.costmodel import decode_cost, device_profile, model_profile, roofline_decode_s, verify_cost
+from planner.catalog.precisions import kv_format
+from planner.engines import EngineSpec, engine_spec
+from planner.errors import SpecplanError, UnknownNameError
+from planner import speedup as sp
+
+__all__ = ["Check", "ValidationReport", "load_measurements", "validate", "median_abs_error"]
+
+# Model names in the sources that are catalogued under another id with the same architecture.
+_SAME_ARCHITECTURE = {
+    "meta-llama-3-8b": "llama-3.1-8b",  # Llama 3 and 3.1: identical shapes; 3.1 adds long-context RoPE
+    "meta-llama-3-70b": "llama-3.1-70b",
+    "llama3-70b": "llama-3.1-70b",
+    "llama-2-7b": "meta-llama/Llama-2-7b-hf",
+    "llama-2-13b": "meta-llama/Llama-2-13b-hf",
+    "llama-2-70b": "meta-llama/Llama-2-70b-hf",
+    "llama2-chat-13b": "meta-llama/Llama-2-13b-hf",
+}
+# gpt-fast's int4 weight-only quantisation: 4 bits + bf16 scale and zero per group of 32.
+_GPTFAST_INT4_G32 = WeightFormat(
+    name="int4-g32", bits_per_weight=4 + 32 / 32, compute_dtype="fp16", kind="int-quant",
+    source="pytorch-labs/gpt-fast quantize.py: groupwise int4, bf16 scales_and_zeros per 32 weights",
+)
+# gpt-fast's int8 weight-only quantisation: per-channel scales, matmuls in bf16.
+_GPTFAST_INT8_WO = WeightFormat(
+    name="int8-weight-only", bits_per_weight=8, compute_dtype="fp16", kind="int-quant",
+    source="pytorch-labs/gpt-fast quantize.py: WeightOnlyInt8QuantHandler, per-channel bf16 scales",
+)
+_ENGINE_WORDS = (("llama.cpp", "llamacpp"), ("llama-speculative", "llamacpp"), ("gpt-fast", "gptfast"),
+                 ("lmdeploy", "trtllm"), ("turbomind", "trtllm"), ("vllm", "vllm"), ("sglang", "sglang"),
+                 ("spec-bench", "hf"))
+_SPECBENCH_SPS_K = 5  # transformers assisted generation starts at num_assistant_tokens=5 (heuristic schedule)
+_DEFAULT_CONTEXT = 256  # tokens cached on average when a source gives no prompt/output lengths
+
+
+@dataclass(frozen=True)
+class Check:
+    """One compared figure."""
+
+    row: str
+    kind: str  # "decode" (tokens/s) or "speedup"
+    what: str
+    measured: float
+    predicted: float
+    roofline: float | None = None
+    note: str = ""
+
+    @property
+    def error(self) -> float:
+        """Signed relative error of the prediction, (predicted - measured) / measured."""
+        return (self.predicted - self.measured) / self.measured
+
+    @property
+    def roofline_error(self) -> float | None:
+        """Signed relative error of the pure roofline prediction."""
+        return None if self.roofline is None else (self.roofline - self.measured) / self.measured
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """All checks plus the rows that could not be modelled."""
+
+    checks: tuple[Check, ...]
+    skipped: tuple[tuple[str, str], ...]
+
+    def of_kind(self, kind: str) -> list[Check]:
+        """Checks of one kind."""
+        return [c for c in self.checks if c.kind == kind]
+
+
+def median_abs_error(values: list[float]) -> float:
+    """Median of |relative error| (NaN for an empty list)."""
+    return float(np.median(np.abs(values))) if values else float("nan")
+
+
+def load_measurements(path: str | Path | None = None) -> dict[str, Any]:
+    """The published measurements (the packaged copy unless a path is given)."""
+    text = Path(path).read_text(encoding="utf-8") if path else (files("planner") / "data" / "measurements.yaml").read_text(encoding="utf-8")
+    doc = yaml.safe_load(text)
+    if not isinstance(doc, dict):
+        raise SpecplanError(f"{path or 'measurements.yaml'}: expected a mapping with sections A_/B_")
+    return doc
+
+
+def _clean(name: str) -> str:
+    name = re.sub(r"\(.*?\)", "", name)
+    return re.sub(r"\s+", " ", name).strip()
+
+
+@lru_cache(maxsize=None)
+def _model(name: str) -> ModelSpec:
+    base = _clean(name)
+    dashed = base.replace(" ", "-")
+    # Chat/instruct fine-tunes share the base model's architecture and tokenizer.
+    bare = re.sub(r"-(instruct|chat|hf)$", "", dashed, flags=re.I)
+    candidates = [base, dashed, bare, bare.lower(), _SAME_ARCHITECTURE.get(bare.lower(), "")]
+    for cand in filter(None, candidates):
+        try:
+            return find_model(cand).spec
+        except UnknownNameError:
+            continue
+    raise UnknownNameError(f"model {name!r} is not in the catalogue")
+
+
+@lru_cache(maxsize=None)
+def _gpu(name: str) -> GpuSpec:
+    base = _clean(name)
+    without_memory = re.sub(r"\s*\d+\s*GB$", "", base)
+    without_cores = re.sub(r"\s*\d+-Core GPU.*$", "", without_memory)
+    bare = re.sub(r"^(NVIDIA|AMD|Apple)\s+", "", without_cores)
+    for cand in dict.fromkeys((base, without_memory, without_cores, bare, bare.replace(" ", "-"))):
+        try:
+            gpu = find_gpu(cand)
+        except UnknownNameError:
+            continue
+        return _one_gcd(gpu) if "one GCD" in name else gpu
+    raise UnknownNameError(f"hardware {name!r} is not in the catalogue")
+
+
+def _one_gcd(gpu: GpuSpec) -> GpuSpec:
+    """Half of a two-die MI250X: one GCD is what a single process sees."""
+    halve = ("memory_gib", "memory_bandwidth_gb_s", "fp32_tflops", "fp16_tensor_tflops", "int8_tensor_tops", "tdp_w")
+    return gpu.model_copy(update={f: getattr(gpu, f) / 2 for f in halve if getattr(gpu, f) is not None})
+
+
+def _format(quant: str | None) -> WeightFormat:
+    q = (quant or "fp16").lower()
+    if "int4" in q and "32" in q:
+        return _GPTFAST_INT4_G32
+    if q.startswith("int8"):
+        return _GPTFAST_INT8_WO if "weight-only" in q else weight_format("int8")
+    if q in {"f16", "fp16", "base", "bf16"} or "unquantized" in q:
+        return weight_format("fp16")
+    return weight_format(q.split()[0])
+
+
+def _engine(label: str | None) -> EngineSpec:
+    text = (label or "spec-bench").lower()
+    for word, name in _ENGINE_WORDS:
+        if word in text:
+            return engine_spec(name)
+    return engine_spec("hf")
+
+
+def _decode_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: EngineSpec, gpus: int,
+                  context: float, sampling: bool) -> float:
+    shard = gpus if engine.parallelism == "tensor" else 1
+    profile = model_profile(model, fmt, kv_format("fp16"), shard)
+    device = device_profile(gpu, engine, gpus, host_sampling=sampling)
+    return 1.0 / float(decode_cost(profile, device, 1, context).total_s)
+
+
+def _roofline_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, gpus: int, tensor: bool, context: float) -> float:
+    profile = model_profile(model, fmt, kv_format("fp16"), gpus if tensor else 1)
+    return 1.0 / roofline_decode_s(profile, gpu, context)
+
+
+def _decode_points(row: dict[str, Any]) -> list[tuple[str, float, float]]:
+    """(label, measured tokens/s, mean context) for each figure a section-A row gives."""
+    if isinstance(row.get("tg_tok_s"), dict):
+        # llama-bench "tg N" averages N generated tokens from an empty cache.
+        return [(f"tg{k[1:]}", float(v), int(k[1:]) / 2) for k, v in row["tg_tok_s"].items() if v is not None]
+    if row.get("decode_tok_s") is not None:
+        return [("decode", float(row["decode_tok_s"]), _DEFAULT_CONTEXT)]
+    if row.get("output_throughput_tok_s") is not None:
+        ctx = row.get("prompt_tokens", 0) + row.get("output_tokens", 0) / 2
+        return [("decode", float(row["output_throughput_tok_s"]), ctx)]
+    return []
+
+
+def _check_decode(row: dict[str, Any]) -> list[Check]:
+    model, gpu, engine = _model(row["model"]), _gpu(row["hardware"]), _engine(row.get("engine"))
+    fmt, gpus = _format(row.get("quant")), int(row.get("n_gpus", 1))
+    tensor = engine.parallelism == "tensor"
+    sampling = "llama-bench" not in str(row.get("engine"))  # llama-bench times the forward pass only
+    out = []
+    for label, measured, ctx in _decode_points(row):
+        out.append(Check(
+            row=row["id"], kind="decode", what=f"{model.id} {fmt.name} {gpus}x{gpu.id} {engine.name} {label}",
+            measured=measured, predicted=_decode_tok_s(model, fmt, gpu, engine, gpus, ctx, sampling),
+            roofline=_roofline_tok_s(model, fmt, gpu, gpus, tensor, ctx),
+        ))
+    return out
+
+
+def _acceptance(row: dict[str, Any], k: int) -> float:
+    """Per-token alpha from whichever acceptance figure the row gives."""
+    if row.get("alpha") is not None:
+        return float(row["alpha"])
+    if row.get("acceptance_rate") is not None:
+        return float(sp.alpha_from_acceptance_rate(float(row["acceptance_rate"]), k))
+    mean = row.get("mean_accepted_tokens") or row.get("mean_accepted_length") or row.get("mean_accepted_per_round")
+    if mean is None:
+        raise SpecplanError("no acceptance figure")
+    return _alpha_from_mean_length(float(mean), k)
+
+
+def _alpha_from_mean_length(mean: float, k: int) -> float:
+    """Invert E[L](alpha, k) = mean (tokens per round) by bisection."""
+    lo, hi = 0.0, 1.0
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if sp.expected_accepted_length(mid, k) < mean else (lo, mid)
+    return (lo + hi) / 2
+
+
+def _measured_speedup(row: dict[str, Any]) -> float:
+    if row.get("tok_s_spec") and row.get("tok_s_baseline"):
+        return float(row["tok_s_spec"]) / float(row["tok_s_baseline"])
+    value = row.get("speedup_overall", row.get("speedup_reported"))
+    if isinstance(value, (int, float)):
+        return float(value)
+    raise SpecplanError("no numeric speedup")
+
+
+def _draft_name(row: dict[str, Any]) -> str:
+    draft = str(row.get("draft") or "")
+    if "SpS" in str(row.get("method")) or "vicuna-68m" in draft.lower() or "MCSD" in draft:
+        return "double7/vicuna-68m"  # Spec-Bench's SpS draft
+    return re.split(r"\s+(?:Q\d|\(|-ngl)", draft)[0]
+
+
+def _check_speedup(row: dict[str, Any]) -> Check:
+    target = _model(re.sub(r"\s+(Q\d\S*|int4.*|fp16)$", "", str(row["target"]), flags=re.I))
+    draft = _model(_draft_name(row))
+    gpu, engine = _gpu(str(row["hardware"])), _engine(row.get("engine") or row.get("method"))
+    k = int(row["k"]) if row.get("k") else _SPECBENCH_SPS_K
+    note = "" if row.get("k") else f"k={k}: Spec-Bench SpS runs transformers' default num_assistant_tokens"
+    fmt = _format(row.get("precision") or _quant_in(str(row["target"])))
+    dfmt = _format(_quant_in(str(row.get("draft"))) or row.get("precision"))
+    alpha = _acceptance(row, k)
+    dev = device_profile(gpu, engine, 1)
+    tp, dp = model_profile(target, fmt, kv_format("fp16")), model_profile(draft, dfmt, kv_format("fp16"))
+    t_t = float(decode_cost(tp, dev, 1, _DEFAULT_CONTEXT).total_s)
+    t_d = float(decode_cost(dp, dev, 1, _DEFAULT_CONTEXT).total_s)
+    t_v = float(verify_cost(tp, dev, k, 1, _DEFAULT_CONTEXT).total_s)
+    predicted = float(sp.speedup(alpha, k, t_d / t_t, t_v / t_t))
+    # A pure roofline prices the draft by its bytes alone (c = bytes ratio) and verification as free.
+    c_roof = roofline_decode_s(dp, gpu, _DEFAULT_CONTEXT) / roofline_decode_s(tp, gpu, _DEFAULT_CONTEXT)
+    return Check(row=row["id"], kind="speedup", what=f"{target.id} + {draft.id} k={k} alpha={alpha:.3f} on {gpu.id} {engine.name}",
+                 measured=_measured_speedup(row), predicted=predicted, roofline=float(sp.speedup(alpha, k, c_roof, 1.0)),
+                 note=note)
+
+
+def _quant_in(text: str) -> str | None:
+    m = re.search(r"\b(Q\d_K_[SML]|Q\d_K|Q\d_0|F16|BF16|int4|int8)\b", text, flags=re.I)
+    return m.group(1) if m else None
+
+
+def validate(doc: dict[str, Any] | None = None) -> ValidationReport:
+    """Predict every usable published row and compare."""
+    doc = doc if doc is not None else load_measurements()
+    checks: list[Check] = []
+    skipped: list[tuple[str, str]] = []
+    for row in doc.get("A_decode_throughput", []):
+        try:
+            checks.extend(_check_decode(row))
+        except SpecplanError as exc:
+            skipped.append((row.get("id", "?"), str(exc)))
+    for row in doc.get("B_speculative_decoding", []):
+        reason = _unmodelled(row)
+        if reason:
+            skipped.append((row.get("id", "?"), reason))
+            continue
+        try:
+            checks.append(_check_speedup(row))
+        except SpecplanError as exc:
+            skipped.append((row.get("id", "?"), str(exc)))
+    return ValidationReport(tuple(checks), tuple(skipped))
+
+
+def _unmodelled(row: dict[str, Any]) -> str | None:
+    method = str(row.get("method", "")).lower()
+    if not ("draft" in method or "sps" in method or "speculative sampling" in method):
+        return f"method {row.get('method')!r} is not a separate draft model"
+    if row.get("draft") is None or "not stated" in str(row.get("draft")) or "not named" in str(row.get("draft")):
+        return "draft model not named"
+    if not any(row.get(f) is not None for f in ("alpha", "acceptance_rate", "mean_accepted_tokens",
+                                                   "mean_accepted_length", "mean_accepted_per_round")):
+        return "no acceptance figure (alpha, accepted/proposed or mean accepted length)"
+    return None
