@@ -14,14 +14,15 @@ of configurations in one call.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner.catalog.precisions import KvFormat, WeightFormat
 from planner.catalog.schemas import GpuSpec, ModelSpec
-from planner.engines import CostDefaults, EngineSpec
+from planner.engines import EngineSpec
 from planner.footprint import dense_mlp_params, kv_elements_per_token_per_layer, parameter_counts, weight_bytes
 from planner.units import GB, MICRO, NANO, TERA
 
@@ -29,6 +30,8 @@ __all__ = [
     "ModelProfile",
     "DeviceProfile",
     "PassCost",
+    "DTYPES",
+    "stack_profiles",
     "model_profile",
     "device_profile",
     "peak_tflops",
@@ -39,6 +42,7 @@ __all__ = [
     "roofline_decode_s",
 ]
 
+DTYPES = ("fp16", "fp8", "int8", "fp4")  # tensor-core paths a weight format can run on
 _ACT_BYTES = 2  # activations exchanged between GPUs in bf16/fp16
 _ALLREDUCES_PER_LAYER = 2  # after attention and after the MLP (Megatron-style tensor parallel)
 _FLOPS_PER_MAC = 2
@@ -74,22 +78,45 @@ class ModelProfile:
     flops_per_token: float  # 2 x active parameters on the GPU, flops per new token
     attn_flops_per_token_ctx: float  # attention flops per new token per cached token
     quantized: bool
-    compute_dtype: str
+    dtype_index: int  # position of the tensor path in DTYPES (fp16, fp8, int8, fp4)
     shard: int  # GPUs the model's matrices are split over (tensor parallel), else 1
 
 
 @dataclass(frozen=True)
 class DeviceProfile:
-    """What the GPU group and engine give a pass: bandwidth, compute, overheads."""
+    """What the GPU group and engine give a pass: bandwidth, compute, overheads (SI units)."""
 
     bandwidth_bytes_s: float
-    peak_flops: dict[str, float]
-    cost: CostDefaults
+    peak_flops: tuple[float, float, float, float]  # dense peak per tensor path, in DTYPES order
+    eta_mem: float
+    eta_mem_quant: float
+    eta_kv: float
+    eta_compute: float
+    tau_layer_s: float
+    tau_step_s: float
+    sampling_s_per_vocab: float
+    link_latency_s: float
     gpus: int
-    parallelism: str
     link_bytes_s: float
     hop_latency_s: float
-    host_sampling: bool = True  # False for kernel-only benchmarks (llama-bench) that never sample
+    tensor_parallel: bool
+
+
+def stack_profiles(profiles: list[Any], shape: tuple[int, ...]) -> Any:
+    """Stack ModelProfiles or DeviceProfiles field by field into arrays of ``shape``.
+
+    The cost functions broadcast, so a search puts candidates on one axis and
+    GPUs on another and prices every combination in one call.
+    """
+    cls = type(profiles[0])
+    arrays = {}
+    for f in fields(cls):
+        values = [getattr(p, f.name) for p in profiles]
+        if f.name == "peak_flops":
+            arrays[f.name] = tuple(np.reshape([v[i] for v in values], shape) for i in range(len(DTYPES)))
+        else:
+            arrays[f.name] = np.reshape(np.asarray(values), shape)
+    return cls(**arrays)
 
 
 @dataclass(frozen=True)
@@ -168,46 +195,55 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
         kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=m.sliding_window_tokens or 0,
         flops_per_token=_FLOPS_PER_MAC * counts.streamed_per_token / shard,
         attn_flops_per_token_ctx=_ATTN_FLOPS_PER_CTX * m.num_layers * heads * m.head_dim / shard,
-        quantized=_dequantising(fmt), compute_dtype=fmt.compute_dtype, shard=shard,
+        quantized=_dequantising(fmt), dtype_index=DTYPES.index(fmt.compute_dtype), shard=shard,
     )
 
 
 def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_sampling: bool = True) -> DeviceProfile:
-    """The GPU group as the cost model sees it."""
-    peaks = {d: peak_tflops(gpu, d) * TERA for d in ("fp16", "fp8", "int8", "fp4")}
+    """The GPU group as the cost model sees it.
+
+    ``host_sampling`` False drops the per-token sampling cost, for kernel-only
+    benchmarks (llama-bench) that never sample.
+    """
+    c = engine.cost_for(gpu.memory_class)
     return DeviceProfile(
-        bandwidth_bytes_s=gpu.memory_bandwidth_gb_s * GB, peak_flops=peaks, cost=engine.cost_for(gpu.memory_class),
-        gpus=gpus, parallelism=engine.parallelism, link_bytes_s=gpu.interconnect.unidirectional_gb_s * GB,
-        hop_latency_s=_HOP_LATENCY_US[gpu.interconnect.kind] * MICRO, host_sampling=host_sampling,
+        bandwidth_bytes_s=gpu.memory_bandwidth_gb_s * GB,
+        peak_flops=tuple(peak_tflops(gpu, d) * TERA for d in DTYPES),  # type: ignore[arg-type]
+        eta_mem=c.eta_mem, eta_mem_quant=c.eta_mem_quant, eta_kv=c.eta_kv, eta_compute=c.eta_compute,
+        tau_layer_s=c.tau_layer_us * MICRO, tau_step_s=c.tau_step_us * MICRO,
+        sampling_s_per_vocab=c.sampling_ns_per_vocab * NANO if host_sampling else 0.0,
+        link_latency_s=c.link_latency_us * MICRO, gpus=gpus,
+        # Parts without a link run alone; an infinite link keeps the (zero) traffic term finite.
+        link_bytes_s=gpu.interconnect.unidirectional_gb_s * GB or np.inf,
+        hop_latency_s=_HOP_LATENCY_US[gpu.interconnect.kind] * MICRO,
+        tensor_parallel=engine.parallelism == "tensor",
     )
 
 
-def expected_experts_touched(num_experts: int, experts_per_token: int, tokens: ArrayLike) -> NDArray[np.float64]:
+def expected_experts_touched(num_experts: ArrayLike, experts_per_token: ArrayLike, tokens: ArrayLike) -> NDArray[np.float64]:
     """Expected distinct experts one MoE layer reads for ``tokens`` routed tokens (uniform top-k).
 
     Each token picks k of E experts; an expert stays unread with probability (1 - k/E)^T.
     """
     t = np.asarray(tokens, dtype=np.float64)
-    return num_experts * (1.0 - (1.0 - experts_per_token / num_experts) ** t)
+    e = np.maximum(num_experts, 1)  # dense models (E = 0) touch nothing here
+    return np.where(np.asarray(num_experts) > 0, e * (1.0 - (1.0 - experts_per_token / e) ** t), 0.0)
 
 
 def _kv_read_bytes(p: ModelProfile, context: NDArray[np.float64]) -> NDArray[np.float64]:
     """KV bytes one sequence reads per pass at ``context`` cached tokens."""
-    window = np.minimum(context, p.window_tokens) if p.window_tokens else 0.0
+    window = np.minimum(context, p.window_tokens)  # window bytes are 0 for models without one
     return p.kv_bytes_per_token_full * context + p.kv_bytes_per_token_window * window
 
 
 def _comm_s(p: ModelProfile, d: DeviceProfile, tokens: NDArray[np.float64]) -> NDArray[np.float64]:
     """GPU-to-GPU time of one pass: ring all-reduces (tensor parallel) or layer hand-offs."""
-    if d.gpus == 1:
-        return np.zeros_like(tokens)
     size = tokens * p.hidden * _ACT_BYTES
-    latency = d.cost.link_latency_us * MICRO
-    if d.parallelism == "tensor":
-        steps = 2 * (d.gpus - 1)  # ring all-reduce: reduce-scatter then all-gather
-        per_allreduce = steps / d.gpus * size / d.link_bytes_s + latency + steps * d.hop_latency_s
-        return _ALLREDUCES_PER_LAYER * p.layers * per_allreduce
-    return (d.gpus - 1) * (size / d.link_bytes_s + latency + d.hop_latency_s)
+    steps = 2 * (d.gpus - 1)  # ring all-reduce: reduce-scatter then all-gather
+    per_allreduce = steps / d.gpus * size / d.link_bytes_s + d.link_latency_s + steps * d.hop_latency_s
+    tensor = _ALLREDUCES_PER_LAYER * p.layers * per_allreduce
+    layer_split = (d.gpus - 1) * (size / d.link_bytes_s + d.link_latency_s + d.hop_latency_s)
+    return np.where(d.gpus > 1, np.where(d.tensor_parallel, tensor, layer_split), 0.0)
 
 
 def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: ArrayLike, new_tokens: ArrayLike) -> PassCost:
@@ -219,20 +255,16 @@ def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: Arra
     """
     b, ctx, n = (np.asarray(x, dtype=np.float64) for x in (batch, context, new_tokens))
     tokens = b * n
-    c = d.cost
-    weights = p.dense_weight_bytes + (
-        p.expert_bytes * expected_experts_touched(p.num_experts, p.experts_per_token, tokens) if p.num_experts else 0.0
-    )
+    weights = p.dense_weight_bytes + p.expert_bytes * expected_experts_touched(p.num_experts, p.experts_per_token, tokens)
     kv = b * (_kv_read_bytes(p, ctx) + n * (p.kv_bytes_per_token_full + p.kv_bytes_per_token_window))
-    eta = c.eta_mem_quant if p.quantized else c.eta_mem
+    eta = np.where(p.quantized, d.eta_mem_quant, d.eta_mem)
     flops = tokens * (p.flops_per_token + p.attn_flops_per_token_ctx * ctx)
-    overhead = (p.layers * c.tau_layer_us + c.tau_step_us) * MICRO
-    if d.host_sampling:
-        overhead = overhead + tokens * p.vocab * c.sampling_ns_per_vocab * NANO
+    peak = np.choose(p.dtype_index, d.peak_flops)
+    overhead = p.layers * d.tau_layer_s + d.tau_step_s + tokens * p.vocab * d.sampling_s_per_vocab
     return PassCost(
         weights_s=weights / (d.bandwidth_bytes_s * eta) + np.zeros_like(tokens),
-        kv_s=kv / (d.bandwidth_bytes_s * c.eta_kv),
-        compute_s=flops / (d.peak_flops[p.compute_dtype] * c.eta_compute),
+        kv_s=kv / (d.bandwidth_bytes_s * d.eta_kv),
+        compute_s=flops / (peak * d.eta_compute),
         comm_s=_comm_s(p, d, tokens),
         overhead_s=overhead + np.zeros_like(tokens),
     )
