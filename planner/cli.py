@@ -59,21 +59,45 @@ def main() -> None:
     """Plan speculative-decoding deployments: catalogues, VRAM fit, speed and configs."""
 
 
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Apply a list of click options in reading order."""
+
+    def wrap(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return wrap
+
+
+_hardware = _options(
+    click.option("--target", required=True, help="Target model: catalogue name or a folder/config.json."),
+    click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
+    click.option("--gpus", type=int, default=1, show_default=True,
+                 help="GPUs in the group (tensor parallel or layer split)."),
+    click.option("--precision", default=None,
+                 help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
+    click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0."),
+    click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences."),
+    click.option("--context", type=int, default=4096, show_default=True, help="Tokens per sequence (prompt + output)."),
+    click.option("--engine", default="auto", show_default=True,
+                 help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
+    click.option("--memory-gib", type=float, default=None,
+                 help="Memory of one GPU if not the catalogue's (Apple: your configuration)."),
+)
+_draft = _options(
+    click.option("--draft", default=None, help="Draft model: catalogue name or a folder/config.json."),
+    click.option("--draft-precision", default=None, help="Draft weight format (default: the target's)."),
+    click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
+)
+_task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
+                     show_default=True, help="Workload, for the alpha prior.")
+
+
 @main.command()
-@click.option("--target", required=True, help="Target model: catalogue name or a folder/config.json.")
-@click.option("--draft", default=None, help="Draft model: catalogue name or a folder/config.json.")
-@click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`).")
-@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs in the group (tensor parallel or layer split).")
-@click.option("--precision", default=None, help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m).")
-@click.option("--draft-precision", default=None, help="Draft weight format (default: the target's).")
-@click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences.")
-@click.option("--context", type=int, default=4096, show_default=True, help="Tokens per sequence (prompt + output).")
-@click.option("--engine", default="auto", show_default=True,
-              help="vllm, sglang, trtllm, llamacpp, hf (auto: vllm; llamacpp on Apple).")
+@_hardware
+@_draft
 @click.option("--k", "k", type=int, default=5, show_default=True, help="Draft tokens per round (verify buffers).")
-@click.option("--memory-gib", type=float, default=None, help="Memory of one GPU if not the catalogue's (Apple: your configuration).")
-@click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's.")
 @_format_option
 def fit(fmt: str, **flags: Any) -> int:
     """Will the target (and draft) fit in GPU memory? Exit 0 if it fits, 1 if not."""
@@ -85,6 +109,59 @@ def fit(fmt: str, **flags: Any) -> int:
     data = fit_to_dict(fit_report(request, warnings))
     _emit(data, fmt, print_fit_table)
     return 0 if data["fits"] else EXIT_DOES_NOT_FIT
+
+
+@main.command()
+@_hardware
+@_draft
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
+@click.option("--alpha", type=float, default=None, help="Per-token acceptance probability, 0..1.")
+@click.option("--acceptance-rate", type=float, default=None,
+              help="Accepted / proposed draft tokens as servers report it, 0..1 (needs the --k it was measured at).")
+@_task
+@_format_option
+def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str, **flags: Any) -> int:
+    """Predict pass times, c, r, alpha, speedup and best k for one configuration."""
+    from planner.outputs.plan_view import estimate_to_dict, print_estimate
+    from planner.plan import EstimateInputs
+    from planner.plan import estimate as run_estimate
+    from planner.requests import FitInputs
+
+    fit_inputs = FitInputs(**flags, **({"k": k} if k is not None else {}))
+    result = run_estimate(EstimateInputs(fit_inputs, k_given=k is not None, alpha=alpha,
+                                         acceptance_rate=acceptance_rate, task=task))
+    data = estimate_to_dict(result)
+    _emit(data, fmt, print_estimate)
+    return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT
+
+
+@main.command()
+@_hardware
+@_task
+@click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency",
+              show_default=True, help="Rank by tokens/s per sequence, total tokens/s, or tokens per dollar.")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows to show.")
+@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
+@click.option("--alpha", type=float, default=None, help="Per-token alpha for every draft (default: each draft's prior).")
+@_format_option
+def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float | None, alpha: float | None,
+              **flags: Any) -> int:
+    """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row)."""
+    from planner.outputs.plan_view import print_recommendation, recommendation_to_dict
+    from planner.plan import RecommendInputs
+    from planner.plan import recommend as run_recommend
+    from planner.requests import FitInputs
+
+    if alpha is not None:
+        from planner.speedup import check_alpha
+
+        check_alpha(alpha)
+    rows, warnings = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
+                                                   top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha))
+    question = {k: flags[k] for k in ("target", "gpu", "gpus", "batch", "context", "engine")} | {
+        "task": task, "objective": objective}
+    _emit(recommendation_to_dict(rows, warnings, question), fmt, print_recommendation)
+    return 0
 
 
 @main.command()

@@ -50,6 +50,7 @@ class EngineSpec(Frozen):
     weight_formats: tuple[str, ...]
     kv_formats: tuple[str, ...]
     default_weight_format: str
+    draft_precisions: tuple[str, ...] = Field(description="draft formats the recommendation search tries")
     parallelism: Literal["tensor", "layer"] = Field(
         description="multi-GPU mode: tensor parallel (weights and bandwidth split) or layer split"
     )

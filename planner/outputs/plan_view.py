@@ -1,0 +1,104 @@
+"""Present estimates and recommendations: JSON-ready dicts and tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.outputs.fit_view import fit_to_dict
+from planner.outputs.render import console
+from planner.plan import Candidate, Estimate, candidate_to_dict
+from planner.units import MILLI
+
+__all__ = ["estimate_to_dict", "print_estimate", "recommendation_to_dict", "print_recommendation"]
+
+
+def _ms(seconds: Any) -> float:
+    return round(float(seconds) / MILLI, 4)
+
+
+def _bound(compute_bound: Any) -> str:
+    return "compute" if bool(compute_bound) else "memory"
+
+
+def estimate_to_dict(e: Estimate) -> dict[str, Any]:
+    """The estimate as JSON-ready data (times in ms, rates in tokens/s per sequence)."""
+    p, req = e.prices, e.fit.request
+    has_draft = e.alpha is not None
+    return {
+        "target": req.target.id, "draft": req.draft.id if req.draft else None, "gpu": req.gpu.id, "gpus": req.gpus,
+        "engine": req.engine.name, "batch": req.batch, "context": req.context,
+        "t_target_ms": _ms(p.t_target_s),
+        "t_draft_ms": _ms(p.t_draft_s) if has_draft else None,
+        "t_verify_ms": _ms(p.t_verify_s) if has_draft else None,
+        "target_tokens_per_s": round(float(p.target_tokens_per_s), 3),
+        "c": round(float(p.c), 5) if has_draft else None,
+        "k_times_c": round(float(p.c) * e.k, 5) if has_draft and e.k else None,
+        "r": round(float(p.r), 5) if has_draft else None,
+        "k": e.k,
+        "alpha": round(e.alpha.mid, 4) if e.alpha else None,
+        "alpha_low": round(e.alpha.low, 4) if e.alpha else None,
+        "alpha_high": round(e.alpha.high, 4) if e.alpha else None,
+        "alpha_source": e.alpha.source if e.alpha else None,
+        "alpha_detail": e.alpha.detail if e.alpha else None,
+        "mean_accepted_length": round(float(p.mean_accepted_length), 4) if has_draft else None,
+        "speedup": round(float(p.speedup), 4) if has_draft else 1.0,
+        "speedup_low": round(e.speedup_low, 4),
+        "speedup_high": round(e.speedup_high, 4),
+        "spec_tokens_per_s": round(float(p.spec_tokens_per_s), 3) if has_draft else None,
+        "throughput_tokens_per_s": round(float(p.spec_tokens_per_s) * req.batch, 3),
+        "best_k": e.best_k,
+        "bound": {"target": _bound(p.target_compute_bound),
+                  "draft": _bound(p.draft_compute_bound) if has_draft else None,
+                  "verify": _bound(p.verify_compute_bound) if has_draft else None},
+        "verdict": e.verdict,
+        "warnings": list(e.warnings),
+        "fit": fit_to_dict(e.fit),
+    }
+
+
+def print_estimate(d: dict[str, Any]) -> None:
+    """Human-readable estimate."""
+    out = console()
+    pair = d["target"] + (f" + draft {d['draft']}" if d["draft"] else "")
+    out.print(f"[bold]{pair}[/bold] on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, context {d['context']}")
+    out.print(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
+              f"{d['bound']['target']}-bound)")
+    if d["draft"]:
+        out.print(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per round; "
+                  f"verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}")
+        band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] == "prior" else ""
+        out.print(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}")
+        out.print(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, "
+                  f"[bold]speedup {d['speedup']:.2f}x[/bold] (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
+                  f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence")
+    fit = d["fit"]
+    out.print(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
+              f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)")
+    out.print(f"verdict: {d['verdict']}")
+    for w in d["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def recommendation_to_dict(rows: list[Candidate], warnings: tuple[str, ...], question: dict[str, Any]) -> dict[str, Any]:
+    """Ranked candidates as JSON-ready data."""
+    return {**question, "candidates": [candidate_to_dict(c) for c in rows], "warnings": list(warnings)}
+
+
+def print_recommendation(d: dict[str, Any]) -> None:
+    """Ranked candidates for people."""
+    from rich.table import Table
+
+    out = console()
+    table = Table(title=f"{d['target']} on up to {d['gpus']} x {d['gpu']} ({d['engine']}), batch {d['batch']}, "
+                        f"context {d['context']}, task {d['task']}, ranked by {d['objective']}", title_justify="left")
+    for col in ("#", "draft", "prec", "k", "GPUs", "speedup (band)", "c", "alpha", "tok/s/seq", "fits", "verdict"):
+        table.add_column(col)
+    for i, c in enumerate(d["candidates"], start=1):
+        band = f"{c['speedup']:.2f} ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})"
+        alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f} {c['alpha_source']}"
+        table.add_row(str(i), c["draft"] or "(no speculation)", c["draft_precision"] or "", str(c["k"] or ""),
+                      str(c["gpus"]), band, "" if c["c"] is None else f"{c['c']:.3f}", alpha,
+                      f"{c['tokens_per_s']:.1f}", "yes" if c["fits"] else "NO", c["verdict"])
+    out.print(table)
+    for w in d["warnings"]:
+        out.print(f"[yellow]warning:[/yellow] {w}")

@@ -1,0 +1,302 @@
+"""estimate (one configuration) and recommend (ranked search) on top of fit, cost model and priors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import numpy as np
+
+from planner import speedup as sp
+from planner.catalog.loading import model_catalog
+from planner.catalog.precisions import WeightFormat, weight_format
+from planner.catalog.schemas import ModelSpec
+from planner.costmodel import device_profile, model_profile, stack_profiles
+from planner.errors import SpecplanError
+from planner.footprint import parameter_counts
+from planner.memory import FitReport, FitRequest, draft_tp_degree, fit_report, valid_group_sizes
+from planner.priors import TASKS, alpha_prior
+from planner.requests import FitInputs, build_fit_request
+from planner.search import RoundPrices, decode_context, price_rounds
+from planner.units import BILLION, GIB
+
+__all__ = [
+    "AlphaChoice", "EstimateInputs", "Estimate", "estimate", "RecommendInputs", "Candidate", "recommend",
+    "K_SEARCH", "MIN_WORTHWHILE_SPEEDUP", "verdict", "choose_alpha", "candidate_to_dict",
+]
+
+K_SEARCH = np.arange(1, 17)  # k from 1 to 16
+MIN_WORTHWHILE_SPEEDUP = 1.05  # below this, speculation is not worth its memory and complexity
+_SMALL_DRAFT_PARAMS = 0.5 * BILLION
+_WRONG_DRAFT_ALPHA = 0.65
+_FAR_K_TAIL = 0.1  # the last drafted position is accepted less often than this
+Objective = Literal["latency", "throughput", "cost"]
+
+
+@dataclass(frozen=True)
+class AlphaChoice:
+    """The per-token alpha used, its band and where it came from."""
+
+    mid: float
+    low: float
+    high: float
+    source: Literal["user", "prior", "calibration"]
+    detail: str
+
+
+def choose_alpha(alpha: float | None, acceptance_rate: float | None, k: int | None,
+                 target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str) -> AlphaChoice:
+    """User alpha, user acceptance rate (converted at its k), or the prior band."""
+    if alpha is not None and acceptance_rate is not None:
+        raise SpecplanError("give --alpha or --acceptance-rate, not both")
+    if alpha is not None:
+        a = float(sp.check_alpha(alpha))
+        return AlphaChoice(a, a, a, "user", "per-token alpha given with --alpha")
+    if acceptance_rate is not None:
+        sp.check_alpha(acceptance_rate, "acceptance rate")
+        if k is None:
+            raise SpecplanError("--acceptance-rate is accepted/proposed at some k: give that --k too")
+        a = float(sp.alpha_from_acceptance_rate(acceptance_rate, k))
+        return AlphaChoice(a, a, a, "user", f"accepted/proposed {acceptance_rate:g} at k={k} -> per-token alpha {a:.3f}")
+    prior = alpha_prior(target, draft, draft_fmt, task)
+    return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
+
+
+@dataclass(frozen=True)
+class EstimateInputs:
+    """estimate's flags: the fit flags plus acceptance and task."""
+
+    fit: FitInputs
+    k_given: bool = False
+    alpha: float | None = None
+    acceptance_rate: float | None = None
+    task: str = "chat"
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One configuration priced: pass times, c, r, speedup band, best k and the fit."""
+
+    fit: FitReport
+    prices: RoundPrices  # arrays over K_SEARCH (or scalars without a draft)
+    k: int | None
+    alpha: AlphaChoice | None
+    speedup_low: float
+    speedup_high: float
+    best_k: int | None
+    warnings: tuple[str, ...]
+    verdict: str
+
+
+def _profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat | None, gpus: int):  # type: ignore[no-untyped-def]
+    """Target/draft profiles and devices for a g-GPU group under the request's engine."""
+    tensor = req.engine.parallelism == "tensor"
+    dtp = draft_tp_degree(replace(req, gpus=gpus))
+    tp = model_profile(req.target, req.precision, req.kv, gpus if tensor else 1)
+    device = device_profile(req.gpu, req.engine, gpus)
+    if draft is None:
+        return tp, None, device, device
+    dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1)
+    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus)
+
+
+def _check_task(task: str) -> None:
+    if task not in TASKS:
+        raise SpecplanError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
+
+
+def estimate(inp: EstimateInputs) -> Estimate:
+    """Price the target alone, or target + draft at k (best k when none is given)."""
+    _check_task(inp.task)
+    if inp.k_given:
+        sp.check_k(inp.fit.k)
+    req, fit_warnings = build_fit_request(inp.fit)
+    ctx = decode_context(req.context)
+    tp, dp, dev, ddev = _profiles(req, req.draft, req.draft_precision, req.gpus)
+    if dp is None or req.draft is None:
+        prices = price_rounds(tp, tp, dev, dev, req.batch, ctx, 1, 0.0)
+        report = fit_report(req, fit_warnings)
+        return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone")
+    choice = choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None,
+                          req.target, req.draft, req.draft_precision or req.precision, inp.task)
+    band = np.array([choice.low, choice.mid, choice.high])[:, None]
+    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
+    best = int(K_SEARCH[np.argmax(prices_band.speedup[1])])
+    k = inp.fit.k if inp.k_given else best
+    req = replace(req, k=k)
+    report = fit_report(req, fit_warnings)
+    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid)
+    low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
+    warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best))
+    text = verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch)
+    return Estimate(report, prices, k, choice, low, high, best, warnings, text)
+
+
+def _pair_warnings(draft: ModelSpec, alpha: AlphaChoice, k: int, best: int) -> list[str]:
+    out = []
+    if parameter_counts(draft).total < _SMALL_DRAFT_PARAMS:
+        out.append(f"draft {draft.id} has under 0.5B parameters: fixed per-step overheads, not its size, set its cost c")
+    if alpha.mid < _WRONG_DRAFT_ALPHA:
+        out.append(f"per-token alpha {alpha.mid:.2f} is below {_WRONG_DRAFT_ALPHA}: probably the wrong draft for this target")
+    if k > best and alpha.mid**k < _FAR_K_TAIL:
+        out.append(f"k={k} is far above what alpha {alpha.mid:.2f} supports: position {k} is accepted "
+                   f"{alpha.mid**k:.0%} of the time (best k here is {best})")
+    return out
+
+
+def verdict(fits: bool, speedup: float, c: float, r: float, alpha: float, batch: int) -> str:
+    """One sentence: does speculation pay here, and if not, why (DESIGN.md section 3)."""
+    if not fits:
+        return "does not fit: never recommended"
+    if speedup >= MIN_WORTHWHILE_SPEEDUP:
+        return f"speculation pays: {speedup:.2f}x"
+    even = float(sp.break_even_alpha(c, r))
+    if r > 1.3:
+        why = f"verification is compute-bound at batch {batch} (r = {r:.2f})"
+    elif alpha <= even:
+        why = f"alpha {alpha:.2f} is below break-even {even:.2f}"
+    else:
+        why = f"the draft costs too much (c = {c:.3f} per token)"
+    return f"do not use speculation: {speedup:.2f}x; {why}"
+
+
+# --- recommend -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecommendInputs:
+    """recommend's flags."""
+
+    fit: FitInputs
+    task: str = "chat"
+    objective: Objective = "latency"
+    top: int = 10
+    gpu_hour_usd: float | None = None
+    alpha: float | None = None  # applies to every draft; each draft's prior otherwise
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One ranked configuration (draft None = no speculation)."""
+
+    draft: str | None
+    draft_precision: str | None
+    k: int | None
+    gpus: int
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    c: float | None
+    alpha: float | None
+    alpha_source: str | None
+    fits: bool
+    headroom_gib: float
+    tokens_per_s: float  # per sequence
+    throughput_tokens_per_s: float  # all sequences
+    tokens_per_usd: float | None
+    verdict: str
+
+
+def _draft_candidates(target: ModelSpec) -> list[ModelSpec]:
+    """Catalogue models that share the target's tokenizer and are smaller."""
+    size = parameter_counts(target).total
+    return [m for m in model_catalog() if m.tokenizer == target.tokenizer and parameter_counts(m).total < size]
+
+
+def _groups(req: FitRequest, max_gpus: int) -> list[int]:
+    sizes = [g for g in valid_group_sizes(req.target, req.engine, req.gpu) if g <= max_gpus]
+    return sizes if req.engine.parallelism == "tensor" else [max(sizes)]
+
+
+def recommend(inp: RecommendInputs) -> tuple[list[Candidate], tuple[str, ...]]:
+    """Rank drafts x draft precisions x k x GPU counts (plus no speculation) for one target."""
+    _check_task(inp.task)
+    if inp.objective == "cost" and not inp.gpu_hour_usd:
+        raise SpecplanError("--objective cost needs --gpu-hour-usd (price of one GPU per hour)")
+    base, warnings = build_fit_request(replace(inp.fit, draft=None, gpus=1, draft_precision=None))
+    groups = _groups(replace(base, gpus=inp.fit.gpus), inp.fit.gpus)
+    combos = [(d, weight_format(f), g) for g in groups for d in _draft_candidates(base.target)
+              for f in base.engine.draft_precisions]
+    rows = [_no_speculation(base, g, inp) for g in groups]
+    if combos:
+        rows += _speculative_rows(base, combos, inp)
+    rows.sort(key=lambda c: (not c.fits, -_score(c, inp.objective)))
+    shown = rows[: max(inp.top, 1)]
+    if not any(c.draft is None for c in shown):
+        # The baseline is always shown, so every speedup has its reference point.
+        shown.append(next(c for c in rows if c.draft is None))
+    if not any(c.fits for c in rows):
+        alone = fit_report(replace(base, gpus=max(groups)))
+        fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"
+        warnings += (f"nothing fits on {max(groups)} x {base.gpu.id}: the target alone needs "
+                     f"{alone.breakdown.total / GIB:.1f} GiB per GPU; try {fixes}",)
+    if not _draft_candidates(base.target):
+        warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
+    return shown, warnings
+
+
+def _score(c: Candidate, objective: Objective) -> float:
+    if objective == "throughput":
+        return c.throughput_tokens_per_s
+    if objective == "cost":
+        return c.tokens_per_usd or 0.0
+    return c.tokens_per_s
+
+
+def _per_usd(throughput: float, gpus: int, inp: RecommendInputs) -> float | None:
+    return throughput * 3600 / (gpus * inp.gpu_hour_usd) if inp.gpu_hour_usd else None
+
+
+def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs) -> Candidate:
+    req = replace(base, gpus=g)
+    report = fit_report(req)
+    tp, _, dev, _ = _profiles(req, None, None, g)
+    p = price_rounds(tp, tp, dev, dev, req.batch, decode_context(req.context), 1, 0.0)
+    tps = float(p.target_tokens_per_s)
+    return Candidate(None, None, None, g, 1.0, 1.0, 1.0, None, None, None, report.fits, report.headroom_gib,
+                     tps, tps * req.batch, _per_usd(tps * req.batch, g, inp),
+                     "no speculative decoding" if report.fits else "does not fit")
+
+
+def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightFormat, int]], inp: RecommendInputs) -> list[Candidate]:
+    reports, targets, drafts, devs, ddevs, bands, sources = [], [], [], [], [], [], []
+    for draft, fmt, g in combos:
+        req = replace(base, gpus=g, draft=draft, draft_precision=fmt)
+        reports.append(fit_report(req))
+        for bucket, profile in zip((targets, drafts, devs, ddevs), _profiles(req, draft, fmt, g)):
+            bucket.append(profile)
+        choice = choose_alpha(inp.alpha, None, None, base.target, draft, fmt, inp.task)
+        bands.append((choice.low, choice.mid, choice.high))
+        sources.append(choice.source)
+    n = len(combos)
+    shape = (n, 1, 1)  # candidates x alpha band x k
+    tp_s, dp_s = stack_profiles(targets, shape), stack_profiles(drafts, shape)
+    dev_s, ddev_s = stack_profiles(devs, shape), stack_profiles(ddevs, shape)
+    alpha = np.asarray(bands).reshape(n, 3, 1)
+    p = price_rounds(tp_s, dp_s, dev_s, ddev_s, base.batch, decode_context(base.context), K_SEARCH[None, None, :], alpha)
+    best = np.argmax(p.speedup[:, 1, :], axis=1)
+    out = []
+    for i, (draft, fmt, g) in enumerate(combos):
+        j = int(best[i])
+        s = float(p.speedup[i, 1, j])
+        tps = s / float(p.t_target_s[i, 0, 0])
+        report = reports[i]
+        out.append(Candidate(
+            draft.id, fmt.name, int(K_SEARCH[j]), g, s, float(p.speedup[i, 0, j]), float(p.speedup[i, 2, j]),
+            float(p.c[i, 0, 0]), float(alpha[i, 1, 0]), sources[i], report.fits, report.headroom_gib, tps,
+            tps * base.batch, _per_usd(tps * base.batch, g, inp),
+            verdict(report.fits, s, float(p.c[i, 0, 0]), float(p.r[i, 0, j]), float(alpha[i, 1, 0]), base.batch),
+        ))
+    return out
+
+
+def candidate_to_dict(c: Candidate) -> dict[str, Any]:
+    """JSON-ready candidate."""
+    return {
+        "draft": c.draft, "draft_precision": c.draft_precision, "k": c.k, "gpus": c.gpus,
+        "speedup": round(c.speedup, 4), "speedup_low": round(c.speedup_low, 4), "speedup_high": round(c.speedup_high, 4),
+        "c": None if c.c is None else round(c.c, 5), "alpha": None if c.alpha is None else round(c.alpha, 4),
+        "alpha_source": c.alpha_source, "fits": c.fits, "headroom_gib": round(c.headroom_gib, 3),
+        "tokens_per_s": round(c.tokens_per_s, 3), "throughput_tokens_per_s": round(c.throughput_tokens_per_s, 3),
+        "tokens_per_usd": None if c.tokens_per_usd is None else round(c.tokens_per_usd, 1), "verdict": c.verdict,
+    }
