@@ -79,7 +79,8 @@ _hardware = _options(
                  help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
     click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0."),
     click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences."),
-    click.option("--context", type=int, default=4096, show_default=True, help="Tokens per sequence (prompt + output)."),
+    click.option("--context", type=int, default=None,
+                 help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
     click.option("--engine", default="auto", show_default=True,
                  help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
     click.option("--memory-gib", type=float, default=None,
@@ -156,11 +157,9 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
         from planner.speedup import check_alpha
 
         check_alpha(alpha)
-    rows, warnings = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
-                                                   top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha))
-    question = {k: flags[k] for k in ("target", "gpu", "gpus", "batch", "context", "engine")} | {
-        "task": task, "objective": objective}
-    _emit(recommendation_to_dict(rows, warnings, question), fmt, print_recommendation)
+    result = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
+                                           top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha))
+    _emit(recommendation_to_dict(result, task, objective), fmt, print_recommendation)
     return 0
 
 

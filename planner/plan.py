@@ -21,7 +21,7 @@ from planner.search import RoundPrices, decode_context, price_rounds
 from planner.units import BILLION, GIB
 
 __all__ = [
-    "AlphaChoice", "EstimateInputs", "Estimate", "estimate", "RecommendInputs", "Candidate", "recommend",
+    "AlphaChoice", "EstimateInputs", "Estimate", "estimate", "RecommendInputs", "Candidate", "Recommendation", "recommend",
     "K_SEARCH", "MIN_WORTHWHILE_SPEEDUP", "verdict", "choose_alpha", "candidate_to_dict",
 ]
 
@@ -208,7 +208,16 @@ def _groups(req: FitRequest, max_gpus: int) -> list[int]:
     return sizes if req.engine.parallelism == "tensor" else [max(sizes)]
 
 
-def recommend(inp: RecommendInputs) -> tuple[list[Candidate], tuple[str, ...]]:
+@dataclass(frozen=True)
+class Recommendation:
+    """Ranked candidates for one question (the resolved request says what was asked)."""
+
+    request: FitRequest
+    candidates: list[Candidate]
+    warnings: tuple[str, ...]
+
+
+def recommend(inp: RecommendInputs) -> Recommendation:
     """Rank drafts x draft precisions x k x GPU counts (plus no speculation) for one target."""
     _check_task(inp.task)
     if inp.objective == "cost" and not inp.gpu_hour_usd:
@@ -232,7 +241,7 @@ def recommend(inp: RecommendInputs) -> tuple[list[Candidate], tuple[str, ...]]:
                      f"{alone.breakdown.total / GIB:.1f} GiB per GPU; try {fixes}",)
     if not _draft_candidates(base.target):
         warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
-    return shown, warnings
+    return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings)
 
 
 def _score(c: Candidate, objective: Objective) -> float:

@@ -17,7 +17,9 @@ from planner.footprint import parameter_counts
 from planner.memory import DEFAULT_K, FitRequest, valid_group_sizes
 from planner.units import BILLION
 
-__all__ = ["FitInputs", "build_fit_request", "resolve_engine"]
+__all__ = ["FitInputs", "build_fit_request", "resolve_engine", "DEFAULT_CONTEXT"]
+
+DEFAULT_CONTEXT = 4096  # tokens per sequence when the user gives none
 
 
 @dataclass(frozen=True)
@@ -32,7 +34,7 @@ class FitInputs:
     draft_precision: str | None = None
     kv_precision: str | None = None
     batch: int = 1
-    context: int = 4096
+    context: int | None = None  # None: DEFAULT_CONTEXT or the target's maximum, whichever is smaller
     engine: str | None = None
     k: int = DEFAULT_K
     memory_gib: float | None = None
@@ -83,16 +85,17 @@ def _capacity(gpu: GpuSpec, memory_gib: float | None) -> float | None:
 
 def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
     """Validate the inputs and build the request; returns it with any warnings."""
-    for name, value in (("--batch", inp.batch), ("--context", inp.context), ("--gpus", inp.gpus), ("--k", inp.k)):
+    for name, value in (("--batch", inp.batch), ("--context", 1 if inp.context is None else inp.context), ("--gpus", inp.gpus), ("--k", inp.k)):
         _positive(name, value)
     gpu = find_gpu(inp.gpu)
     engine = resolve_engine(inp.engine, gpu)
     target = find_model(inp.target)
+    context = inp.context if inp.context is not None else min(DEFAULT_CONTEXT, target.spec.max_context_tokens)
     draft = find_model(inp.draft) if inp.draft else None
     warnings: list[str] = []
-    if inp.context > target.spec.max_context_tokens:
+    if context > target.spec.max_context_tokens:
         raise SpecplanError(
-            f"--context {inp.context} exceeds {target.spec.id}'s maximum of {target.spec.max_context_tokens} tokens"
+            f"--context {context} exceeds {target.spec.id}'s maximum of {target.spec.max_context_tokens} tokens"
         )
     _check_group(target, engine, gpu, inp.gpus)
     precision = _precision(inp.precision, target.checkpoint_precision or engine.default_weight_format, engine, "target")
@@ -101,13 +104,13 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
         if mismatch := check_tokenizers(target.spec, draft.spec, inp.allow_tokenizer_mismatch):
             warnings.append(mismatch)
         draft_fmt = _precision(inp.draft_precision, draft.checkpoint_precision or precision.name, engine, "draft")
-        warnings.extend(_draft_warnings(target, draft, inp.context))
+        warnings.extend(_draft_warnings(target, draft, context))
     kv = kv_format(inp.kv_precision or "fp16")
     if kv.name not in engine.kv_formats:
         raise SpecplanError(f"{engine.label} cannot store the KV cache as {kv.name}; it offers: {', '.join(engine.kv_formats)}")
     request = FitRequest(
         target=target.spec, draft=draft.spec if draft else None, gpu=gpu, engine=engine, precision=precision,
-        draft_precision=draft_fmt, kv=kv, batch=inp.batch, context=inp.context, gpus=inp.gpus, k=inp.k,
+        draft_precision=draft_fmt, kv=kv, batch=inp.batch, context=context, gpus=inp.gpus, k=inp.k,
         capacity_gib=_capacity(gpu, inp.memory_gib),
     )
     return request, tuple(warnings)

@@ -6,7 +6,7 @@ from typing import Any
 
 from planner.outputs.fit_view import fit_to_dict
 from planner.outputs.render import console
-from planner.plan import Candidate, Estimate, candidate_to_dict
+from planner.plan import Estimate, Recommendation, candidate_to_dict
 from planner.units import MILLI
 
 __all__ = ["estimate_to_dict", "print_estimate", "recommendation_to_dict", "print_recommendation"]
@@ -79,9 +79,15 @@ def print_estimate(d: dict[str, Any]) -> None:
         out.print(f"[yellow]warning:[/yellow] {w}")
 
 
-def recommendation_to_dict(rows: list[Candidate], warnings: tuple[str, ...], question: dict[str, Any]) -> dict[str, Any]:
-    """Ranked candidates as JSON-ready data."""
-    return {**question, "candidates": [candidate_to_dict(c) for c in rows], "warnings": list(warnings)}
+def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> dict[str, Any]:
+    """Ranked candidates as JSON-ready data, with the question they answer."""
+    req = rec.request
+    return {
+        "target": req.target.id, "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
+        "precision": req.precision.name, "batch": req.batch, "context": req.context, "task": task,
+        "objective": objective, "candidates": [candidate_to_dict(c) for c in rec.candidates],
+        "warnings": list(rec.warnings),
+    }
 
 
 def print_recommendation(d: dict[str, Any]) -> None:
