@@ -6,10 +6,9 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Literal
 
-import yaml
 from pydantic import Field, ValidationError
 
-from planner.catalog.loading import format_validation_error
+from planner.catalog.loading import format_validation_error, safe_load
 from planner.catalog.names import did_you_mean
 from planner.catalog.schemas import Frozen, MemoryClass
 from planner.errors import CatalogError, SpecplanError, UnknownNameError
@@ -82,7 +81,7 @@ class EngineSpec(Frozen):
 def engines() -> dict[str, EngineSpec]:
     """All engines of planner/engines.yaml, by name."""
     label = "planner/engines.yaml"
-    doc = yaml.safe_load((files("planner") / "engines.yaml").read_text(encoding="utf-8"))
+    doc = safe_load((files("planner") / "engines.yaml").read_text(encoding="utf-8"))
     out: dict[str, EngineSpec] = {}
     for position, raw in enumerate(doc["engines"], start=1):
         try:

@@ -197,6 +197,11 @@ class Candidate:
     verdict: str
 
 
+def find_model_spec(model_id: str) -> ModelSpec:
+    """A catalogue model by id."""
+    return model_catalog().index[model_id.lower()]
+
+
 def _draft_candidates(target: ModelSpec) -> list[ModelSpec]:
     """Catalogue models that share the target's tokenizer and are smaller."""
     size = parameter_counts(target).total
@@ -234,6 +239,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     if not any(c.draft is None for c in shown):
         # The baseline is always shown, so every speedup has its reference point.
         shown.append(next(c for c in rows if c.draft is None))
+    warnings += tuple(_candidate_warnings(shown))
     if not any(c.fits for c in rows):
         alone = fit_report(replace(base, gpus=max(groups)))
         fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"
@@ -242,6 +248,20 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     if not _draft_candidates(base.target):
         warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
     return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings)
+
+
+def _candidate_warnings(rows: list[Candidate]) -> list[str]:
+    """The field rules (tiny drafts, low alpha) for the drafts shown, once per draft."""
+    out: dict[str, str] = {}
+    for c in rows:
+        if c.draft is None or c.draft in out or c.alpha is None:
+            continue
+        size = parameter_counts(find_model_spec(c.draft)).total
+        if size < _SMALL_DRAFT_PARAMS:
+            out[c.draft] = f"{c.draft} has under 0.5B parameters: fixed per-step overheads, not its size, set its cost"
+        elif c.alpha < _WRONG_DRAFT_ALPHA:
+            out[c.draft] = f"{c.draft}: per-token alpha {c.alpha:.2f} is below {_WRONG_DRAFT_ALPHA}, probably the wrong draft"
+    return list(out.values())
 
 
 def _score(c: Candidate, objective: Objective) -> float:

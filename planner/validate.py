@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from planner.catalog.loading import safe_load
 from planner.catalog.lookup import find_gpu, find_model
 from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import GpuSpec, ModelSpec
@@ -102,7 +102,7 @@ def median_abs_error(values: list[float]) -> float:
 def load_measurements(path: str | Path | None = None) -> dict[str, Any]:
     """The published measurements (the packaged copy unless a path is given)."""
     text = Path(path).read_text(encoding="utf-8") if path else (files("planner") / "data" / "measurements.yaml").read_text(encoding="utf-8")
-    doc = yaml.safe_load(text)
+    doc = safe_load(text)
     if not isinstance(doc, dict):
         raise SpecplanError(f"{path or 'measurements.yaml'}: expected a mapping with sections A_/B_")
     return doc

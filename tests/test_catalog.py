@@ -210,3 +210,9 @@ def test_model_consistency_rules(tmp_path):
     folder = _write(tmp_path, {"m.yaml": text})
     with pytest.raises(CatalogError, match=r"entry 'x/y': field \(entry\): .*smaller than tokenizer_vocab_size"):
         load_entries(folder, "models", ModelSpec, "md")
+
+
+def test_yaml_is_read_with_a_safe_loader(tmp_path):
+    folder = _write(tmp_path, {"a.yaml": "gpus: !!python/object/apply:os.system ['echo pwned']\n"})
+    with pytest.raises(CatalogError, match="invalid YAML"):
+        load_entries(folder, "gpus", GpuSpec, "hw")
