@@ -1,0 +1,186 @@
+"""The calibration file: a versioned record of what was measured and what was fitted.
+
+One file holds the device identity, the raw measurements (pass timings, speculative
+rounds, or server counters) and the fitted parameters, so a plan can be re-made and
+the fit re-checked later. Files are YAML (or JSON, which YAML reads).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, model_validator
+
+from planner.atomic import write_text_atomic
+from planner.catalog.loading import format_validation_error, safe_load
+from planner.catalog.schemas import Frozen
+from planner.errors import SpecplanError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "DeviceIdentity",
+    "ModelIdentity",
+    "TimingPoint",
+    "RoundsRecord",
+    "AcceptanceCounters",
+    "FittedTiming",
+    "FittedAcceptance",
+    "CalibrationFile",
+    "read_calibration",
+    "write_calibration",
+    "now_iso",
+]
+
+SCHEMA_VERSION = 1
+
+
+def now_iso() -> str:
+    """Current UTC time, ISO 8601, seconds precision."""
+    return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+
+
+class DeviceIdentity(Frozen):
+    """The accelerator a calibration was measured on."""
+
+    name: str = Field(description="device name as the driver reports it (NVML, torch)")
+    catalog_id: str | None = Field(None, description="matching hardware_db id, if any")
+    count: int = Field(1, ge=1)
+    memory_gib: float | None = Field(None, gt=0)
+    driver: str | None = None
+    backend: Literal["cuda", "rocm", "mps", "cpu", "unknown"] = "cuda"
+
+
+class ModelIdentity(Frozen):
+    """A model as measured: its catalogue id or path, and the format it ran in."""
+
+    id: str
+    precision: str | None = None
+    total_params: int | None = Field(None, gt=0)
+
+
+class TimingPoint(Frozen):
+    """Repeated wall-clock times of one forward pass shape."""
+
+    role: Literal["target", "draft"]
+    batch: int = Field(ge=1)
+    context: int = Field(ge=0, description="tokens already cached")
+    new_tokens: int = Field(ge=1, description="1 for decode, k+1 for verification")
+    seconds: list[float] = Field(min_length=1)
+
+    @property
+    def median_s(self) -> float:
+        """Median of the repeats, s."""
+        s = sorted(self.seconds)
+        mid = len(s) // 2
+        return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
+
+
+class RoundsRecord(Frozen):
+    """Accepted / proposed draft tokens per speculative round, for one decoding mode."""
+
+    mode: Literal["greedy", "sampling"]
+    temperature: float = Field(ge=0)
+    k: int = Field(ge=1)
+    accepted: list[int]
+    proposed: list[int]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RoundsRecord:
+        if len(self.accepted) != len(self.proposed):
+            raise ValueError("accepted and proposed must have one entry per round")
+        if any(a < 0 or a > p for a, p in zip(self.accepted, self.proposed)):
+            raise ValueError("a round accepted more tokens than it proposed")
+        return self
+
+
+class AcceptanceCounters(Frozen):
+    """Acceptance counters read from a server over a window (deltas of cumulative counters)."""
+
+    num_drafts: int | None = Field(None, ge=0, description="verification steps that had a draft")
+    num_draft_tokens: int = Field(ge=0)
+    num_accepted_tokens: int = Field(ge=0, description="accepted draft tokens, bonus excluded")
+    accepted_per_position: list[int] | None = Field(
+        None, description="drafts whose first i+1 tokens were all accepted (vLLM per_pos)"
+    )
+    k: int | None = Field(None, ge=1)
+    window_s: float | None = Field(None, ge=0)
+
+
+class FittedTiming(Frozen):
+    """Least-squares fit of one model's pass times: t = bytes / (bw * eta_mem) + overhead."""
+
+    role: Literal["target", "draft"]
+    eta_mem: float = Field(gt=0)
+    overhead_s: float = Field(ge=0)
+    residual_rms_s: float = Field(ge=0)
+    max_rel_residual: float = Field(ge=0)
+    points: int = Field(ge=1)
+
+
+class FittedAcceptance(Frozen):
+    """Maximum-likelihood alpha with its interval, and the per-position view."""
+
+    mode: Literal["greedy", "sampling", "server"]
+    alpha: float = Field(ge=0, le=1)
+    alpha_low: float = Field(ge=0, le=1)
+    alpha_high: float = Field(ge=0, le=1)
+    k: int | None = Field(None, ge=1)
+    rounds: int | None = Field(None, ge=0)
+    per_position: list[float] = Field(default_factory=list, description="P(accept i | 1..i-1 accepted)")
+    geometric_p_value: float | None = Field(None, ge=0, le=1)
+    decays_with_position: bool = False
+
+
+class CalibrationFile(Frozen):
+    """Everything one calibration measured and fitted."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    created_at: str = Field(default_factory=now_iso)
+    source: Literal["probe", "vllm-metrics", "llamacpp"]
+    partial: bool = False
+    partial_reason: str | None = None
+    device: DeviceIdentity | None = None
+    engine: str | None = None
+    target: ModelIdentity
+    draft: ModelIdentity | None = None
+    timings: list[TimingPoint] = Field(default_factory=list)
+    rounds: list[RoundsRecord] = Field(default_factory=list)
+    counters: AcceptanceCounters | None = None
+    fitted_timing: list[FittedTiming] = Field(default_factory=list)
+    fitted_acceptance: list[FittedAcceptance] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+
+def read_calibration(path: str | Path) -> CalibrationFile:
+    """Read and validate a calibration file; errors name the file and the field."""
+    p = Path(path)
+    try:
+        doc = safe_load(p.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SpecplanError(f"{p}: cannot read: {exc.strerror}") from None
+    except Exception as exc:  # yaml.YAMLError; keep the message to one line
+        raise SpecplanError(f"{p}: invalid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, dict):
+        raise SpecplanError(f"{p}: expected a mapping (a specplan calibration file)")
+    version = doc.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SpecplanError(f"{p}: field schema_version: {version!r} is not supported (expected {SCHEMA_VERSION})")
+    try:
+        return CalibrationFile.model_validate(doc)
+    except ValidationError as err:
+        raise SpecplanError(format_validation_error(str(p), "calibration", err)) from None
+
+
+def write_calibration(cal: CalibrationFile, path: str | Path, force: bool = True) -> Path:
+    """Write atomically as YAML (``.json`` suffix: JSON)."""
+    data = cal.model_dump(mode="json")
+    if str(path).endswith(".json"):
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        import yaml
+
+        text = yaml.safe_dump(data, sort_keys=False)
+    return write_text_atomic(path, text, force=force)
