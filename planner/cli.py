@@ -120,8 +120,11 @@ def fit(fmt: str, **flags: Any) -> int:
 @click.option("--acceptance-rate", type=float, default=None,
               help="Accepted / proposed draft tokens as servers report it, 0..1 (needs the --k it was measured at).")
 @_task
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibration file from `specplan probe` or `specplan calibrate`.")
 @_format_option
-def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str, **flags: Any) -> int:
+def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
+             calibration: str | None, **flags: Any) -> int:
     """Predict pass times, c, r, alpha, speedup and best k for one configuration."""
     from planner.outputs.plan_view import estimate_to_dict, print_estimate
     from planner.plan import EstimateInputs
@@ -130,7 +133,7 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
 
     fit_inputs = FitInputs(**flags, **({"k": k} if k is not None else {}))
     result = run_estimate(EstimateInputs(fit_inputs, k_given=k is not None, alpha=alpha,
-                                         acceptance_rate=acceptance_rate, task=task))
+                                         acceptance_rate=acceptance_rate, task=task, calibration=calibration))
     data = estimate_to_dict(result)
     _emit(data, fmt, print_estimate)
     return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT
@@ -144,9 +147,11 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
 @click.option("--top", type=int, default=10, show_default=True, help="Rows to show.")
 @click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
 @click.option("--alpha", type=float, default=None, help="Per-token alpha for every draft (default: each draft's prior).")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+              help="Calibration file from `specplan probe` or `specplan calibrate`.")
 @_format_option
 def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float | None, alpha: float | None,
-              **flags: Any) -> int:
+              calibration: str | None, **flags: Any) -> int:
     """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row)."""
     from planner.outputs.plan_view import print_recommendation, recommendation_to_dict
     from planner.plan import RecommendInputs
@@ -158,7 +163,8 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
 
         check_alpha(alpha)
     result = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
-                                           top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha))
+                                           top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha,
+                                           calibration=calibration))
     _emit(recommendation_to_dict(result, task, objective), fmt, print_recommendation)
     return 0
 
@@ -204,6 +210,91 @@ def validate(measurements: str | None, max_median_error: float, fmt: str) -> int
     _emit(data, fmt, print_validation_table)
     worst = max(s["median_abs_error"] for s in data["summary"].values() if s["rows"])
     return EXIT_DOES_NOT_FIT if worst > max_median_error else 0
+
+
+@main.command()
+@_format_option
+def detect(fmt: str) -> None:
+    """List this machine's NVIDIA GPUs (NVML) and their catalogue match. Exit 3 without a GPU."""
+    from planner.calibration.nvml import detect as run_detect
+    from planner.calibration.nvml import detect_to_dict
+    from planner.outputs.calibration_view import print_detect_table
+
+    _emit(detect_to_dict(run_detect()), fmt, print_detect_table)
+
+
+@main.command()
+@click.option("--target", required=True, help="Target: a local folder (or a catalogue name with --random-weights).")
+@click.option("--draft", required=True, help="Draft: a local folder (or a catalogue name with --random-weights).")
+@click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
+@click.option("--budget-s", type=float, default=120.0, show_default=True, help="Time budget for the whole probe.")
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts.")
+@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature (0: greedy only).")
+@click.option("--k-max", type=int, default=8, show_default=True, help="Longest draft to verify and to run rounds with.")
+@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes of the timing grid.")
+@click.option("--contexts", default="128,512", show_default=True, help="Cached lengths of the timing grid.")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens generated per prompt in rounds.")
+@click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu.")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
+@click.option("--gpu", default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def probe(output: str, force: bool, batch_sizes: str, contexts: str, prompts: str | None, **flags: Any) -> None:
+    """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
+    from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
+    from planner.outputs.calibration_view import print_calibration_summary, progress_printer
+
+    if not force and __import__("os").path.exists(output):
+        raise SpecplanError(f"{output} exists; pass --force to overwrite it")
+    cfg = ProbeConfig(**flags, batch_sizes=_ints(batch_sizes, "--batch-sizes"), contexts=_ints(contexts, "--contexts"),
+                      prompts=read_prompts(prompts))
+    if cfg.k_max < 1 or cfg.k_max > 64:
+        raise SpecplanError(f"--k-max must be between 1 and 64 (got {cfg.k_max})")
+    with progress_printer() as progress:
+        cfg.progress = progress
+        cal = run_probe(cfg, output, force=True)
+    print_calibration_summary(cal, output)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise SpecplanError(f"{flag} expects comma-separated integers (got {text!r})") from None
+    if not values or min(values) < 0:
+        raise SpecplanError(f"{flag} expects non-negative integers (got {text!r})")
+    return values
+
+
+@main.command()
+@click.option("--vllm-metrics", default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
+@click.option("--vllm-metrics-before", default=None, help="A scrape from before the window (for counter deltas).")
+@click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
+              help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
+@click.option("--target", required=True, help="Target model the server ran (catalogue name or path).")
+@click.option("--draft", required=True, help="Draft model the server ran.")
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per step the server used (num_speculative_tokens / --draft-max).")
+@click.option("--model-name", default=None, help="vLLM model_name label to keep (when one server serves several).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
+              draft: str, k: int | None, model_name: str | None, output: str, force: bool) -> None:
+    """Turn a running server's acceptance counters into a calibration file."""
+    from planner.calibration import server_metrics as sm
+    from planner.calibration.schema import write_calibration
+    from planner.outputs.calibration_view import print_calibration_summary
+
+    if bool(vllm_metrics) == bool(llamacpp_files):
+        raise SpecplanError("give either --vllm-metrics or --llamacpp")
+    if vllm_metrics:
+        before = sm.read_text_source(vllm_metrics_before) if vllm_metrics_before else None
+        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics), k, target, draft, model_name=model_name)
+    else:
+        texts = [sm.read_text_source(f) for f in llamacpp_files]
+        cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files))
+    write_calibration(cal, output, force=force)
+    print_calibration_summary(cal, output)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,6 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 from planner import speedup as sp
+from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
+from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
 from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import ModelSpec
@@ -71,6 +73,7 @@ class EstimateInputs:
     alpha: float | None = None
     acceptance_rate: float | None = None
     task: str = "chat"
+    calibration: str | None = None  # path of a calibration file
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,23 @@ class Estimate:
     best_k: int | None
     warnings: tuple[str, ...]
     verdict: str
+    calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
+
+
+def _load_applied(path: str | None, req: FitRequest) -> AppliedCalibration | None:
+    if path is None:
+        return None
+    return apply_calibration(read_calibration(path), path, req.gpu, req.target, req.draft)
+
+
+def _calibrated_alpha(applied: AppliedCalibration | None) -> AlphaChoice | None:
+    if applied is None or applied.acceptance is None:
+        return None
+    a = applied.acceptance
+    detail = f"{a.mode} acceptance measured in {applied.path}: MLE {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
+    if a.decays_with_position:
+        detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)})"
+    return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail)
 
 
 def _profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat | None, gpus: int):  # type: ignore[no-untyped-def]
@@ -111,14 +131,22 @@ def estimate(inp: EstimateInputs) -> Estimate:
     if inp.k_given:
         sp.check_k(inp.fit.k)
     req, fit_warnings = build_fit_request(inp.fit)
+    applied = _load_applied(inp.calibration, req)
+    if applied is not None:
+        fit_warnings += applied.warnings
     ctx = decode_context(req.context)
-    tp, dp, dev, ddev = _profiles(req, req.draft, req.draft_precision, req.gpus)
+    tp, dp, dev0, ddev0 = _profiles(req, req.draft, req.draft_precision, req.gpus)
+    dev = calibrated_device(dev0, applied.target_timing if applied else None)
+    ddev = calibrated_device(ddev0, applied.draft_timing if applied else None)
     if dp is None or req.draft is None:
         prices = price_rounds(tp, tp, dev, dev, req.batch, ctx, 1, 0.0)
         report = fit_report(req, fit_warnings)
-        return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone")
-    choice = choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None,
-                          req.target, req.draft, req.draft_precision or req.precision, inp.task)
+        block = _calibration_block(applied, req, ctx, prices, price_rounds(tp, tp, dev0, dev0, req.batch, ctx, 1, 0.0), None, None, 1)
+        return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone", block)
+    user = inp.alpha is not None or inp.acceptance_rate is not None
+    prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)
+    choice = (choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
+                           req.draft_precision or req.precision, inp.task) if user else None) or _calibrated_alpha(applied) or prior
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
     prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
     best = int(K_SEARCH[np.argmax(prices_band.speedup[1])])
@@ -129,7 +157,38 @@ def estimate(inp: EstimateInputs) -> Estimate:
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best))
     text = verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch)
-    return Estimate(report, prices, k, choice, low, high, best, warnings, text)
+    before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid)
+    block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
+    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block)
+
+
+def _figure(catalogue: float, calibrated: float, measured: float | None, source: str) -> dict[str, Any]:
+    return {"catalogue": round(catalogue, 5), "calibrated": round(calibrated, 5),
+            "measured": None if measured is None else round(measured, 5), "source": source}
+
+
+def _calibration_block(applied: AppliedCalibration | None, req: FitRequest, ctx: Any, after: RoundPrices,
+                       before: RoundPrices, choice: AlphaChoice | None, prior: AlphaChoice | None, k: int) -> dict[str, Any] | None:
+    """Predicted-before vs re-planned vs measured, for every figure a calibration touches."""
+    if applied is None:
+        return None
+    ms = 1000.0
+    def meas(role: str, n: int) -> float | None:
+        t = measured_time_s(applied, role, req.batch, float(ctx), n)
+        return None if t is None else t * ms
+    timing_src = "fitted" if applied.target_timing else "catalogue"
+    figures = {
+        "t_target_ms": _figure(float(before.t_target_s) * ms, float(after.t_target_s) * ms, meas("target", 1), timing_src),
+    }
+    if choice is not None and prior is not None:
+        figures["t_draft_ms"] = _figure(float(before.t_draft_s) * ms, float(after.t_draft_s) * ms, meas("draft", 1),
+                                        "fitted" if applied.draft_timing else "catalogue")
+        figures["t_verify_ms"] = _figure(float(before.t_verify_s) * ms, float(after.t_verify_s) * ms,
+                                         meas("target", k + 1), timing_src)
+        figures["alpha"] = {"prior": round(prior.mid, 4), "used": round(choice.mid, 4), "source": choice.source}
+        figures["speedup"] = {"catalogue": round(float(before.speedup), 4), "calibrated": round(float(after.speedup), 4)}
+    return {"file": applied.path, "acceptance_applied": applied.acceptance is not None,
+            "timing_applied": applied.target_timing is not None, "figures": figures, "warnings": list(applied.warnings)}
 
 
 def _pair_warnings(draft: ModelSpec, alpha: AlphaChoice, k: int, best: int) -> list[str]:
@@ -173,6 +232,7 @@ class RecommendInputs:
     top: int = 10
     gpu_hour_usd: float | None = None
     alpha: float | None = None  # applies to every draft; each draft's prior otherwise
+    calibration: str | None = None  # path of a calibration file
 
 
 @dataclass(frozen=True)
@@ -231,9 +291,12 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     groups = _groups(replace(base, gpus=inp.fit.gpus), inp.fit.gpus)
     combos = [(d, weight_format(f), g) for g in groups for d in _draft_candidates(base.target)
               for f in base.engine.draft_precisions]
-    rows = [_no_speculation(base, g, inp) for g in groups]
+    cal = read_calibration(inp.calibration) if inp.calibration else None
+    if cal is not None:
+        warnings += apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None).warnings
+    rows = [_no_speculation(base, g, inp, cal) for g in groups]
     if combos:
-        rows += _speculative_rows(base, combos, inp)
+        rows += _speculative_rows(base, combos, inp, cal)
     rows.sort(key=lambda c: (not c.fits, -_score(c, inp.objective)))
     shown = rows[: max(inp.top, 1)]
     if not any(c.draft is None for c in shown):
@@ -276,10 +339,12 @@ def _per_usd(throughput: float, gpus: int, inp: RecommendInputs) -> float | None
     return throughput * 3600 / (gpus * inp.gpu_hour_usd) if inp.gpu_hour_usd else None
 
 
-def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs) -> Candidate:
+def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs, cal: CalibrationFile | None) -> Candidate:
     req = replace(base, gpus=g)
     report = fit_report(req)
     tp, _, dev, _ = _profiles(req, None, None, g)
+    if cal is not None:
+        dev = calibrated_device(dev, apply_calibration(cal, inp.calibration or "", req.gpu, req.target, None).target_timing)
     p = price_rounds(tp, tp, dev, dev, req.batch, decode_context(req.context), 1, 0.0)
     tps = float(p.target_tokens_per_s)
     return Candidate(None, None, None, g, 1.0, 1.0, 1.0, None, None, None, report.fits, report.headroom_gib,
@@ -287,14 +352,20 @@ def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs) -> Candidate
                      "no speculative decoding" if report.fits else "does not fit")
 
 
-def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightFormat, int]], inp: RecommendInputs) -> list[Candidate]:
+def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightFormat, int]], inp: RecommendInputs,
+                      cal: CalibrationFile | None) -> list[Candidate]:
     reports, targets, drafts, devs, ddevs, bands, sources = [], [], [], [], [], [], []
     for draft, fmt, g in combos:
         req = replace(base, gpus=g, draft=draft, draft_precision=fmt)
         reports.append(fit_report(req))
-        for bucket, profile in zip((targets, drafts, devs, ddevs), _profiles(req, draft, fmt, g)):
+        tp, dp, dev, ddev = _profiles(req, draft, fmt, g)
+        applied = apply_calibration(cal, inp.calibration or "", req.gpu, req.target, draft) if cal else None
+        if applied is not None:
+            dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
+        for bucket, profile in zip((targets, drafts, devs, ddevs), (tp, dp, dev, ddev)):
             bucket.append(profile)
-        choice = choose_alpha(inp.alpha, None, None, base.target, draft, fmt, inp.task)
+        measured = None if inp.alpha is not None else _calibrated_alpha(applied)
+        choice = measured or choose_alpha(inp.alpha, None, None, base.target, draft, fmt, inp.task)
         bands.append((choice.low, choice.mid, choice.high))
         sources.append(choice.source)
     n = len(combos)

@@ -53,6 +53,15 @@ def resolve_engine(name: str | None, gpu: GpuSpec) -> EngineSpec:
     return engine
 
 
+def _gpu(name: str) -> GpuSpec:
+    """A catalogue GPU, or this machine's GPU 0 for ``local`` (NVML; exit 3 without a GPU)."""
+    if name.strip().lower() == "local":
+        from planner.calibration.nvml import local_group
+
+        return local_group()[0]
+    return find_gpu(name)
+
+
 def _precision(name: str | None, fallback: str, engine: EngineSpec, what: str):  # type: ignore[no-untyped-def]
     fmt = weight_format(name or fallback)
     if fmt.name not in engine.weight_formats:
@@ -87,7 +96,7 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
     """Validate the inputs and build the request; returns it with any warnings."""
     for name, value in (("--batch", inp.batch), ("--context", 1 if inp.context is None else inp.context), ("--gpus", inp.gpus), ("--k", inp.k)):
         _positive(name, value)
-    gpu = find_gpu(inp.gpu)
+    gpu = _gpu(inp.gpu)
     engine = resolve_engine(inp.engine, gpu)
     target = find_model(inp.target)
     context = inp.context if inp.context is not None else min(DEFAULT_CONTEXT, target.spec.max_context_tokens)

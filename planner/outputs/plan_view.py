@@ -52,6 +52,7 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
                   "verify": _bound(p.verify_compute_bound) if has_draft else None},
         "verdict": e.verdict,
         "warnings": list(e.warnings),
+        "calibration": e.calibration,
         "fit": fit_to_dict(e.fit),
     }
 
@@ -74,9 +75,29 @@ def print_estimate(d: dict[str, Any]) -> None:
     fit = d["fit"]
     out.print(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
               f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)")
+    if d.get("calibration"):
+        _print_calibration(d["calibration"])
     out.print(f"verdict: {d['verdict']}")
     for w in d["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}")
+
+
+def _print_calibration(cal: dict[str, Any]) -> None:
+    """Catalogue prediction, re-planned figure and measurement side by side."""
+    from rich.table import Table
+
+    table = Table(title=f"Calibration {cal['file']}", title_justify="left")
+    for col in ("figure", "catalogue", "calibrated", "measured", "from"):
+        table.add_column(col)
+    for name, f in cal["figures"].items():
+        if name == "alpha":
+            table.add_row("alpha", f"{f['prior']:.3f} (prior)", f"{f['used']:.3f}", "", f["source"])
+        elif name == "speedup":
+            table.add_row("speedup", f"{f['catalogue']:.2f}", f"{f['calibrated']:.2f}", "", "")
+        else:
+            measured = "" if f["measured"] is None else f"{f['measured']:.3f}"
+            table.add_row(name, f"{f['catalogue']:.3f}", f"{f['calibrated']:.3f}", measured, f["source"])
+    console().print(table)
 
 
 def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> dict[str, Any]:

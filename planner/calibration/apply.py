@@ -1,0 +1,92 @@
+"""Re-plan with measured figures: decide whether a calibration applies, and what it replaces.
+
+A calibration describes one device and one target/draft pair. Its acceptance applies
+to that pair on any hardware (acceptance is a property of the models and the task);
+its timings apply only to the device it was measured on. Anything else gets a warning
+and the catalogue defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from planner.calibration.schema import CalibrationFile, FittedAcceptance, FittedTiming, TimingPoint
+from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.costmodel import DeviceProfile
+
+__all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s"]
+
+
+@dataclass(frozen=True)
+class AppliedCalibration:
+    """What of a calibration file is used for one request."""
+
+    path: str
+    acceptance: FittedAcceptance | None
+    target_timing: FittedTiming | None
+    draft_timing: FittedTiming | None
+    timings: tuple[TimingPoint, ...]
+    warnings: tuple[str, ...]
+
+
+def _same_model(recorded: str | None, spec: ModelSpec | None) -> bool:
+    if recorded is None or spec is None:
+        return False
+    names = {n.lower() for n in spec.names} | {Path(spec.id).name.lower()}
+    return recorded.lower() in names or Path(recorded).name.lower() in names
+
+
+def _same_device(cal: CalibrationFile, gpu: GpuSpec) -> bool:
+    d = cal.device
+    return d is not None and (d.catalog_id == gpu.id or d.name.lower() in {n.lower() for n in gpu.names})
+
+
+def _best_acceptance(cal: CalibrationFile) -> FittedAcceptance | None:
+    """Greedy (or server) acceptance first: it is what deployments at temperature 0 see."""
+    order = {"server": 0, "greedy": 1, "sampling": 2}
+    fits = sorted(cal.fitted_acceptance, key=lambda f: order[f.mode])
+    return fits[0] if fits else None
+
+
+def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: ModelSpec,
+                      draft: ModelSpec | None) -> AppliedCalibration:
+    """Pick what applies to this GPU and pair; explain what does not."""
+    warnings = []
+    pair_ok = _same_model(cal.target.id, target) and (draft is None or _same_model(cal.draft.id if cal.draft else None, draft))
+    device_ok = _same_device(cal, gpu)
+    if not pair_ok:
+        measured = f"{cal.target.id} + {cal.draft.id if cal.draft else 'no draft'}"
+        warnings.append(f"{path} was measured on {measured}, not this pair: using catalogue defaults and priors")
+    if cal.partial:
+        warnings.append(f"{path} is partial ({cal.partial_reason}): fewer measurements than planned")
+    if pair_ok and not device_ok and cal.timings:
+        where = cal.device.name if cal.device else "an unknown device"
+        warnings.append(f"{path} timings were measured on {where}, not {gpu.id}: timings from the catalogue")
+    timing_ok = pair_ok and device_ok
+    by_role = {f.role: f for f in cal.fitted_timing}
+    return AppliedCalibration(
+        path=path,
+        acceptance=_best_acceptance(cal) if pair_ok and draft is not None else None,
+        target_timing=by_role.get("target") if timing_ok else None,
+        draft_timing=by_role.get("draft") if timing_ok else None,
+        timings=tuple(cal.timings) if timing_ok else (),
+        warnings=tuple(warnings),
+    )
+
+
+def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> DeviceProfile:
+    """The device profile with the fitted efficiency and overhead of one model in place of the defaults."""
+    if fitted is None:
+        return device
+    return replace(device, eta_mem=fitted.eta_mem, eta_mem_quant=fitted.eta_mem, eta_kv=fitted.eta_mem,
+                   tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0)
+
+
+def measured_time_s(applied: AppliedCalibration, role: str, batch: int, context: float, new_tokens: int) -> float | None:
+    """The measured median time of the closest timed shape (same role, batch, new tokens), if any."""
+    same = [p for p in applied.timings if p.role == role and p.batch == batch and p.new_tokens == new_tokens]
+    if not same:
+        return None
+    nearest = min(same, key=lambda p: abs(p.context - context))
+    return nearest.median_s if abs(nearest.context - context) <= max(0.25 * context, 64) else None

@@ -1,0 +1,116 @@
+"""Fit the cost model and the acceptance model to measurements (scipy, imported here only).
+
+* Timing: per model, t = weight_bytes/bw * x_w + kv_bytes/bw * x_kv + overhead, linear
+  least squares with bounds (x = 1/eta >= 1, overhead >= 0), residuals reported.
+* Acceptance: alpha by maximum likelihood with a 95% interval (speedup.alpha_mle),
+  conditional acceptance per position, and a chi-square check of the geometric model
+  against the accepted-length histogram; when acceptance decays with position the
+  per-position figures are the ones to plan with (DESIGN.md section 2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from planner import speedup as sp
+from planner.calibration.schema import FittedAcceptance, FittedTiming, RoundsRecord, TimingPoint
+from planner.costmodel import ModelProfile
+
+__all__ = ["fit_timing", "fit_acceptance", "per_position_acceptance", "geometric_fit_p_value"]
+
+_MIN_EXPECTED = 5.0  # chi-square bins with fewer expected rounds are pooled
+_DECAY_DROP = 0.1  # first-to-last conditional acceptance drop that counts as decay
+_DECAY_P = 0.05
+_MAX_INVERSE_ETA = 1000.0  # eta >= 0.001: anything slower is not a bandwidth-bound pass
+
+
+def _bytes(profile: ModelProfile, p: TimingPoint) -> tuple[float, float]:
+    """(weight bytes, KV bytes) one timed pass moves."""
+    kv = p.batch * (p.context + p.new_tokens) * (profile.kv_bytes_per_token_full + profile.kv_bytes_per_token_window)
+    return float(profile.dense_weight_bytes + profile.expert_bytes * profile.experts_per_token), float(kv)
+
+
+def fit_timing(role: str, points: Sequence[TimingPoint], profile: ModelProfile, bandwidth_bytes_s: float) -> FittedTiming | None:
+    """Least-squares eta_mem and fixed overhead of one model from its timing grid (None if < 2 points)."""
+    from scipy.optimize import lsq_linear
+
+    pts = [p for p in points if p.role == role]
+    if len(pts) < 2:
+        return None
+    rows = np.array([_bytes(profile, p) for p in pts]) / bandwidth_bytes_s  # seconds at peak bandwidth
+    t = np.array([p.median_s for p in pts])
+    if np.ptp(rows[:, 1]) > 0.05 * max(float(rows[:, 1].max()), 1e-30):
+        design = np.column_stack([rows[:, 0], rows[:, 1], np.ones_like(t)])
+    else:
+        # The KV column barely varies, so it is collinear with the weights: one efficiency for both.
+        design = np.column_stack([rows.sum(axis=1), np.ones_like(t)])
+    n = design.shape[1]
+    res = lsq_linear(design, t, bounds=([1.0] * (n - 1) + [0.0], [_MAX_INVERSE_ETA] * (n - 1) + [np.inf]))
+    resid = t - design @ res.x
+    return FittedTiming(
+        role=role,  # type: ignore[arg-type]
+        eta_mem=float(1.0 / res.x[0]),
+        overhead_s=float(res.x[-1]),
+        residual_rms_s=float(np.sqrt(np.mean(resid**2))),
+        max_rel_residual=float(np.max(np.abs(resid) / t)),
+        points=len(pts),
+    )
+
+
+def per_position_acceptance(rec: RoundsRecord) -> list[float]:
+    """P(draft i accepted | drafts 1..i-1 accepted), i = 1..k, from rounds (NaN-free: empty tail dropped)."""
+    acc, prop = np.asarray(rec.accepted), np.asarray(rec.proposed)
+    out = []
+    for i in range(1, rec.k + 1):
+        reached = (acc >= i - 1) & (prop >= i)
+        if not reached.any():
+            break
+        out.append(float(np.mean(acc[reached] >= i)))
+    return out
+
+
+def geometric_fit_p_value(rec: RoundsRecord, alpha: float) -> float | None:
+    """Chi-square p-value of the accepted-count histogram (full-k rounds) against the geometric model."""
+    from scipy.stats import chisquare
+
+    acc = np.asarray(rec.accepted)[np.asarray(rec.proposed) == rec.k]
+    if acc.size < 2 * _MIN_EXPECTED:
+        return None
+    observed = np.bincount(acc, minlength=rec.k + 1).astype(float)
+    pmf = np.append(alpha ** np.arange(rec.k) * (1 - alpha), alpha**rec.k)
+    expected = pmf * acc.size
+    obs_bins, exp_bins = _pool(observed, expected)
+    if len(obs_bins) < 3:
+        return None
+    return float(chisquare(obs_bins, exp_bins * obs_bins.sum() / exp_bins.sum(), ddof=1).pvalue)
+
+
+def _pool(observed: np.ndarray, expected: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge adjacent bins until each expects at least _MIN_EXPECTED rounds."""
+    obs, exp, acc_o, acc_e = [], [], 0.0, 0.0
+    for o, e in zip(observed, expected):
+        acc_o, acc_e = acc_o + o, acc_e + e
+        if acc_e >= _MIN_EXPECTED:
+            obs.append(acc_o)
+            exp.append(acc_e)
+            acc_o = acc_e = 0.0
+    if acc_e and obs:
+        obs[-1] += acc_o
+        exp[-1] += acc_e
+    return np.array(obs), np.array(exp)
+
+
+def fit_acceptance(rec: RoundsRecord) -> FittedAcceptance:
+    """MLE alpha with 95% interval, per-position rates and the geometric goodness of fit."""
+    alpha, low, high = sp.alpha_mle(rec.accepted, rec.proposed)
+    positions = per_position_acceptance(rec)
+    p_value = geometric_fit_p_value(rec, float(alpha))
+    decays = bool(
+        len(positions) >= 2 and positions[0] - positions[-1] > _DECAY_DROP and p_value is not None and p_value < _DECAY_P
+    )
+    return FittedAcceptance(
+        mode=rec.mode, alpha=float(alpha), alpha_low=float(low), alpha_high=float(high), k=rec.k,
+        rounds=len(rec.accepted), per_position=positions, geometric_p_value=p_value, decays_with_position=decays,
+    )

@@ -1,0 +1,456 @@
+"""The on-device probe: time the real pair and run real speculative rounds (torch + transformers).
+
+Imported only by `specplan probe`; needs the optional extra `specplan[probe]`. Weights
+come from local folders only, or are random (`--random-weights`: timing does not depend
+on weight values); nothing is downloaded and trust_remote_code stays off unless asked.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.calibration.schema import (
+    CalibrationFile,
+    DeviceIdentity,
+    ModelIdentity,
+    RoundsRecord,
+    TimingPoint,
+    write_calibration,
+)
+from planner.errors import SpecplanError
+from planner.units import GB, GIB
+
+__all__ = [
+    "ProbeUnavailable",
+    "ProbeConfig",
+    "LoadedModel",
+    "require_torch",
+    "load_model",
+    "time_pass",
+    "speculative_round",
+    "generate_rounds",
+    "read_prompts",
+    "run_probe",
+    "BUILTIN_PROMPTS",
+]
+
+BUILTIN_PROMPTS = (
+    "Explain in simple terms why the sky is blue.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "What is 17 times 23? Show your steps.",
+    "Summarize the plot of Romeo and Juliet in three sentences.",
+    'Return a JSON object with the keys "name", "age" and "city" for a fictional person.',
+    "List five tips for writing clear technical documentation.",
+)
+_WARMUP = 2
+_REPEATS = 5
+_RANDOM_PROMPT_TOKENS = 32
+_TIMING_SHARE = 0.5  # half of the budget for the timing grid, half for speculative rounds
+
+
+class ProbeUnavailable(SpecplanError):
+    """torch/transformers missing: the probe is an optional extra."""
+
+    exit_code = 1
+
+
+def require_torch() -> tuple[Any, Any]:
+    """Import torch and transformers, or explain how to install them."""
+    try:
+        import torch
+        import transformers
+    except ImportError as exc:
+        raise ProbeUnavailable(
+            f"the probe needs torch and transformers ({exc.name} is missing): pip install 'specplan[probe]'"
+        ) from None
+    # specplan draws its own progress on stderr; the library's bars and notices would interleave.
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return torch, transformers
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model ready to run, with how it was identified."""
+
+    model: Any
+    identity: ModelIdentity
+    tokenizer: Any | None
+    vocab_size: int
+
+
+@dataclass
+class ProbeConfig:
+    """What `specplan probe` was asked to do."""
+
+    target: str
+    draft: str
+    random_weights: bool = False
+    trust_remote_code: bool = False
+    device: str = "auto"
+    dtype: str = "auto"
+    budget_s: float = 120.0
+    k_max: int = 8
+    batch_sizes: tuple[int, ...] = (1, 4)
+    contexts: tuple[int, ...] = (128, 512)
+    prompts: tuple[str, ...] = BUILTIN_PROMPTS
+    temperature: float = 0.7
+    max_new_tokens: int = 64
+    seed: int = 0
+    gpu: str | None = None
+    progress: Callable[[str, float], None] | None = None  # (what, fraction done)
+    on_step: Callable[[], None] | None = None  # called between measurements (tests inject interrupts)
+    notes: list[str] = field(default_factory=list)
+
+
+def _device(torch: Any, name: str) -> Any:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def _dtype(torch: Any, name: str, device: Any) -> Any:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, device: Any) -> LoadedModel:
+    """Load from a local folder, or build random weights from a folder's or the catalogue's config."""
+    from planner.catalog.hf_config import spec_to_config
+    from planner.catalog.lookup import find_model, looks_like_path
+
+    dtype = _dtype(torch, cfg.dtype, device)
+    path = Path(source).expanduser()
+    tokenizer = None
+    if looks_like_path(source):
+        folder = path if path.is_dir() else path.parent
+        if cfg.random_weights:
+            config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+            model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        ident = str(folder)
+    else:
+        spec = find_model(source).spec
+        if not cfg.random_weights:
+            raise SpecplanError(
+                f"{source} is a catalogue name: pass a local folder for real weights, or --random-weights "
+                "to time a random-weight model built from its config (specplan never downloads weights)"
+            )
+        config = transformers.AutoConfig.for_model(**spec_to_config(spec))
+        model = transformers.AutoModelForCausalLM.from_config(config)
+        ident = spec.id
+    model = model.to(device=device, dtype=dtype).eval()
+    params = sum(p.numel() for p in model.parameters())
+    precision = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype)
+    return LoadedModel(model, ModelIdentity(id=ident, precision=precision, total_params=params), tokenizer,
+                       int(model.config.vocab_size))
+
+
+def _sync(torch: Any, device: Any) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _crop(cache: Any, keep: int) -> None:
+    """Drop cached positions beyond ``keep`` (transformers takes a negative count to remove)."""
+    extra = cache.get_seq_length() - keep
+    if extra > 0:
+        cache.crop(-extra)
+
+
+def time_pass(m: LoadedModel, torch: Any, device: Any, batch: int, context: int, new_tokens: int,
+              repeats: int = _REPEATS, warmup: int = _WARMUP) -> list[float]:
+    """Wall times (s) of one forward over ``new_tokens`` per sequence after ``context`` cached tokens."""
+    gen = torch.Generator(device="cpu").manual_seed(batch * 7919 + context * 31 + new_tokens)
+    ids = torch.randint(0, m.vocab_size, (batch, context + new_tokens), generator=gen).to(device)
+    times = []
+    with torch.inference_mode():
+        cache = m.model(ids[:, :context], use_cache=True).past_key_values if context else None
+        for i in range(warmup + repeats):
+            _sync(torch, device)
+            start = time.perf_counter()
+            out = m.model(ids[:, context:], past_key_values=cache, use_cache=True)
+            _sync(torch, device)
+            if i >= warmup:
+                times.append(time.perf_counter() - start)
+            cache = out.past_key_values
+            if cache is not None:
+                _crop(cache, context)
+                if not context:
+                    cache = None
+    return times
+
+
+def _probs(torch: Any, logits: Any, temperature: float) -> Any:
+    if temperature <= 0:
+        return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype)
+    return torch.softmax(logits.float() / temperature, dim=-1)
+
+
+def _sample(torch: Any, probs: Any, gen: Any) -> int:
+    return int(torch.multinomial(probs.float().cpu(), 1, generator=gen).item())
+
+
+@dataclass
+class _Stream:
+    """One sequence being decoded speculatively: committed ids and both caches."""
+
+    ids: list[int]
+    target_cache: Any = None
+    draft_cache: Any = None
+
+
+def _feed(model: Any, torch: Any, device: Any, tokens: list[int], cache: Any) -> tuple[Any, Any]:
+    out = model(torch.tensor([tokens], device=device), past_key_values=cache, use_cache=True)
+    return out.logits[0], out.past_key_values
+
+
+def speculative_round(target: LoadedModel, draft: LoadedModel, s: _Stream, k: int, temperature: float,
+                      torch: Any, device: Any, gen: Any) -> tuple[int, list[int]]:
+    """One lossless speculative round (Leviathan et al. 2023; Chen et al. 2023).
+
+    The draft proposes k tokens from q; the target scores them in one pass giving p;
+    token i is kept with probability min(1, p(x_i)/q(x_i)) (greedy: iff it is p's
+    argmax); at the first rejection a token is drawn from norm(max(0, p - q)); if all
+    k survive, a bonus token is drawn from p. Returns (accepted, committed tokens).
+    """
+    d_len = 0 if s.draft_cache is None else s.draft_cache.get_seq_length()
+    t_len = 0 if s.target_cache is None else s.target_cache.get_seq_length()
+    # draft: catch up on committed tokens it has not seen, then propose k tokens
+    logits, s.draft_cache = _feed(draft.model, torch, device, s.ids[d_len:], s.draft_cache)
+    drafted, q = [], []
+    for i in range(k):
+        qi = _probs(torch, logits[-1], temperature)
+        x = int(qi.argmax()) if temperature <= 0 else _sample(torch, qi, gen)
+        drafted.append(x)
+        q.append(qi)
+        if i < k - 1:
+            logits, s.draft_cache = _feed(draft.model, torch, device, [x], s.draft_cache)
+    # target: one pass over the uncached committed tokens plus the k drafts
+    fresh = s.ids[t_len:]
+    logits, s.target_cache = _feed(target.model, torch, device, fresh + drafted, s.target_cache)
+    p = [_probs(torch, logits[len(fresh) - 1 + i], temperature) for i in range(k + 1)]
+    committed = []
+    for i, x in enumerate(drafted):
+        if temperature <= 0:
+            keep = x == int(p[i].argmax())
+        else:
+            ratio = float(p[i][x]) / max(float(q[i][x]), 1e-30)
+            keep = float(torch.rand(1, generator=gen)) < min(1.0, ratio)
+        if not keep:
+            residual = torch.clamp(p[i].float() - q[i].float(), min=0)
+            residual = residual / residual.sum() if float(residual.sum()) > 0 else p[i].float()
+            fix = int(p[i].argmax()) if temperature <= 0 else _sample(torch, residual, gen)
+            committed.append(fix)
+            break
+        committed.append(x)
+    else:
+        committed.append(int(p[k].argmax()) if temperature <= 0 else _sample(torch, p[k], gen))
+    accepted = len(committed) - 1
+    n = len(s.ids)
+    s.ids.extend(committed)
+    # both caches may keep the prefix plus the accepted drafts; the last committed token is fed next round
+    _crop(s.target_cache, n + accepted)
+    _crop(s.draft_cache, min(n + accepted, s.draft_cache.get_seq_length()))
+    return accepted, committed
+
+
+def generate_rounds(target: LoadedModel, draft: LoadedModel, prompt_ids: list[int], k: int, temperature: float,
+                    max_new_tokens: int, torch: Any, device: Any, gen: Any) -> Iterator[tuple[int, int]]:
+    """Speculative rounds over one prompt: yields (accepted, proposed) until max_new_tokens are committed."""
+    s = _Stream(ids=list(prompt_ids))
+    produced = 0
+    with torch.inference_mode():
+        while produced < max_new_tokens:
+            accepted, committed = speculative_round(target, draft, s, k, temperature, torch, device, gen)
+            produced += len(committed)
+            yield accepted, k
+
+
+def read_prompts(path: str | None) -> tuple[str, ...]:
+    """Prompts from a JSONL file (field prompt/text/content) or a text file (one per line); built-ins if None."""
+    if path is None:
+        return BUILTIN_PROMPTS
+    p = Path(path)
+    try:
+        lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except OSError as exc:
+        raise SpecplanError(f"{p}: cannot read prompts: {exc.strerror}") from None
+    if p.suffix in {".jsonl", ".json"}:
+        out = []
+        for n, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SpecplanError(f"{p}: line {n}: invalid JSON: {exc.msg}") from None
+            text = row.get("prompt") or row.get("text") or row.get("content") if isinstance(row, dict) else row
+            if not isinstance(text, str):
+                raise SpecplanError(f"{p}: line {n}: field prompt: expected a string")
+            out.append(text)
+        lines = out
+    if not lines:
+        raise SpecplanError(f"{p}: no prompts found")
+    return tuple(lines)
+
+
+def _prompt_ids(loaded: LoadedModel, prompts: tuple[str, ...], torch: Any, seed: int) -> list[list[int]]:
+    if loaded.tokenizer is not None:
+        return [list(loaded.tokenizer(text)["input_ids"]) for text in prompts]
+    # Random-weight models have no tokenizer: random prompts time and exercise the same path.
+    gen = torch.Generator().manual_seed(seed)
+    return [torch.randint(0, loaded.vocab_size, (_RANDOM_PROMPT_TOKENS,), generator=gen).tolist() for _ in prompts]
+
+
+def _device_identity(torch: Any, device: Any) -> DeviceIdentity:
+    if device.type == "cuda":
+        try:
+            from planner.calibration.nvml import local_group
+
+            return local_group()[2]
+        except SpecplanError:
+            props = torch.cuda.get_device_properties(device)
+            return DeviceIdentity(name=props.name, memory_gib=props.total_memory / GIB, backend="cuda")
+    return DeviceIdentity(name="cpu", backend="cpu")
+
+
+class _Budget:
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+def _timing_grid(cfg: ProbeConfig) -> list[tuple[str, int, int, int]]:
+    """(role, batch, context, new_tokens): decode for both models, verify n = 2..k_max+1 for the target."""
+    grid = []
+    for b in cfg.batch_sizes:
+        for ctx in cfg.contexts:
+            grid.append(("target", b, ctx, 1))
+            grid.append(("draft", b, ctx, 1))
+            grid.extend(("target", b, ctx, n) for n in range(2, cfg.k_max + 2))
+    return grid
+
+
+def run_probe(cfg: ProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
+    """Measure, fit and write the calibration file; on Ctrl-C or OOM write what was measured, marked partial."""
+    torch, transformers = require_torch()
+    torch.manual_seed(cfg.seed)
+    device = _device(torch, cfg.device)
+    target = load_model(cfg.target, cfg, torch, transformers, device)
+    draft = load_model(cfg.draft, cfg, torch, transformers, device)
+    if target.vocab_size != draft.vocab_size and not _same_tokenizer(target, draft):
+        cfg.notes.append(f"vocab sizes differ ({target.vocab_size} vs {draft.vocab_size}); ids beyond the smaller are never drafted")
+    timings: list[TimingPoint] = []
+    rounds: list[RoundsRecord] = []
+    partial_reason = None
+    budget = _Budget(cfg.budget_s)
+    try:
+        _measure_timings(cfg, target, draft, torch, device, budget, timings)
+        _measure_rounds(cfg, target, draft, torch, device, budget, rounds)
+    except KeyboardInterrupt:
+        partial_reason = "interrupted (Ctrl-C)"
+    except RuntimeError as exc:  # torch.OutOfMemoryError is a RuntimeError
+        if "out of memory" not in str(exc).lower():
+            raise
+        partial_reason = f"out of memory: {str(exc).splitlines()[0]}"
+    cal = _assemble(cfg, target, draft, torch, device, timings, rounds, partial_reason)
+    write_calibration(cal, output, force=True if partial_reason else force)
+    return cal
+
+
+def _same_tokenizer(a: LoadedModel, b: LoadedModel) -> bool:
+    return a.tokenizer is not None and b.tokenizer is not None and a.tokenizer.get_vocab() == b.tokenizer.get_vocab()
+
+
+def _step(cfg: ProbeConfig, what: str, frac: float) -> None:
+    if cfg.on_step is not None:
+        cfg.on_step()
+    if cfg.progress is not None:
+        cfg.progress(what, frac)
+
+
+def _measure_timings(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
+                     budget: _Budget, out: list[TimingPoint]) -> None:
+    grid = _timing_grid(cfg)
+    limit = cfg.budget_s * _TIMING_SHARE
+    start = time.monotonic()
+    for i, (role, b, ctx, n) in enumerate(grid):
+        if time.monotonic() - start > limit or budget.left() <= 0:
+            cfg.notes.append(f"timing grid stopped by the budget after {i} of {len(grid)} points")
+            return
+        _step(cfg, f"timing {role} batch {b} context {ctx} tokens {n}", i / len(grid))
+        model = target if role == "target" else draft
+        out.append(TimingPoint(role=role, batch=b, context=ctx, new_tokens=n,  # type: ignore[arg-type]
+                               seconds=time_pass(model, torch, device, b, ctx, n)))
+
+
+def _measure_rounds(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
+                    budget: _Budget, out: list[RoundsRecord]) -> None:
+    prompts = _prompt_ids(target if target.tokenizer else draft, cfg.prompts, torch, cfg.seed)
+    modes = [("greedy", 0.0)] + ([("sampling", cfg.temperature)] if cfg.temperature > 0 else [])
+    per_mode = budget.left() / len(modes) if budget.left() > 0 else 0.0
+    for m_index, (mode, temp) in enumerate(modes):
+        gen = torch.Generator().manual_seed(cfg.seed + m_index)
+        accepted: list[int] = []
+        proposed: list[int] = []
+        stop = time.monotonic() + per_mode
+        try:
+            for p_index, ids in enumerate(prompts):
+                for a, k in generate_rounds(target, draft, ids, cfg.k_max, temp, cfg.max_new_tokens, torch, device, gen):
+                    accepted.append(a)
+                    proposed.append(k)
+                    _step(cfg, f"{mode} rounds, prompt {p_index + 1}/{len(prompts)}", p_index / len(prompts))
+                    if time.monotonic() > stop:
+                        raise TimeoutError
+        except TimeoutError:
+            cfg.notes.append(f"{mode} rounds stopped by the budget after {len(accepted)} rounds")
+        finally:
+            if accepted:
+                out.append(RoundsRecord(mode=mode, temperature=temp, k=cfg.k_max,  # type: ignore[arg-type]
+                                        accepted=accepted, proposed=proposed))
+
+
+def _assemble(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
+              timings: list[TimingPoint], rounds: list[RoundsRecord], partial_reason: str | None) -> CalibrationFile:
+    from planner.calibration.fitting import fit_acceptance
+
+    fitted_acc = [fit_acceptance(r) for r in rounds]
+    fitted_t, notes = _fit_timings(cfg, timings)
+    return CalibrationFile(
+        source="probe", partial=partial_reason is not None, partial_reason=partial_reason,
+        device=_device_identity(torch, device), engine="hf", target=target.identity, draft=draft.identity,
+        timings=timings, rounds=rounds, fitted_timing=fitted_t, fitted_acceptance=fitted_acc,
+        notes=[*cfg.notes, *notes],
+    )
+
+
+def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint]) -> tuple[list[Any], list[str]]:
+    """Fit eta/overhead per model when the device's peak bandwidth is known (--gpu or NVML)."""
+    from planner.calibration.fitting import fit_timing
+    from planner.catalog.lookup import find_gpu, find_model
+    from planner.catalog.precisions import kv_format, weight_format
+    from planner.costmodel import model_profile
+
+    if cfg.gpu is None:
+        return [], ["no peak bandwidth for this device (pass --gpu): raw timings only, no eta fit"]
+    precision = {"auto": "bf16", "bf16": "bf16", "fp16": "fp16"}.get(cfg.dtype)
+    if precision is None:
+        return [], [f"no eta fit for {cfg.dtype} weights (the cost model plans 16-bit or quantized weights)"]
+    gpu = find_gpu(cfg.gpu)
+    out = []
+    for role, source in (("target", cfg.target), ("draft", cfg.draft)):
+        profile = model_profile(find_model(source).spec, weight_format(precision), kv_format("fp16"))
+        fitted = fit_timing(role, timings, profile, gpu.memory_bandwidth_gb_s * GB)
+        if fitted is not None:
+            out.append(fitted)
+    return out, []
