@@ -1,7 +1,7 @@
 """Fit the cost model and the acceptance model to measurements (scipy, imported here only).
 
-* Timing: per model, t = weight_bytes/bw * x_w + kv_bytes/bw * x_kv + overhead, linear
-  least squares with bounds (x = 1/eta >= 1, overhead >= 0), residuals reported.
+* Timing: t = bytes/bw / eta + overhead per model, linear least squares over both
+  models' grids with bounds (eta <= 1, overhead >= 0), residuals reported per model.
 * Acceptance: alpha by maximum likelihood with a 95% interval (speedup.alpha_mle),
   conditional acceptance per position, and a chi-square check of the geometric model
   against the accepted-length histogram; when acceptance decays with position the
@@ -18,7 +18,7 @@ from planner import speedup as sp
 from planner.calibration.schema import FittedAcceptance, FittedTiming, RoundsRecord, TimingPoint
 from planner.costmodel import ModelProfile
 
-__all__ = ["fit_timing", "fit_acceptance", "per_position_acceptance", "geometric_fit_p_value"]
+__all__ = ["fit_timings", "fit_acceptance", "per_position_acceptance", "geometric_fit_p_value"]
 
 _MIN_EXPECTED = 5.0  # chi-square bins with fewer expected rounds are pooled
 _DECAY_DROP = 0.1  # first-to-last conditional acceptance drop that counts as decay
@@ -32,31 +32,37 @@ def _bytes(profile: ModelProfile, p: TimingPoint) -> tuple[float, float]:
     return float(profile.dense_weight_bytes + profile.expert_bytes * profile.experts_per_token), float(kv)
 
 
-def fit_timing(role: str, points: Sequence[TimingPoint], profile: ModelProfile, bandwidth_bytes_s: float) -> FittedTiming | None:
-    """Least-squares eta_mem and fixed overhead of one model from its timing grid (None if < 2 points)."""
+def fit_timings(points: Sequence[TimingPoint], profiles: dict[str, ModelProfile], bandwidth_bytes_s: float) -> list[FittedTiming]:
+    """Least-squares memory efficiency (one per device) and fixed overhead (one per model).
+
+    t = bytes / (bw * eta) + overhead_role. Efficiency is a property of the device and
+    its kernels; the overhead grows with layer count, so each model gets its own. A
+    single model's weights do not vary across its grid, so only the two models
+    together (and the KV term) separate bandwidth from overhead.
+    """
     from scipy.optimize import lsq_linear
 
-    pts = [p for p in points if p.role == role]
-    if len(pts) < 2:
-        return None
-    rows = np.array([_bytes(profile, p) for p in pts]) / bandwidth_bytes_s  # seconds at peak bandwidth
+    roles = [r for r in profiles if any(p.role == r for p in points)]
+    pts = [p for p in points if p.role in roles]
+    if len(pts) < len(roles) + 1:
+        return []
+    seconds_at_peak = np.array([sum(_bytes(profiles[p.role], p)) for p in pts]) / bandwidth_bytes_s
+    design = np.column_stack([seconds_at_peak] + [np.array([p.role == r for p in pts], dtype=float) for r in roles])
     t = np.array([p.median_s for p in pts])
-    if np.ptp(rows[:, 1]) > 0.05 * max(float(rows[:, 1].max()), 1e-30):
-        design = np.column_stack([rows[:, 0], rows[:, 1], np.ones_like(t)])
-    else:
-        # The KV column barely varies, so it is collinear with the weights: one efficiency for both.
-        design = np.column_stack([rows.sum(axis=1), np.ones_like(t)])
-    n = design.shape[1]
-    res = lsq_linear(design, t, bounds=([1.0] * (n - 1) + [0.0], [_MAX_INVERSE_ETA] * (n - 1) + [np.inf]))
+    res = lsq_linear(design, t, bounds=([1.0] + [0.0] * len(roles), [_MAX_INVERSE_ETA] + [np.inf] * len(roles)))
     resid = t - design @ res.x
-    return FittedTiming(
-        role=role,  # type: ignore[arg-type]
-        eta_mem=float(1.0 / res.x[0]),
-        overhead_s=float(res.x[-1]),
-        residual_rms_s=float(np.sqrt(np.mean(resid**2))),
-        max_rel_residual=float(np.max(np.abs(resid) / t)),
-        points=len(pts),
-    )
+    out = []
+    for i, role in enumerate(roles):
+        mine = np.array([p.role == role for p in pts])
+        out.append(FittedTiming(
+            role=role,  # type: ignore[arg-type]
+            eta_mem=float(1.0 / res.x[0]),
+            overhead_s=float(res.x[1 + i]),
+            residual_rms_s=float(np.sqrt(np.mean(resid[mine] ** 2))),
+            max_rel_residual=float(np.max(np.abs(resid[mine]) / t[mine])),
+            points=int(mine.sum()),
+        ))
+    return out
 
 
 def per_position_acceptance(rec: RoundsRecord) -> list[float]:

@@ -436,7 +436,7 @@ def _assemble(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: 
 
 def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint]) -> tuple[list[Any], list[str]]:
     """Fit eta/overhead per model when the device's peak bandwidth is known (--gpu or NVML)."""
-    from planner.calibration.fitting import fit_timing
+    from planner.calibration.fitting import fit_timings
     from planner.catalog.lookup import find_gpu, find_model
     from planner.catalog.precisions import kv_format, weight_format
     from planner.costmodel import model_profile
@@ -447,10 +447,6 @@ def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint]) -> tuple[list[Any
     if precision is None:
         return [], [f"no eta fit for {cfg.dtype} weights (the cost model plans 16-bit or quantized weights)"]
     gpu = find_gpu(cfg.gpu)
-    out = []
-    for role, source in (("target", cfg.target), ("draft", cfg.draft)):
-        profile = model_profile(find_model(source).spec, weight_format(precision), kv_format("fp16"))
-        fitted = fit_timing(role, timings, profile, gpu.memory_bandwidth_gb_s * GB)
-        if fitted is not None:
-            out.append(fitted)
-    return out, []
+    profiles = {role: model_profile(find_model(src).spec, weight_format(precision), kv_format("fp16"))
+                for role, src in (("target", cfg.target), ("draft", cfg.draft))}
+    return fit_timings(timings, profiles, gpu.memory_bandwidth_gb_s * GB), []
