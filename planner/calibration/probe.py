@@ -425,7 +425,7 @@ def _assemble(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: 
     from planner.calibration.fitting import fit_acceptance
 
     fitted_acc = [fit_acceptance(r) for r in rounds]
-    fitted_t, notes = _fit_timings(cfg, timings)
+    fitted_t, notes = _fit_timings(cfg, timings, device)
     return CalibrationFile(
         source="probe", partial=partial_reason is not None, partial_reason=partial_reason,
         device=_device_identity(torch, device), engine="hf", target=target.identity, draft=draft.identity,
@@ -434,19 +434,35 @@ def _assemble(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: 
     )
 
 
-def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint]) -> tuple[list[Any], list[str]]:
+def _peak_bandwidth_gpu(cfg: ProbeConfig, device: Any) -> Any:
+    """The GpuSpec whose peak bandwidth the fit divides by: --gpu, or this machine's (NVML)."""
+    from planner.catalog.lookup import find_gpu
+
+    if cfg.gpu and cfg.gpu.lower() != "local":
+        return find_gpu(cfg.gpu)
+    if device.type != "cuda":
+        return None
+    from planner.calibration.nvml import local_group
+
+    try:
+        return local_group()[0]
+    except SpecplanError:
+        return None
+
+
+def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint], device: Any) -> tuple[list[Any], list[str]]:
     """Fit eta/overhead per model when the device's peak bandwidth is known (--gpu or NVML)."""
     from planner.calibration.fitting import fit_timings
-    from planner.catalog.lookup import find_gpu, find_model
+    from planner.catalog.lookup import find_model
     from planner.catalog.precisions import kv_format, weight_format
     from planner.costmodel import model_profile
 
-    if cfg.gpu is None:
+    gpu = _peak_bandwidth_gpu(cfg, device)
+    if gpu is None:
         return [], ["no peak bandwidth for this device (pass --gpu): raw timings only, no eta fit"]
     precision = {"auto": "bf16", "bf16": "bf16", "fp16": "fp16"}.get(cfg.dtype)
     if precision is None:
         return [], [f"no eta fit for {cfg.dtype} weights (the cost model plans 16-bit or quantized weights)"]
-    gpu = find_gpu(cfg.gpu)
     profiles = {role: model_profile(find_model(src).spec, weight_format(precision), kv_format("fp16"))
                 for role, src in (("target", cfg.target), ("draft", cfg.draft))}
     return fit_timings(timings, profiles, gpu.memory_bandwidth_gb_s * GB), []
