@@ -44,6 +44,15 @@ class AlphaChoice:
     high: float
     source: Literal["user", "prior", "calibration"]
     detail: str
+    per_position: tuple[float, ...] = ()  # measured P(accept i | 1..i-1), used when acceptance decays
+
+
+def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
+    """E[L] for each k from per-position acceptance (last measured rate carried on), or None for geometric."""
+    if not choice.per_position:
+        return None
+    rates = list(choice.per_position) + [choice.per_position[-1]] * max(0, int(ks.max()) - len(choice.per_position))
+    return np.array([float(sp.expected_accepted_length_positional(rates[:k])) for k in ks])
 
 
 def choose_alpha(alpha: float | None, acceptance_rate: float | None, k: int | None,
@@ -102,9 +111,10 @@ def _calibrated_alpha(applied: AppliedCalibration | None) -> AlphaChoice | None:
     if applied is None or applied.acceptance is None:
         return None
     a = applied.acceptance
-    detail = f"{a.mode} acceptance measured in {applied.path}: MLE {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
-    if a.decays_with_position:
-        detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)})"
+    detail = f"{a.mode} acceptance measured in {applied.path}: {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
+    if a.decays_with_position and a.per_position:
+        detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)}): E[L] uses them"
+        return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, tuple(a.per_position))
     return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail)
 
 
@@ -148,12 +158,16 @@ def estimate(inp: EstimateInputs) -> Estimate:
     choice = (choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
                            req.draft_precision or req.precision, inp.task) if user else None) or _calibrated_alpha(applied) or prior
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
+    by_k = mean_length_by_k(choice, K_SEARCH)
     prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
+    if by_k is not None:  # measured per-position acceptance sets the mid line
+        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH, choice.mid, by_k).speedup
+        prices_band = replace(prices_band, speedup=np.vstack([prices_band.speedup[0], mid, prices_band.speedup[2]]))
     best = int(K_SEARCH[np.argmax(prices_band.speedup[1])])
     k = inp.fit.k if inp.k_given else best
     req = replace(req, k=k)
     report = fit_report(req, fit_warnings)
-    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid)
+    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1])
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best))
     text = verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch)

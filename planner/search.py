@@ -50,22 +50,24 @@ def decode_context(context: ArrayLike) -> NDArray[np.float64]:
 
 def price_rounds(
     target: ModelProfile, draft: ModelProfile, device: DeviceProfile, draft_device: DeviceProfile,
-    batch: ArrayLike, context: ArrayLike, k: ArrayLike, alpha: ArrayLike,
+    batch: ArrayLike, context: ArrayLike, k: ArrayLike, alpha: ArrayLike, mean_length: ArrayLike | None = None,
 ) -> RoundPrices:
     """Times of target decode, draft decode and verify(k+1), then c, r, E[L] and speedup.
 
     ``context`` is the cached length during decode; each round drafts k tokens one
     by one (k draft passes) and verifies them with one target pass over k + 1 tokens.
+    ``mean_length`` replaces the geometric E[L] when acceptance was measured per position.
     """
     t = decode_cost(target, device, batch, context)
     d = decode_cost(draft, draft_device, batch, context)
     v = verify_cost(target, device, k, batch, context)
     c = d.total_s / t.total_s
     r = v.total_s / t.total_s
+    length = sp.expected_accepted_length(alpha, k) if mean_length is None else np.asarray(mean_length, dtype=np.float64)
     return RoundPrices(
         t_target_s=t.total_s, t_draft_s=d.total_s, t_verify_s=v.total_s, c=c, r=r,
-        mean_accepted_length=sp.expected_accepted_length(alpha, k),
-        speedup=sp.speedup(alpha, k, c, r),
+        mean_accepted_length=length,
+        speedup=length / (np.asarray(k) * c + r),
         target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
         draft_compute_bound=d.compute_bound,
     )

@@ -351,3 +351,23 @@ def test_local_gpu_without_driver_exits_3(runner):
 
 def test_gpu_spec_lookup_is_unchanged():
     assert find_gpu("h100-sxm").id == "h100-sxm"
+
+
+def test_decaying_acceptance_uses_per_position_figures(tmp_path, runner):
+    from planner import speedup as sp
+
+    server = Path(__file__).parent / "data" / "server"
+    out = tmp_path / "v.yaml"
+    result = runner.invoke(main, ["calibrate", "--vllm-metrics-before", str(server / "vllm_v1_before.prom"),
+                                  "--vllm-metrics", str(server / "vllm_v1_after.prom"), "--target", "llama-3.1-70b",
+                                  "--draft", "llama-3.2-1b", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    fitted = read_calibration(out).fitted_acceptance[0]
+    assert fitted.decays_with_position
+    data = json.loads(runner.invoke(main, ["estimate", "--target", "llama-3.1-70b", "--draft", "llama-3.2-1b",
+                                           "--gpu", "h100-sxm", "--gpus", "2", "--k", "4", "--calibration", str(out),
+                                           "--format", "json"]).stdout)
+    assert data["alpha_source"] == "calibration"
+    expected = float(sp.expected_accepted_length_positional(fitted.per_position[:4]))
+    assert data["mean_accepted_length"] == pytest.approx(expected, rel=1e-4)
+    assert data["mean_accepted_length"] < float(sp.expected_accepted_length(fitted.alpha, 4))
