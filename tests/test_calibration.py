@@ -346,7 +346,8 @@ def test_local_gpu_without_driver_exits_3(runner):
     result = runner.invoke(main, ["fit", "--target", "llama-3.1-8b", "--gpu", "local"])
     assert result.exit_code == 3 and "Traceback" not in result.output
     detect = runner.invoke(main, ["detect"])
-    assert detect.exit_code == 3 and "no NVIDIA GPU" in detect.stderr or "nvidia-ml-py" in detect.stderr
+    assert detect.exit_code == 3
+    assert "no NVIDIA GPU" in detect.stderr or "nvidia-ml-py" in detect.stderr
 
 
 def test_gpu_spec_lookup_is_unchanged():
