@@ -104,7 +104,7 @@ class Estimate:
 def _load_applied(path: str | None, req: FitRequest) -> AppliedCalibration | None:
     if path is None:
         return None
-    return apply_calibration(read_calibration(path), path, req.gpu, req.target, req.draft)
+    return apply_calibration(read_calibration(path), path, req.gpu, req.target, req.draft, req.engine.name)
 
 
 def _calibrated_alpha(applied: AppliedCalibration | None) -> AlphaChoice | None:
@@ -307,7 +307,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
               for f in base.engine.draft_precisions]
     cal = read_calibration(inp.calibration) if inp.calibration else None
     if cal is not None:
-        warnings += apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None).warnings
+        warnings += apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name).warnings
     rows = [_no_speculation(base, g, inp, cal) for g in groups]
     if combos:
         rows += _speculative_rows(base, combos, inp, cal)
@@ -358,7 +358,8 @@ def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs, cal: Calibra
     report = fit_report(req)
     tp, _, dev, _ = _profiles(req, None, None, g)
     if cal is not None:
-        dev = calibrated_device(dev, apply_calibration(cal, inp.calibration or "", req.gpu, req.target, None).target_timing)
+        dev = calibrated_device(dev, apply_calibration(cal, inp.calibration or "", req.gpu, req.target, None,
+                                                       req.engine.name).target_timing)
     p = price_rounds(tp, tp, dev, dev, req.batch, decode_context(req.context), 1, 0.0)
     tps = float(p.target_tokens_per_s)
     return Candidate(None, None, None, g, 1.0, 1.0, 1.0, None, None, None, report.fits, report.headroom_gib,
@@ -373,7 +374,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
         req = replace(base, gpus=g, draft=draft, draft_precision=fmt)
         reports.append(fit_report(req))
         tp, dp, dev, ddev = _profiles(req, draft, fmt, g)
-        applied = apply_calibration(cal, inp.calibration or "", req.gpu, req.target, draft) if cal else None
+        applied = apply_calibration(cal, inp.calibration or "", req.gpu, req.target, draft, req.engine.name) if cal else None
         if applied is not None:
             dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
         for bucket, profile in zip((targets, drafts, devs, ddevs), (tp, dp, dev, ddev)):

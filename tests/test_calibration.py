@@ -372,3 +372,12 @@ def test_decaying_acceptance_uses_per_position_figures(tmp_path, runner):
     expected = float(sp.expected_accepted_length_positional(fitted.per_position[:4]))
     assert data["mean_accepted_length"] == pytest.approx(expected, rel=1e-4)
     assert data["mean_accepted_length"] < float(sp.expected_accepted_length(fitted.alpha, 4))
+
+
+def test_timings_of_another_engine_are_not_applied(tmp_path):
+    path = Path(_catalogue_calibration(tmp_path))
+    cal = read_calibration(path)
+    write_calibration(cal.model_copy(update={"engine": "hf"}), path)
+    est = _est(str(path))  # plans with vLLM on the same H100
+    assert est.calibration["timing_applied"] is False and est.alpha.source == "calibration"
+    assert any("measured with hf, not vllm" in w for w in est.warnings)

@@ -50,8 +50,12 @@ def _best_acceptance(cal: CalibrationFile) -> FittedAcceptance | None:
 
 
 def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: ModelSpec,
-                      draft: ModelSpec | None) -> AppliedCalibration:
-    """Pick what applies to this GPU and pair; explain what does not."""
+                      draft: ModelSpec | None, engine: str | None = None) -> AppliedCalibration:
+    """Pick what applies to this GPU, engine and pair; explain what does not.
+
+    Timings describe one engine's kernels on one device (the probe times the
+    transformers path), so they apply only when both match.
+    """
     warnings = []
     pair_ok = _same_model(cal.target.id, target) and (draft is None or _same_model(cal.draft.id if cal.draft else None, draft))
     device_ok = _same_device(cal, gpu)
@@ -60,10 +64,13 @@ def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: Mod
         warnings.append(f"{path} was measured on {measured}, not this pair: using catalogue defaults and priors")
     if cal.partial:
         warnings.append(f"{path} is partial ({cal.partial_reason}): fewer measurements than planned")
+    engine_ok = engine is None or cal.engine in (None, engine)
     if pair_ok and not device_ok and cal.timings:
         where = cal.device.name if cal.device else "an unknown device"
         warnings.append(f"{path} timings were measured on {where}, not {gpu.id}: timings from the catalogue")
-    timing_ok = pair_ok and device_ok
+    elif pair_ok and not engine_ok and cal.timings:
+        warnings.append(f"{path} timings were measured with {cal.engine}, not {engine}: timings from the catalogue")
+    timing_ok = pair_ok and device_ok and engine_ok
     by_role = {f.role: f for f in cal.fitted_timing}
     return AppliedCalibration(
         path=path,
