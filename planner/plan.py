@@ -265,6 +265,7 @@ class Candidate:
     alpha_source: str | None
     fits: bool
     headroom_gib: float
+    memory: dict[str, float]  # per-GPU GiB by component (fit report), incl. total and capacity
     tokens_per_s: float  # per sequence
     throughput_tokens_per_s: float  # all sequences
     tokens_per_usd: float | None
@@ -349,6 +350,10 @@ def _score(c: Candidate, objective: Objective) -> float:
     return c.tokens_per_s
 
 
+def _memory(report: FitReport) -> dict[str, float]:
+    return {**report.breakdown.as_gib(), "capacity": round(report.capacity_gib, 3)}
+
+
 def _per_usd(throughput: float, gpus: int, inp: RecommendInputs) -> float | None:
     return throughput * 3600 / (gpus * inp.gpu_hour_usd) if inp.gpu_hour_usd else None
 
@@ -363,7 +368,7 @@ def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs, cal: Calibra
     p = price_rounds(tp, tp, dev, dev, req.batch, decode_context(req.context), 1, 0.0)
     tps = float(p.target_tokens_per_s)
     return Candidate(None, None, None, g, 1.0, 1.0, 1.0, None, None, None, report.fits, report.headroom_gib,
-                     tps, tps * req.batch, _per_usd(tps * req.batch, g, inp),
+                     _memory(report), tps, tps * req.batch, _per_usd(tps * req.batch, g, inp),
                      "no speculative decoding" if report.fits else "does not fit")
 
 
@@ -398,7 +403,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
         report = reports[i]
         out.append(Candidate(
             draft.id, fmt.name, int(K_SEARCH[j]), g, s, float(p.speedup[i, 0, j]), float(p.speedup[i, 2, j]),
-            float(p.c[i, 0, 0]), float(alpha[i, 1, 0]), sources[i], report.fits, report.headroom_gib, tps,
+            float(p.c[i, 0, 0]), float(alpha[i, 1, 0]), sources[i], report.fits, report.headroom_gib, _memory(report), tps,
             tps * base.batch, _per_usd(tps * base.batch, g, inp),
             verdict(report.fits, s, float(p.c[i, 0, 0]), float(p.r[i, 0, j]), float(alpha[i, 1, 0]), base.batch),
         ))
@@ -412,6 +417,7 @@ def candidate_to_dict(c: Candidate) -> dict[str, Any]:
         "speedup": round(c.speedup, 4), "speedup_low": round(c.speedup_low, 4), "speedup_high": round(c.speedup_high, 4),
         "c": None if c.c is None else round(c.c, 5), "alpha": None if c.alpha is None else round(c.alpha, 4),
         "alpha_source": c.alpha_source, "fits": c.fits, "headroom_gib": round(c.headroom_gib, 3),
+        "per_gpu_gib": c.memory,
         "tokens_per_s": round(c.tokens_per_s, 3), "throughput_tokens_per_s": round(c.throughput_tokens_per_s, 3),
         "tokens_per_usd": None if c.tokens_per_usd is None else round(c.tokens_per_usd, 1), "verdict": c.verdict,
     }

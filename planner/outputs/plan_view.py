@@ -7,6 +7,7 @@ from typing import Any
 from planner.outputs.fit_view import fit_to_dict
 from planner.outputs.render import console
 from planner.plan import Estimate, Recommendation, candidate_to_dict
+from planner.calibration.schema import now_iso
 from planner.units import MILLI
 
 __all__ = ["estimate_to_dict", "print_estimate", "recommendation_to_dict", "print_recommendation"]
@@ -26,7 +27,9 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
     has_draft = e.alpha is not None
     return {
         "target": req.target.id, "draft": req.draft.id if req.draft else None, "gpu": req.gpu.id, "gpus": req.gpus,
-        "engine": req.engine.name, "batch": req.batch, "context": req.context,
+        "engine": req.engine.name, "precision": req.precision.name,
+        "draft_precision": (req.draft_precision or req.precision).name if req.draft else None,
+        "kv_precision": req.kv.name, "batch": req.batch, "context": req.context, "created_at": now_iso(),
         "t_target_ms": _ms(p.t_target_s),
         "t_draft_ms": _ms(p.t_draft_s) if has_draft else None,
         "t_verify_ms": _ms(p.t_verify_s) if has_draft else None,
@@ -105,7 +108,8 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
     req = rec.request
     return {
         "target": req.target.id, "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
-        "precision": req.precision.name, "batch": req.batch, "context": req.context, "task": task,
+        "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
+        "task": task, "created_at": now_iso(),
         "objective": objective, "candidates": [candidate_to_dict(c) for c in rec.candidates],
         "warnings": list(rec.warnings),
     }
