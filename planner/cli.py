@@ -213,6 +213,28 @@ def validate(measurements: str | None, max_median_error: float, fmt: str) -> int
 
 
 @main.command()
+@_hardware
+@_task
+@click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency", show_default=True)
+@click.option("--top", type=int, default=10, show_default=True, help="Candidates in the table.")
+@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
+@click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration file to re-plan with.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, calibration: str | None, output: str,
+           force: bool, **flags: Any) -> None:
+    """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation."""
+    from planner.atomic import write_text_atomic
+    from planner.outputs.report import ReportInputs, build_report_data, render_report
+    from planner.requests import FitInputs
+
+    data = build_report_data(ReportInputs(FitInputs(**flags), task=task, objective=objective, top=top,
+                                          gpu_hour_usd=gpu_hour_usd, calibration=calibration))
+    write_text_atomic(output, render_report(data), force=force)
+    click.echo(f"wrote {output}: {data['verdict']}")
+
+
+@main.command()
 @_format_option
 def detect(fmt: str) -> None:
     """List this machine's NVIDIA GPUs (NVML) and their catalogue match. Exit 3 without a GPU."""

@@ -1,0 +1,154 @@
+"""The self-contained HTML report: one recommendation, its charts and where every figure came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from planner import __version__
+from planner.calibration.schema import now_iso
+from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
+from planner.outputs.svg import Segment, Series, heatmap, line_chart, stacked_bars
+from planner.plan import K_SEARCH, EstimateInputs, RecommendInputs, estimate, recommend
+from planner.requests import FitInputs
+
+__all__ = ["ReportInputs", "build_report_data", "render_report"]
+
+_ALPHA_GRID = np.round(np.arange(0.40, 0.96, 0.05), 2)
+_HEAT_K = np.arange(1, 13)
+
+
+@dataclass(frozen=True)
+class ReportInputs:
+    """report's flags: recommend's, plus a calibration file."""
+
+    fit: FitInputs
+    task: str = "chat"
+    objective: str = "latency"
+    top: int = 10
+    gpu_hour_usd: float | None = None
+    calibration: str | None = None
+
+
+def _chosen(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return next((c for c in candidates if c["fits"] and c["draft"] and c["speedup"] >= 1.05), None)
+
+
+def _curves(est: Any) -> dict[str, Any]:
+    """Speedup against k for the alpha band, and over an alpha x k grid, with the chosen pair's c and r(k)."""
+    from planner.costmodel import device_profile, model_profile
+    from planner.search import decode_context, price_rounds
+
+    req = est.fit.request
+    tensor = req.engine.parallelism == "tensor"
+    dtp = est.fit.draft_tp if tensor else 1
+    tp = model_profile(req.target, req.precision, req.kv, req.gpus if tensor else 1)
+    dp = model_profile(req.draft, req.draft_precision or req.precision, req.kv, dtp)
+    dev, ddev = device_profile(req.gpu, req.engine, req.gpus), device_profile(req.gpu, req.engine, dtp if tensor else req.gpus)
+    ctx = decode_context(req.context)
+    band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
+    lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band).speedup
+    grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None]).speedup
+    return {"lines": lines, "grid": grid}
+
+
+def build_report_data(inp: ReportInputs) -> dict[str, Any]:
+    """Everything the template shows, as plain data plus pre-rendered SVG charts."""
+    rec = recommend(RecommendInputs(inp.fit, task=inp.task, objective=inp.objective, top=inp.top,  # type: ignore[arg-type]
+                                    gpu_hour_usd=inp.gpu_hour_usd, calibration=inp.calibration))
+    rec_data = recommendation_to_dict(rec, inp.task, inp.objective)
+    chosen = _chosen(rec_data["candidates"])
+    data: dict[str, Any] = {"question": rec_data, "generated_at": now_iso(), "version": __version__,
+                            "candidates": rec_data["candidates"], "warnings": rec_data["warnings"]}
+    if chosen is None:
+        data["verdict"] = _no_speculation_verdict(rec_data)
+        data["estimate"] = None
+        return data
+    fit = replace(inp.fit, draft=chosen["draft"], draft_precision=chosen["draft_precision"], gpus=chosen["gpus"],
+                  k=chosen["k"])
+    est = estimate(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration))
+    est_data = estimate_to_dict(est)
+    curves = _curves(est)
+    data["estimate"] = est_data
+    data["verdict"] = (f"Use {chosen['draft']} ({chosen['draft_precision']}) as the draft with k = {chosen['k']} on "
+                       f"{chosen['gpus']} x {rec_data['gpu']}: {chosen['speedup']:.2f}x faster "
+                       f"(band {chosen['speedup_low']:.2f}-{chosen['speedup_high']:.2f}x), "
+                       f"{chosen['tokens_per_s']:.0f} tokens/s per sequence.")
+    data["charts"] = _charts(est_data, curves)
+    data["sources"] = _sources(est)
+    return data
+
+
+def _no_speculation_verdict(rec: dict[str, Any]) -> str:
+    fitting = [c for c in rec["candidates"] if c["fits"]]
+    if not fitting:
+        return f"Nothing fits on {rec['gpus']} x {rec['gpu']}: see the warnings for the cheapest change."
+    return (f"Do not use speculative decoding for {rec['target']} here: no draft reaches a 1.05x speedup "
+            f"at batch {rec['batch']} (best: {max(c['speedup'] for c in fitting):.2f}x).")
+
+
+def _charts(est: dict[str, Any], curves: dict[str, Any]) -> dict[str, Any]:
+    k = est["k"]
+    lines = curves["lines"]
+    series = [Series(f"alpha {a:.2f} ({name})", list(K_SEARCH), list(lines[i]), css, dashed=name != "mid")
+              for i, (name, a, css) in enumerate((("low", est["alpha_low"], "s3"), ("mid", est["alpha"], "s1"),
+                                                   ("high", est["alpha_high"], "s2")))]
+    speed_vs_k = line_chart(series, "Speedup against k", "k (draft tokens per round)", "speedup (x)",
+                            marker=(k, est["speedup"], f"chosen k = {k}: {est['speedup']:.2f}x"), y_floor=1.0)
+    grid = curves["grid"]
+    row = int(np.argmin(np.abs(_ALPHA_GRID - est["alpha"])))
+    heat = heatmap(grid[::-1].tolist(), [f"{a:.2f}" for a in _ALPHA_GRID[::-1]], [str(x) for x in _HEAT_K],
+                   "Speedup over alpha and k", "k (draft tokens per round)", "per-token alpha",
+                   highlight=(len(_ALPHA_GRID) - 1 - row, k - 1) if k <= _HEAT_K[-1] else None)
+    mem = est["fit"]["per_gpu_gib"]
+    headroom = max(est["fit"]["headroom_gib"], 0.0)
+    vram = stacked_bars([("per GPU", [
+        Segment("target weights", mem["target_weights"], "m1"), Segment("draft weights", mem["draft_weights"], "m2"),
+        Segment("KV cache", mem["kv_cache"], "m3"), Segment("activations", mem["activations"], "m4"),
+        Segment("runtime reserve", mem["runtime_reserve"], "m5"), Segment("headroom", headroom, "m6")])],
+        "Memory per GPU", "GiB", limit=est["fit"]["capacity_gib"], limit_label=f"capacity {est['fit']['capacity_gib']:.1f} GiB")
+    t_d, t_v, t_t = est["t_draft_ms"], est["t_verify_ms"], est["t_target_ms"]
+    tokens = est["mean_accepted_length"]
+    rounds = stacked_bars([
+        (f"speculative round: {tokens:.2f} tokens expected", [
+            Segment(f"{k} draft passes (k*c = {k * est['c']:.2f})", k * t_d, "m2"),
+            Segment(f"verify {k + 1} tokens (r = {est['r']:.2f})", t_v, "m1")]),
+        (f"plain decoding of the same {tokens:.2f} tokens", [Segment("target decode steps", tokens * t_t, "m5")]),
+    ], "Time for the same tokens", "ms")
+    return {"speed_vs_k": speed_vs_k, "heatmap": heat, "vram": vram, "round": rounds}
+
+
+def _sources(est: Any) -> list[dict[str, str]]:
+    req = est.fit.request
+    def src(value: Any) -> str:
+        return "; ".join(value) if isinstance(value, list) else str(value)
+    rows = [
+        {"figure": f"GPU {req.gpu.name}", "value": f"{req.gpu.memory_bandwidth_gb_s:g} GB/s, {req.gpu.memory_gib:g} GiB",
+         "origin": "catalogue", "source": src(req.gpu.source)},
+        {"figure": f"target {req.target.id}", "value": f"{req.target.num_layers} layers, {req.precision.name}",
+         "origin": "catalogue", "source": src(req.target.source)},
+        {"figure": f"draft {req.draft.id}", "value": f"{req.draft.num_layers} layers, {(req.draft_precision or req.precision).name}",
+         "origin": "catalogue", "source": src(req.draft.source)},
+        {"figure": f"engine {req.engine.label}", "value": f"{req.engine.parallelism} parallel",
+         "origin": "engine defaults", "source": req.engine.source},
+        {"figure": "alpha", "value": f"{est.alpha.mid:.3f} ({est.alpha.low:.2f}-{est.alpha.high:.2f})",
+         "origin": est.alpha.source, "source": est.alpha.detail},
+    ]
+    return rows
+
+
+def render_report(data: dict[str, Any]) -> str:
+    """The report as one HTML string (jinja2, autoescaped; charts are pre-escaped SVG)."""
+    import jinja2
+
+    from planner.paths import data_dir
+
+    folder = data_dir("templates")
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda name: (folder / name).read_text(encoding="utf-8")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+    )
+    return env.get_template("report.html.j2").render(**data)
+
