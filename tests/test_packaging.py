@@ -77,3 +77,11 @@ def test_wheel_in_fresh_venv_carries_the_catalogues(tmp_path):
         cwd=tmp_path,
     )
     assert len(json.loads(models.stdout)) == len(model_catalog())
+    # Package data beyond the catalogues: engine defaults, measurements, the report template.
+    report = tmp_path / "r.html"
+    subprocess.run([env_dir / "bin" / "specplan", "report", "--target", "llama-3.1-8b", "--gpu", "h100-sxm",
+                    "-o", str(report)], check=True, capture_output=True, cwd=tmp_path)
+    assert "<svg" in report.read_text()
+    validation = subprocess.run([env_dir / "bin" / "specplan", "validate", "--format", "json"], check=True,
+                                capture_output=True, text=True, cwd=tmp_path)
+    assert json.loads(validation.stdout)["summary"]["decode_tokens_per_s"]["rows"] > 200
