@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from planner.catalog.loading import hardware_catalog, model_catalog
-from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.schemas import GpuSpec
 from planner.footprint import parameter_counts
 from planner.outputs.render import console
 from planner.units import BILLION, GIB
