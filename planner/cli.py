@@ -235,6 +235,75 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 
 
 @main.command()
+@click.option("--server", required=True,
+              type=click.Choice(["vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"]),
+              help="Server to configure.")
+@click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="A plan written by `recommend --format json` or `estimate --format json`.")
+@click.option("--target", default=None, help="Target model (when not using --from-plan).")
+@click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
+@click.option("--gpus", type=int, default=1, show_default=True)
+@click.option("--precision", default=None)
+@click.option("--kv-precision", default=None)
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--context", type=int, default=None)
+@click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
+@click.option("--memory-gib", type=float, default=None)
+@_draft
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
+@_task
+@click.option("--server-version", default=None, help="Server release the config is for (interfaces changed over time).")
+@click.option("--target-path", default=None, help="Checkpoint the server should load for the target (folder, GGUF file).")
+@click.option("--draft-path", default=None, help="Checkpoint the server should load for the draft.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
+              help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
+           draft_path: str | None, output: str, force: bool, k: int | None, task: str, **flags: Any) -> None:
+    """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
+    import json
+    from pathlib import Path
+
+    from planner.exports import check_server, export_plan, plan_from_json, write_export
+
+    check_server(server)
+    if from_plan:
+        try:
+            data = json.loads(Path(from_plan).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise SpecplanError(f"{from_plan}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    else:
+        data = _plan_for_export(server, k, task, flags)
+    out = Path(output)
+    result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
+                         draft_path=draft_path, stem=out.stem)
+    written = write_export(result, out.parent, force=force)
+    click.echo(result.summary)
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+_SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}
+
+
+def _plan_for_export(server: str, k: int | None, task: str, flags: dict[str, Any]) -> dict[str, Any]:
+    """Plan from flags: estimate when a draft is named, else the best fitting recommendation."""
+    from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
+    from planner.plan import EstimateInputs, RecommendInputs
+    from planner.plan import estimate as run_estimate
+    from planner.plan import recommend as run_recommend
+    from planner.requests import FitInputs
+
+    if not flags.get("target") or not flags.get("gpu"):
+        raise SpecplanError("give --from-plan FILE, or --target and --gpu to plan now")
+    flags = {**flags, "engine": flags.get("engine") or _SERVER_ENGINE.get(server, "auto")}
+    if flags.get("draft"):
+        fit = FitInputs(**flags, **({"k": k} if k is not None else {}))
+        return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task)))
+    plan_flags = {key: v for key, v in flags.items() if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch")}
+    return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task)), task, "latency")
+
+
+@main.command()
 @_format_option
 def detect(fmt: str) -> None:
     """List this machine's NVIDIA GPUs (NVML) and their catalogue match. Exit 3 without a GPU."""

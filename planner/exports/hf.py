@@ -1,0 +1,118 @@
+"""Hugging Face transformers: a Python snippet for assisted generation with the planned draft.
+
+The draft length is fixed at the planner's k: ``num_assistant_tokens = k`` with
+``num_assistant_tokens_schedule = "constant"`` (the "heuristic" schedule would move it by
++2/-1 after every step). transformers takes the draft as ``generate(assistant_model=...)``
+and runs assisted generation for one sequence at a time ("not batched inputs"), so only
+batch-1 plans export. A Python file rather than a generation_config.json: JSON has no
+comments, and the assistant model is a generate() argument, not a config field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.catalog.precisions import weight_format
+from planner.errors import SpecplanError
+from planner.exports.common import (
+    Export,
+    ExportPlan,
+    ServerLine,
+    check_runs,
+    comment_block,
+    header,
+    model_reference,
+)
+
+__all__ = ["SERVER", "LABEL", "export"]
+
+SERVER = "hf"
+LABEL = "HF transformers"
+_TORCH_DTYPE = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}
+_OLD_LINE = "4.35-4.55"
+_DEMO_PROMPT = "Explain speculative decoding in three sentences."
+
+
+def _dtype(precision: str) -> str:
+    """The dtype argument: 16-bit formats by name, quantized checkpoints as stored ("auto")."""
+    return _TORCH_DTYPE.get(weight_format(precision).name, '"auto"')
+
+
+def _snippet(plan: ExportPlan, line: ServerLine, target: str, draft: str) -> str:
+    dtype_kw = "torch_dtype" if line.name == _OLD_LINE else "dtype"
+    draft_prec = plan.draft_precision or plan.precision
+    max_new = max(1, plan.context // 2)  # half the planned context is left for the prompt
+    body = f'''import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+TARGET = {target!r}
+ASSISTANT = {draft!r}
+
+GENERATION_CONFIG = GenerationConfig(
+    num_assistant_tokens={plan.k},
+    num_assistant_tokens_schedule="constant",
+    max_new_tokens={max_new},
+)
+
+
+def main() -> None:
+    tokenizer = AutoTokenizer.from_pretrained(TARGET)
+    model = AutoModelForCausalLM.from_pretrained(TARGET, {dtype_kw}={_dtype(plan.precision)}, device_map="auto")
+    assistant = AutoModelForCausalLM.from_pretrained(ASSISTANT, {dtype_kw}={_dtype(draft_prec)}, device_map="auto")
+    prompt = " ".join(arg for arg in sys.argv[1:] if arg != "--compare") or {_DEMO_PROMPT!r}
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    start = time.perf_counter()
+    output = model.generate(**inputs, assistant_model=assistant, generation_config=GENERATION_CONFIG)
+    assisted = time.perf_counter() - start
+    print(tokenizer.decode(output[0], skip_special_tokens=True))
+    if "--compare" in sys.argv:
+        start = time.perf_counter()
+        model.generate(**inputs, generation_config=GENERATION_CONFIG)  # greedy: the same tokens, no draft
+        plain = time.perf_counter() - start
+        print(f"assisted {{assisted:.2f}} s, plain {{plain:.2f}} s: speedup {{plain / assisted:.2f}}x "
+              f"(specplan predicted {plan.speedup:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
+'''
+    return body
+
+
+def _measure() -> list[str]:
+    return [
+        "generate() exposes no acceptance counters; run this file with --compare to time the same prompt with and",
+        "without assistant_model and compare the measured speedup with the prediction above (greedy decoding, so",
+        "both runs produce the same text).",
+    ]
+
+
+def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+    """A runnable Python file for assisted generation with the plan's pair."""
+    check_runs(plan, SERVER, LABEL)
+    if plan.batch != 1:
+        raise SpecplanError(
+            f"transformers runs assisted generation one sequence at a time (\"not batched inputs\"), but the plan is "
+            f"for batch {plan.batch}: re-plan with --batch 1, or serve the pair with vLLM or SGLang"
+        )
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", frozenset())
+    draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
+                            LABEL, "draft", "--draft-path", frozenset())
+    notes = [
+        (f"num_assistant_tokens {plan.k} with schedule \"constant\": the draft proposes exactly k tokens per step "
+        "(assistant_confidence_threshold may still stop it early)."),
+        "device_map=\"auto\" (needs the accelerate package) spreads the target over the visible GPUs layer by layer.",
+    ]
+    if line.name == _OLD_LINE:
+        notes.append("transformers before 4.56 names the load dtype torch_dtype= (4.56 renamed it dtype=).")
+    head = header(plan, LABEL, line, _measure(), notes)
+    text = comment_block(head + [f"Run: python {stem}_assisted.py \"your prompt\" [--compare]"]) + _snippet(
+        plan, line, target, draft)
+    files: dict[str, Any] = {f"{stem}_assisted.py": text}
+    summary = (f"{LABEL} {line.name}: {', '.join(files)}; assistant {draft}, num_assistant_tokens {plan.k} "
+               f"(constant); predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)

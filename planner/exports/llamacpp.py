@@ -1,0 +1,152 @@
+"""llama.cpp ``llama-server``: the command line and the same settings as LLAMA_ARG_* environment variables.
+
+Two release lines (planner/exports/server_args/llamacpp.yaml): ``classic`` builds take
+``-md --draft-max --draft-min --draft-p-min -ngld -cd``; builds after llama.cpp PR #22964
+(2026-05, cut-over taken at b9174) take ``--spec-draft-model --spec-type draft-simple
+--spec-draft-n-max ...`` and refuse the old names.
+
+llama.cpp loads GGUF files. A plan names Hugging Face repos, whose GGUF file names
+cannot be known: the files default to ``<repo name>-<QUANT>.gguf`` (the usual naming of
+community GGUF exports) in the variables TARGET_GGUF / DRAFT_GGUF, which the user
+overrides, or ``--target-path`` / ``--draft-path`` set.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import PurePosixPath
+from typing import Any
+
+from planner.catalog.precisions import weight_format
+from planner.exports.common import (
+    Export,
+    ExportPlan,
+    ServerLine,
+    Var,
+    check_runs,
+    comment_block,
+    header,
+    shell_script,
+)
+
+__all__ = ["SERVER", "LABEL", "export", "gguf_name"]
+
+SERVER = "llamacpp"
+LABEL = "llama.cpp llama-server"
+_GGUF_TYPE = {"bf16": "BF16", "fp16": "F16", "q8_0": "Q8_0", "q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q4_k_m": "Q4_K_M",
+              "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
+_ALL_LAYERS = 99  # more layers than any catalogued model has: everything on the GPU
+# The last classic default (common/arg.cpp at b8672); master's 0.00 was reported to collapse
+# acceptance to 0.07 (llama.cpp issue #25908), so the threshold is always written out.
+_P_MIN = 0.75
+_N_MIN = 0  # use every draft, however short p_min cut it
+_SAFE_ENV_VALUE = re.compile(r"^[A-Za-z0-9_./:+@-]+$")
+
+
+def gguf_name(model: str, precision: str) -> str:
+    """The file name a plan's model most likely has as GGUF: ``Llama-3.1-8B-Q4_K_M.gguf``."""
+    if model.endswith(".gguf"):
+        return model
+    base = PurePosixPath(model.rstrip("/")).name or model
+    return f"{base}-{_GGUF_TYPE[weight_format(precision).name]}.gguf"
+
+
+def _settings(plan: ExportPlan, line: ServerLine) -> list[tuple[str, str, Any]]:
+    """(flag, env var, value) in command-line order; values are strings, numbers or Var."""
+    classic = line.name == "classic"
+    rows: list[tuple[str, str, Any]] = [
+        ("-m", "LLAMA_ARG_MODEL", Var("TARGET_GGUF")),
+        ("-md" if classic else "--spec-draft-model", "LLAMA_ARG_MODEL_DRAFT" if classic else "LLAMA_ARG_SPEC_DRAFT_MODEL",
+         Var("DRAFT_GGUF")),
+    ]
+    if not classic:
+        rows.append(("--spec-type", "LLAMA_ARG_SPEC_TYPE", "draft-simple"))
+    rows += [
+        ("-ngl", "LLAMA_ARG_N_GPU_LAYERS", _ALL_LAYERS),
+        ("-ngld" if classic else "--spec-draft-ngl", "LLAMA_ARG_N_GPU_LAYERS_DRAFT", _ALL_LAYERS),
+        # -c is the KV cache of all slots together: each of the -np slots gets c / np tokens.
+        ("-c", "LLAMA_ARG_CTX_SIZE", plan.context * plan.batch),
+        ("-np", "LLAMA_ARG_N_PARALLEL", plan.batch),
+    ]
+    if classic:
+        rows.append(("-cd", "LLAMA_ARG_CTX_SIZE_DRAFT", plan.context))
+    prefix, env = ("--draft", "LLAMA_ARG_DRAFT") if classic else ("--spec-draft-n", "LLAMA_ARG_SPEC_DRAFT_N")
+    rows += [
+        (f"{prefix}-max", f"{env}_MAX", plan.k),
+        (f"{prefix}-min", f"{env}_MIN", _N_MIN),
+        ("--draft-p-min" if classic else "--spec-draft-p-min",
+         "LLAMA_ARG_DRAFT_P_MIN" if classic else "LLAMA_ARG_SPEC_DRAFT_P_MIN", _P_MIN),
+    ]
+    if plan.tensor_parallel > 1:
+        rows.append(("-sm", "LLAMA_ARG_SPLIT_MODE", "layer"))
+    if plan.kv_precision in ("q8_0", "q4_0"):
+        rows += [("-ctk", "LLAMA_ARG_CACHE_TYPE_K", plan.kv_precision),
+                 ("-ctv", "LLAMA_ARG_CACHE_TYPE_V", plan.kv_precision)]
+        if not classic:
+            rows += [("--spec-draft-type-k", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_K", plan.kv_precision),
+                     ("--spec-draft-type-v", "LLAMA_ARG_SPEC_DRAFT_CACHE_TYPE_V", plan.kv_precision)]
+    return rows
+
+
+def _env_value(value: str) -> str:
+    return value if _SAFE_ENV_VALUE.match(value) else shlex.quote(value)
+
+
+def _measure(plan: ExportPlan) -> list[str]:
+    return [
+        "Every response (/completion, /v1/completions, /v1/chat/completions, last streamed chunk) has a \"timings\"",
+        "object with draft_n (draft tokens proposed) and draft_n_accepted (accepted) when drafting happened:",
+        "acceptance rate = draft_n_accepted / draft_n. The server log prints",
+        "\"draft acceptance rate = 0.57576 (  171 accepted /   297 generated)\".",
+        (f"Calibrate the plan: specplan calibrate --llamacpp responses.json --target {plan.target} --draft {plan.draft} "
+        f"--k {plan.k} -o calibration.yaml (saved responses or the server log)."),
+        "The Prometheus /metrics endpoint (--metrics) has no draft-acceptance metric.",
+    ]
+
+
+def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+    """llama-server command line and env file for the plan."""
+    check_runs(plan, SERVER, LABEL)
+    draft_prec = plan.draft_precision or plan.precision
+    target_file = target_path or gguf_name(plan.target, plan.precision)
+    draft_file = draft_path or gguf_name(plan.draft or "", draft_prec)
+    classic = line.name == "classic"
+    rows = _settings(plan, line)
+    notes = [
+        (f"TARGET_GGUF / DRAFT_GGUF: {'given paths' if target_path and draft_path else 'derived file names'} "
+        f"({target_file}, {draft_file}); GGUF files of"),
+        (f"  {plan.target} ({_GGUF_TYPE[weight_format(plan.precision).name]}) and {plan.draft} "
+        f"({_GGUF_TYPE[weight_format(draft_prec).name]}) named <repo name>-<type>.gguf unless set."),
+        f"-ngl {_ALL_LAYERS} and the draft's GPU layers are always set: a draft left on the CPU makes speculation slower",
+        "  (llama.cpp issue #10664: 45 -> 104 tokens/s with -ngld 99).",
+        f"-c {plan.context * plan.batch} = context {plan.context} x {plan.batch} slot(s) (-np): each slot gets the full",
+        "  context (llama-server divides -c among the slots).",
+        f"Draft length: max k = {plan.k}, min {_N_MIN}, p-min {_P_MIN} written out (the last classic default; the",
+        "  2026 master default 0.00 was reported to collapse acceptance, llama.cpp issue #25908).",
+    ]
+    if classic:
+        notes.append(f"classic line (builds before b9174): -cd {plan.context} gives each slot's draft the same context.")
+    else:
+        notes.append("spec-draft line (b9174 and later, llama.cpp PR #22964): --spec-type draft-simple selects the "
+                     "draft model; no draft-context flag exists, the draft follows the slot context.")
+    if plan.kv_precision in ("q8_0", "q4_0"):
+        notes.append("A quantized V cache needs flash attention: it is on by default (-fa auto) since late 2025; "
+                     "older builds need -fa added.")
+    if plan.tensor_parallel > 1:
+        notes.append(f"-sm layer splits the layers (and KV) of both models over the {plan.tensor_parallel} GPUs.")
+    head = header(plan, LABEL, line, _measure(plan), notes)
+    variables = {"TARGET_GGUF": target_file, "DRAFT_GGUF": draft_file}
+    script = shell_script(head, ["llama-server"], [(flag, value) for flag, _, value in rows], variables=variables)
+    env_lines = []
+    for _, name, value in rows:
+        if isinstance(value, Var):
+            value = target_file if value.name == "TARGET_GGUF" else draft_file
+        env_lines.append(f"{name}={_env_value(str(value))}\n")
+    env_head = head + ["Use: set -a; . ./" + f"{stem}.env" + "; set +a; llama-server   (or docker run --env-file "
+                       f"{stem}.env ...)."]
+    files = {f"{stem}-serve.sh": script, f"{stem}.env": comment_block(env_head) + "".join(env_lines)}
+    summary = (f"{LABEL} {line.name}: {', '.join(files)}; draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
+               f"{plan.context} tokens, all layers on GPU; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,0 +1,133 @@
+"""SGLang: a ``launch_server --config`` YAML running the draft as ``STANDALONE``, and the command line.
+
+With ``--speculative-eagle-topk 1`` the draft proposes one chain: ``speculative-num-steps``
+is the planner's k and ``speculative-num-draft-tokens`` is k + 1 (SGLang docs: "If
+topk=1, it is adjusted to num_steps + 1"); the three are set together, as the docs ask.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from planner.catalog.precisions import weight_format
+from planner.engines import engine_spec
+from planner.errors import SpecplanError
+from planner.exports.common import (
+    MARGIN,
+    Export,
+    ExportPlan,
+    ServerLine,
+    check_runs,
+    comment_block,
+    fraction_down,
+    fraction_up,
+    header,
+    model_reference,
+    needed_gib,
+    shell_script,
+)
+
+__all__ = ["SERVER", "LABEL", "export", "mem_fraction_static"]
+
+SERVER = "sglang"
+LABEL = "SGLang"
+_MAX_FRACTION = 0.95  # the rest of the GPU must hold CUDA graphs, activations and the draft's buffers
+_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_ONLINE = frozenset({"fp8"})  # SGLang quantizes 16-bit checkpoints to fp8 when loading ("online quantization")
+# Checkpoint formats named explicitly for the draft: SGLang's draft inherits the target's
+# --quantization unless told otherwise (server_args: _speculative_draft_quantization_explicitly_set).
+_DRAFT_QUANT = {"fp8": "fp8", "int4-awq": "awq", "int4-gptq": "gptq", "int8": "w8a8_int8"}
+
+
+def mem_fraction_static(plan: ExportPlan) -> tuple[float, float, float]:
+    """--mem-fraction-static and the bounds it was clamped to (low, high).
+
+    SGLang's static pool holds both models' weights and the KV cache; activations,
+    CUDA graphs and the CUDA context live outside it. The value is SGLang's usual
+    default clamped to [static share + margin, 1 - dynamic share - margin].
+    """
+    cap = plan.vram_capacity_gib
+    static = needed_gib(plan, SERVER, ("target_weights", "draft_weights", "kv_cache")) / cap
+    dynamic = needed_gib(plan, SERVER, ("activations", "cuda_context")) / cap
+    low = fraction_up(static + MARGIN)
+    high = min(_MAX_FRACTION, fraction_down(1 - dynamic - MARGIN))
+    if low > high:
+        raise SpecplanError(
+            f"SGLang would need --mem-fraction-static {low:.2f} for weights and KV cache but only {high:.2f} leaves room "
+            "for activations and CUDA graphs: re-plan with more GPUs or smaller formats"
+        )
+    default = engine_spec(SERVER).memory_fraction or 0.88
+    return min(max(default, low), high), low, high
+
+
+def _draft_quantization(plan: ExportPlan) -> str | None:
+    draft = weight_format(plan.draft_precision or plan.precision).name
+    target = weight_format(plan.precision).name
+    if draft in _DRAFT_QUANT:
+        return _DRAFT_QUANT[draft]
+    return "unquant" if target not in _DTYPE else None  # a 16-bit draft next to a quantized target
+
+
+def _measure() -> list[str]:
+    return [
+        "Prometheus GET /metrics (enable-metrics is set): sglang:spec_accept_length (gauge, accepted draft tokens",
+        "+ 1 bonus per verify step = tau) and sglang:spec_accept_rate (gauge, accepted / draft tokens); both cover the",
+        "last logging window, so sample them repeatedly and weight by throughput.",
+        "Log line: \"Decode batch. ... accept len: 2.17, accept rate: 0.54, ...\".",
+        "Whole server lifetime: GET /get_server_info (newer: /server_info) -> internal_states[0].avg_spec_accept_length.",
+        "With topk 1 and k drafted tokens, the per-token alpha solves tau = (1 - alpha^(k+1)) / (1 - alpha).",
+    ]
+
+
+def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+    """SGLang YAML + command line for the plan."""
+    check_runs(plan, SERVER, LABEL)
+    if plan.draft_tensor_parallel != plan.tensor_parallel:
+        raise SpecplanError(
+            f"SGLang runs a STANDALONE draft over the target's tensor-parallel group (tp-size {plan.tensor_parallel}), "
+            f"but the plan could split draft {plan.draft} only over {plan.draft_tensor_parallel} GPU(s) (its attention "
+            "heads do not divide evenly); use vLLM (draft_tensor_parallel_size 1) or a draft whose heads divide"
+        )
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", _ONLINE)
+    draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
+                            LABEL, "draft", "--draft-path", _ONLINE)
+    fraction, low, high = mem_fraction_static(plan)
+    prec = weight_format(plan.precision).name
+    cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,
+                           "max-running-requests": plan.batch, "mem-fraction-static": fraction}
+    if prec in _DTYPE:
+        cfg["dtype"] = _DTYPE[prec]
+    elif prec == "fp8":
+        cfg["quantization"] = "fp8"
+    if plan.kv_precision == "fp8":
+        cfg["kv-cache-dtype"] = "fp8_e4m3"
+    cfg.update({
+        "speculative-algorithm": "STANDALONE",
+        "speculative-draft-model-path": draft,
+        "speculative-num-steps": plan.k,
+        "speculative-eagle-topk": 1,
+        "speculative-num-draft-tokens": (plan.k or 0) + 1,
+    })
+    if (quant := _draft_quantization(plan)) is not None:
+        cfg["speculative-draft-model-quantization"] = quant
+    cfg["enable-metrics"] = True
+    notes = [
+        f"mem-fraction-static {fraction:.2f}: weights of both models + KV cache need {low - MARGIN:.2f} of each GPU, and",
+        f"  activations + CUDA context leave room up to {high:.2f}; SGLang's usual default clamped to that range.",
+        f"speculative-num-steps {plan.k} with eagle-topk 1 drafts one chain of k tokens; num-draft-tokens = k + 1.",
+    ]
+    head = header(plan, LABEL, line, _measure(), notes)
+    config_name = f"{stem}.yaml"
+    body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
+    options = [("--config", f'"$(dirname "$0")/{config_name}"')]
+    files = {
+        config_name: comment_block(head + [f"Run: python3 -m sglang.launch_server --config {config_name}"]) + body,
+        f"{stem}-serve.sh": shell_script(head, ["python3", "-m", "sglang.launch_server"], options),
+    }
+    summary = (f"{LABEL} {line.name}: {', '.join(files)}; STANDALONE draft {draft}, k={plan.k}, tp {plan.tensor_parallel}, "
+               f"mem-fraction-static {fraction:.2f}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,0 +1,173 @@
+"""vLLM: a ``vllm serve --config`` YAML with the draft model, and the matching command line.
+
+Release lines (planner/exports/server_args/vllm.yaml): 0.6-0.7 take the separate
+``--speculative-model`` / ``--num-speculative-tokens`` flags; 0.8-0.9 take
+``--speculative-config`` JSON and run a draft model on the V0 engine; 0.10-0.13 cannot
+run a draft model and are refused; >= 0.14 run ``method: draft_model`` on V1.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import yaml
+
+from planner.catalog.precisions import weight_format
+from planner.engines import engine_spec
+from planner.errors import SpecplanError
+from planner.exports.common import (
+    MARGIN,
+    Export,
+    ExportPlan,
+    ServerLine,
+    check_runs,
+    comment_block,
+    draft_max_context,
+    fraction_up,
+    header,
+    model_reference,
+    needed_gib,
+    shell_script,
+)
+
+__all__ = ["SERVER", "LABEL", "export", "gpu_memory_utilization"]
+
+SERVER = "vllm"
+LABEL = "vLLM"
+# Above this vLLM leaves too little for what its profiler does not see (NCCL buffers, CUDA
+# graphs, allocator fragmentation): vLLM issue #9995 reports OOM at 0.99 with a draft model.
+_MAX_UTILIZATION = 0.95
+_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_ONLINE = frozenset({"fp8"})  # vLLM quantizes 16-bit checkpoints to fp8 when loading
+_V1_LINE = "0.14+"
+_OLD_FLAGS_LINE = "0.6-0.7"
+
+
+def gpu_memory_utilization(plan: ExportPlan) -> tuple[float, float]:
+    """--gpu-memory-utilization and the share of each GPU the plan needs.
+
+    vLLM counts everything in its process against this fraction (weights of both
+    models, KV cache, activations, CUDA context) and gives what is left of it to the KV
+    cache, so a higher value only buys KV room: the value is the plan's share plus a
+    margin, never below vLLM's default. Refused when even that does not fit.
+    """
+    cap = plan.vram_capacity_gib
+    need = needed_gib(plan, SERVER, ("target_weights", "draft_weights", "kv_cache", "activations", "cuda_context"))
+    low = need / cap + MARGIN
+    if low > _MAX_UTILIZATION:
+        raise SpecplanError(
+            f"vLLM would need --gpu-memory-utilization {low:.2f} ({need:.1f} of {cap:.1f} GiB per GPU plus "
+            f"{MARGIN:.2f} margin); above {_MAX_UTILIZATION} it runs out of memory outside its budget: re-plan "
+            "with more GPUs or smaller formats"
+        )
+    default = engine_spec(SERVER).memory_fraction or 0.9
+    return max(default, fraction_up(low)), need / cap
+
+
+def _target_keys(plan: ExportPlan, model: str, utilization: float) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "model": model,
+        "tensor-parallel-size": plan.tensor_parallel,
+        "max-model-len": plan.context,
+        "max-num-seqs": plan.batch,
+        "gpu-memory-utilization": utilization,
+    }
+    prec = weight_format(plan.precision).name
+    if prec in _DTYPE:
+        cfg["dtype"] = _DTYPE[prec]
+    elif prec == "fp8":
+        cfg["quantization"] = "fp8"
+    # AWQ/GPTQ/int8 checkpoints carry their quantization_config: vLLM picks the fastest kernel itself.
+    if plan.kv_precision == "fp8":
+        cfg["kv-cache-dtype"] = "fp8"
+    return cfg
+
+
+def _speculative_config(plan: ExportPlan, draft: str, line: ServerLine) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "model": draft,
+        "method": "draft_model",
+        "num_speculative_tokens": plan.k,
+        "draft_tensor_parallel_size": plan.draft_tensor_parallel,
+        "max_model_len": draft_max_context(plan),
+    }
+    if weight_format(plan.draft_precision or plan.precision).name == "fp8":
+        spec["quantization"] = "fp8"
+    return spec
+
+
+def _old_flags(plan: ExportPlan, draft: str) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "speculative-model": draft,
+        "num-speculative-tokens": plan.k,
+        "speculative-draft-tensor-parallel-size": plan.draft_tensor_parallel,
+        "speculative-max-model-len": draft_max_context(plan),
+    }
+    if weight_format(plan.draft_precision or plan.precision).name == "fp8":
+        cfg["speculative-model-quantization"] = "fp8"
+    return cfg
+
+
+def _measure(line: ServerLine, plan: ExportPlan) -> list[str]:
+    calibrate = (f"specplan calibrate --vllm-metrics http://localhost:8000/metrics --vllm-metrics-before before.txt "
+                 f"--target {plan.target} --draft {plan.draft} --k {plan.k} -o calibration.yaml "
+                 "(save before.txt with `curl -s http://localhost:8000/metrics` before the traffic window)")
+    if line.name == _V1_LINE:
+        return [
+            "Prometheus GET /metrics (V1 engine): vllm:spec_decode_num_accepted_tokens_total (A, bonus token excluded),",
+            "vllm:spec_decode_num_draft_tokens_total (D), vllm:spec_decode_num_drafts_total (S) and",
+            "vllm:spec_decode_num_accepted_tokens_per_pos_total{position=\"i\"}; counters are cumulative, use the",
+            "difference of two scrapes: acceptance rate = dA/dD, mean acceptance length = 1 + dA/dS.",
+            "Log line every interval: \"SpecDecoding metrics: Mean acceptance length: ..., Per-position acceptance rate:",
+            "..., Avg Draft acceptance rate: ...%\".",
+            f"Calibrate the plan: {calibrate}",
+        ]
+    return [
+        "Prometheus GET /metrics (V0 engine, legacy names): vllm:spec_decode_draft_acceptance_rate (gauge),",
+        "vllm:spec_decode_efficiency (gauge), vllm:spec_decode_num_accepted_tokens_total and",
+        "vllm:spec_decode_num_draft_tokens_total (counters; use the difference of two scrapes).",
+        f"Calibrate the plan: {calibrate}",
+    ]
+
+
+def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+    """vLLM YAML + command line for the plan on the given release line."""
+    check_runs(plan, SERVER, LABEL)
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", _ONLINE)
+    draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
+                            LABEL, "draft", "--draft-path", _ONLINE)
+    utilization, share = gpu_memory_utilization(plan)
+    cfg = _target_keys(plan, target, utilization)
+    notes = [
+        f"gpu-memory-utilization {utilization:.2f}: the plan needs {share:.2f} of each GPU (weights, KV cache,",
+        f"  activations, CUDA context) + {MARGIN:.2f} margin, never below vLLM's default (more only adds KV room).",
+        (f"draft_tensor_parallel_size {plan.draft_tensor_parallel}: vLLM accepts only 1 or the target's "
+        f"tensor-parallel-size ({plan.tensor_parallel})."),
+    ]
+    env: dict[str, str] = {}
+    cli_extra: list[tuple[str, Any]] = []
+    if line.name == _OLD_FLAGS_LINE:
+        cfg.update(_old_flags(plan, draft))
+        cli_extra = [("--use-v2-block-manager", None)]
+        notes.append("0.6-0.7 line: separate --speculative-* flags; --use-v2-block-manager is required by 0.6.0-0.6.1 "
+                     "and has no effect later.")
+    else:
+        cfg["speculative-config"] = json.dumps(_speculative_config(plan, draft, line))
+        if line.name != _V1_LINE:
+            env["VLLM_USE_V1"] = "0"
+            notes.append("0.8-0.9 line: a draft model runs on the V0 engine only; the script sets VLLM_USE_V1=0 "
+                         "(set it yourself when you pass only the YAML).")
+    head = header(plan, LABEL, line, _measure(line, plan), notes)
+    config_name = f"{stem}.yaml"
+    body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
+    options = [("--config", f'"$(dirname "$0")/{config_name}"'), *cli_extra]
+    files = {
+        config_name: comment_block(head + [f"Run: vllm serve {target} --config {config_name}"]) + body,
+        f"{stem}-serve.sh": shell_script(head, ["vllm", "serve", target], options, env=env),
+    }
+    summary = (f"{LABEL} {line.name}: {', '.join(files)}; draft {draft}, k={plan.k}, tp {plan.tensor_parallel} "
+               f"(draft {plan.draft_tensor_parallel}), gpu-memory-utilization {cfg['gpu-memory-utilization']:.2f}; "
+               f"predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)
