@@ -79,7 +79,10 @@ def test_report_command_writes_atomically_and_refuses_to_overwrite(tmp_path, run
 _CHECKER = """
 <script>
 window.__errors = [];
-window.addEventListener('error', e => window.__errors.push(String(e.message || e.type)));
+// capture phase: script errors and failed loads of any resource (images, styles, fonts)
+window.addEventListener('error', e => window.__errors.push(String(e.message || (e.target && e.target.outerHTML) || e.type)), true);
+const consoleError = console.error;
+console.error = (...args) => { window.__errors.push(args.join(' ')); consoleError(...args); };
 window.addEventListener('load', () => {
   const out = {errors: window.__errors, sections: [], charts: []};
   document.querySelectorAll('[id]').forEach(el => out.sections.push(el.id));
@@ -120,10 +123,11 @@ def _browser_check(page_html: str, tmp_path: Path) -> dict:
 @needs_chromium
 def test_browser_check_catches_overflow_and_errors(html, tmp_path):
     broken = html.replace("</svg>", '<text x="5000" y="10">off the chart</text></svg>', 1)
-    broken = broken.replace("</body>", "<script>undefinedFunction()</script></body>")
+    broken = broken.replace("</body>", '<img src="missing.png"><script>undefinedFunction()</script></body>')
     result = _browser_check(broken, tmp_path)
     assert any("off the chart" in o for c in result["charts"] for o in c["overflow"])
-    assert result["errors"]
+    assert any("undefinedFunction" in e for e in result["errors"])
+    assert any("missing.png" in e for e in result["errors"])
 
 
 @needs_chromium
