@@ -225,11 +225,12 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
            force: bool, **flags: Any) -> None:
     """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation."""
     from planner.atomic import write_text_atomic
-    from planner.outputs.report import ReportInputs, build_report_data, render_report
+    from planner.outputs.report import build_report_data, render_report
+    from planner.plan import RecommendInputs
     from planner.requests import FitInputs
 
-    data = build_report_data(ReportInputs(FitInputs(**flags), task=task, objective=objective, top=top,
-                                          gpu_hour_usd=gpu_hour_usd, calibration=calibration))
+    data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
+                                             top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration))
     write_text_atomic(output, render_report(data), force=force)
     click.echo(f"wrote {output}: {data['verdict']}")
 

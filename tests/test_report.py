@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from planner.cli import main
-from planner.outputs.report import ReportInputs, build_report_data, render_report
+from planner.outputs.report import build_report_data, render_report
+from planner.plan import RecommendInputs as ReportInputs
 from planner.outputs.svg import Series, line_chart
 from planner.requests import FitInputs
 

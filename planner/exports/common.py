@@ -27,7 +27,10 @@ from planner.plan import (
     MIN_WORTHWHILE_SPEEDUP as WORTHWHILE_SPEEDUP,  # below it speculation is not worth running
 )
 
+TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16"}  # --dtype / dtype values servers take
+
 __all__ = [
+    "TORCH_DTYPE_NAMES",
     "ExportPlan",
     "Export",
     "ServerLine",

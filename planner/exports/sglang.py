@@ -20,6 +20,7 @@ from planner.exports.common import (
     ExportPlan,
     ServerLine,
     check_runs,
+    TORCH_DTYPE_NAMES,
     comment_block,
     fraction_down,
     fraction_up,
@@ -34,7 +35,7 @@ __all__ = ["SERVER", "LABEL", "export", "mem_fraction_static"]
 SERVER = "sglang"
 LABEL = "SGLang"
 _MAX_FRACTION = 0.95  # the rest of the GPU must hold CUDA graphs, activations and the draft's buffers
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # SGLang quantizes 16-bit checkpoints to fp8 when loading ("online quantization")
 # Checkpoint formats named explicitly for the draft: SGLang's draft inherits the target's
 # --quantization unless told otherwise (server_args: _speculative_draft_quantization_explicitly_set).

@@ -22,6 +22,7 @@ from planner.exports.common import (
     ExportPlan,
     ServerLine,
     check_runs,
+    TORCH_DTYPE_NAMES,
     comment_block,
     fraction_up,
     header,
@@ -35,7 +36,7 @@ __all__ = ["SERVER", "LABEL", "export", "free_gpu_memory_fraction"]
 SERVER = "trtllm"
 LABEL = "TensorRT-LLM"
 _MAX_FRACTION = 0.95
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_DTYPE = TORCH_DTYPE_NAMES
 _CHUNK_TOKENS = 8192  # max_num_tokens default; longer prompts need chunked prefill (as the plan assumed)
 _OLD_LINE = "1.0-1.1"
 

@@ -22,6 +22,7 @@ from planner.exports.common import (
     ExportPlan,
     ServerLine,
     check_runs,
+    TORCH_DTYPE_NAMES,
     comment_block,
     draft_max_context,
     fraction_up,
@@ -38,7 +39,7 @@ LABEL = "vLLM"
 # Above this vLLM leaves too little for what its profiler does not see (NCCL buffers, CUDA
 # graphs, allocator fragmentation): vLLM issue #9995 reports OOM at 0.99 with a draft model.
 _MAX_UTILIZATION = 0.95
-_DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
+_DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # vLLM quantizes 16-bit checkpoints to fp8 when loading
 _V1_LINE = "0.14+"
 _OLD_FLAGS_LINE = "0.6-0.7"

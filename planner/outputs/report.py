@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -12,24 +12,11 @@ from planner.calibration.schema import now_iso
 from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
 from planner.outputs.svg import Segment, Series, heatmap, line_chart, stacked_bars
 from planner.plan import K_SEARCH, EstimateInputs, RecommendInputs, estimate, recommend
-from planner.requests import FitInputs
 
-__all__ = ["ReportInputs", "build_report_data", "render_report"]
+__all__ = ["build_report_data", "render_report"]
 
 _ALPHA_GRID = np.round(np.arange(0.40, 0.96, 0.05), 2)
 _HEAT_K = np.arange(1, 13)
-
-
-@dataclass(frozen=True)
-class ReportInputs:
-    """report's flags: recommend's, plus a calibration file."""
-
-    fit: FitInputs
-    task: str = "chat"
-    objective: str = "latency"
-    top: int = 10
-    gpu_hour_usd: float | None = None
-    calibration: str | None = None
 
 
 def _chosen(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -54,10 +41,9 @@ def _curves(est: Any) -> dict[str, Any]:
     return {"lines": lines, "grid": grid}
 
 
-def build_report_data(inp: ReportInputs) -> dict[str, Any]:
-    """Everything the template shows, as plain data plus pre-rendered SVG charts."""
-    rec = recommend(RecommendInputs(inp.fit, task=inp.task, objective=inp.objective, top=inp.top,  # type: ignore[arg-type]
-                                    gpu_hour_usd=inp.gpu_hour_usd, calibration=inp.calibration))
+def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
+    """Everything the template shows for a recommendation, as plain data plus pre-rendered SVG charts."""
+    rec = recommend(inp)
     rec_data = recommendation_to_dict(rec, inp.task, inp.objective)
     chosen = _chosen(rec_data["candidates"])
     data: dict[str, Any] = {"question": rec_data, "generated_at": now_iso(), "version": __version__,
