@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from planner.catalog.loading import safe_load
+from planner.catalog.loading import model_catalog, safe_load
 from planner.catalog.lookup import find_gpu, find_model
 from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import GpuSpec, ModelSpec
@@ -52,9 +52,13 @@ _GPTFAST_INT8_WO = WeightFormat(
     name="int8-weight-only", bits_per_weight=8, compute_dtype="fp16", kind="int-quant",
     source="pytorch-labs/gpt-fast quantize.py: WeightOnlyInt8QuantHandler, per-channel bf16 scales",
 )
-_ENGINE_WORDS = (("llama.cpp", "llamacpp"), ("llama-speculative", "llamacpp"), ("gpt-fast", "gptfast"),
-                 ("lmdeploy", "trtllm"), ("turbomind", "trtllm"), ("vllm", "vllm"), ("sglang", "sglang"),
-                 ("spec-bench", "hf"))
+# Engine names in sources -> the engine entry whose kernels and overheads are closest.
+_ENGINE_WORDS = (("llama.cpp", "llamacpp"), ("llama-speculative", "llamacpp"), ("llama-bench", "llamacpp"),
+                 ("ollama", "llamacpp"), ("lm studio", "llamacpp"), ("mlx", "llamacpp"), ("exllama", "llamacpp"),
+                 ("gpt-fast", "gptfast"), ("torch.compile", "gptfast"), ("lmdeploy", "trtllm"),
+                 ("turbomind", "trtllm"), ("tensorrt", "trtllm"), ("trt-llm", "trtllm"), ("mlc", "trtllm"),
+                 ("vllm", "vllm"), ("sglang", "sglang"), ("tgi", "vllm"), ("text-generation-inference", "vllm"),
+                 ("spec-bench", "hf"), ("transformers", "hf"), ("huggingface", "hf"), ("pytorch", "hf"))
 _SPECBENCH_SPS_K = 5  # transformers assisted generation starts at num_assistant_tokens=5 (heuristic schedule)
 _DEFAULT_CONTEXT = 256  # tokens cached on average when a source gives no prompt/output lengths
 
@@ -113,18 +117,30 @@ def _clean(name: str) -> str:
     return re.sub(r"\s+", " ", name).strip()
 
 
-@lru_cache(maxsize=None)
-def _model(name: str) -> ModelSpec:
+def _model_candidates(name: str) -> list[str]:
+    """Spellings of a source's model name that the catalogue may know."""
     base = _clean(name)
     dashed = base.replace(" ", "-")
     # Chat/instruct fine-tunes share the base model's architecture and tokenizer.
-    bare = re.sub(r"-(instruct|chat|hf)$", "", dashed, flags=re.I)
-    candidates = [base, dashed, bare, bare.lower(), _SAME_ARCHITECTURE.get(bare.lower(), "")]
+    bare = re.sub(r"-(instruct|chat|hf|it)$", "", dashed, flags=re.I)
+    no_org = bare.rsplit("/", 1)[-1]
+    no_meta = re.sub(r"^meta-", "", no_org, flags=re.I)
+    return [base, dashed, bare, no_org, no_meta, _SAME_ARCHITECTURE.get(no_org.lower(), ""),
+            _SAME_ARCHITECTURE.get(no_meta.lower(), "")]
+
+
+@lru_cache(maxsize=None)
+def _model(name: str) -> ModelSpec:
+    candidates = _model_candidates(name)
     for cand in filter(None, candidates):
         try:
             return find_model(cand).spec
         except UnknownNameError:
             continue
+    tails = {m.id.rsplit("/", 1)[-1].lower(): m for m in model_catalog()}
+    for cand in filter(None, candidates):
+        if cand.lower() in tails:
+            return tails[cand.lower()]
     raise UnknownNameError(f"model {name!r} is not in the catalogue")
 
 
@@ -132,9 +148,12 @@ def _model(name: str) -> ModelSpec:
 def _gpu(name: str) -> GpuSpec:
     base = _clean(name)
     without_memory = re.sub(r"\s*\d+\s*GB$", "", base)
-    without_cores = re.sub(r"\s*\d+-Core GPU.*$", "", without_memory)
-    bare = re.sub(r"^(NVIDIA|AMD|Apple)\s+", "", without_cores)
-    for cand in dict.fromkeys((base, without_memory, without_cores, bare, bare.replace(" ", "-"))):
+    without_cores = re.sub(r"\s*\d+[- ]Core GPU.*$", "", without_memory, flags=re.I)
+    variants = []
+    for v in (base, without_memory, without_cores):
+        for w in (v, re.sub(r"^(NVIDIA|AMD|Apple)\s+", "", v), re.sub(r"^(NVIDIA\s+)?GeForce\s+", "", v)):
+            variants += [w, w.replace(" ", "-")]
+    for cand in dict.fromkeys(variants):
         try:
             gpu = find_gpu(cand)
         except UnknownNameError:
@@ -150,13 +169,18 @@ def _one_gcd(gpu: GpuSpec) -> GpuSpec:
 
 
 def _format(quant: str | None) -> WeightFormat:
+    """The weight format a source's quantization label names."""
     q = (quant or "fp16").lower()
     if "int4" in q and "32" in q:
         return _GPTFAST_INT4_G32
     if q.startswith("int8"):
         return _GPTFAST_INT8_WO if "weight-only" in q else weight_format("int8")
-    if q in {"f16", "fp16", "base", "bf16"} or "unquantized" in q:
+    if q in {"f16", "fp16", "base", "bf16", "float16", "bfloat16"} or "unquantized" in q:
         return weight_format("fp16")
+    for word, fmt in (("awq", "int4-awq"), ("gptq", "int4-gptq"), ("fp8", "fp8"), ("4bit", "int4-awq"),
+                      ("4-bit", "int4-awq"), ("int4", "int4-awq"), ("8bit", "int8"), ("8-bit", "int8")):
+        if word in q:
+            return weight_format(fmt)
     return weight_format(q.split()[0])
 
 

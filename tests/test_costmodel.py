@@ -136,3 +136,23 @@ def test_validation_targets_met_and_better_than_roofline():
     assert median_abs_error([c.error for c in spec]) <= 0.15
     assert median_abs_error([c.roofline_error for c in decode]) > 2 * median_abs_error([c.error for c in decode])
     assert all(reason for _, reason in report.skipped)
+
+
+@pytest.mark.parametrize("source_name, catalogue_id", [
+    ("Meta-Llama-3.1-8B-Instruct", "meta-llama/Llama-3.1-8B"), ("Llama 3.1 8B", "meta-llama/Llama-3.1-8B"),
+    ("Qwen2.5-7B-Instruct", "Qwen/Qwen2.5-7B"), ("llama-2-7b-chat", "meta-llama/Llama-2-7b-hf"),
+])
+def test_validation_reads_model_names_as_sources_write_them(source_name, catalogue_id):
+    from planner.validate import _model
+
+    assert _model(source_name).id == catalogue_id
+
+
+@pytest.mark.parametrize("source_name, gpu_id", [
+    ("NVIDIA GeForce RTX 3060 12GB", "rtx-3060-12gb"), ("Apple M1 Max 32-Core GPU 64GB", "m1-max"),
+    ("NVIDIA H100 PCIe 80GB", "h100-pcie"), ("AMD Radeon RX 7900 XTX 24GB", "rx-7900-xtx"),
+])
+def test_validation_reads_hardware_names_as_sources_write_them(source_name, gpu_id):
+    from planner.validate import _gpu
+
+    assert _gpu(source_name).id == gpu_id
