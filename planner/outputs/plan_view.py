@@ -116,20 +116,27 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
 
 
 def print_recommendation(d: dict[str, Any]) -> None:
-    """Ranked candidates for people."""
+    """Ranked candidates for people (compact enough for an 80-column terminal)."""
+    from rich import box
     from rich.table import Table
 
     out = console()
-    table = Table(title=f"{d['target']} on up to {d['gpus']} x {d['gpu']} ({d['engine']}), batch {d['batch']}, "
-                        f"context {d['context']}, task {d['task']}, ranked by {d['objective']}", title_justify="left")
-    for col in ("#", "draft", "prec", "k", "GPUs", "speedup (band)", "c", "alpha", "tok/s/seq", "fits", "verdict"):
-        table.add_column(col)
+    out.print(f"[bold]{d['target']}[/bold] on up to {d['gpus']} x {d['gpu']} ({d['engine']}, {d['precision']}), "
+              f"batch {d['batch']}, context {d['context']}, task {d['task']}; ranked by {d['objective']}")
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
+    for col, just in (("#", "right"), ("draft", "left"), ("prec", "left"), ("k", "right"), ("gpus", "right"),
+                      ("speedup", "right"), ("band", "right"), ("alpha", "right"), ("tok/s", "right"), ("fits", "left")):
+        table.add_column(col, justify=just, no_wrap=True, min_width=14 if col == "draft" else None)  # type: ignore[arg-type]
     for i, c in enumerate(d["candidates"], start=1):
-        band = f"{c['speedup']:.2f} ({c['speedup_low']:.2f}-{c['speedup_high']:.2f})"
-        alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f} {c['alpha_source']}"
-        table.add_row(str(i), c["draft"] or "(no speculation)", c["draft_precision"] or "", str(c["k"] or ""),
-                      str(c["gpus"]), band, "" if c["c"] is None else f"{c['c']:.3f}", alpha,
-                      f"{c['tokens_per_s']:.1f}", "yes" if c["fits"] else "NO", c["verdict"])
+        alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f}{'*' if c['alpha_source'] != 'prior' else ''}"
+        table.add_row(str(i), (c["draft"] or "(no speculation)").rsplit("/", 1)[-1], c["draft_precision"] or "",
+                      str(c["k"] or ""), str(c["gpus"]), f"{c['speedup']:.2f}x",
+                      f"{c['speedup_low']:.2f}-{c['speedup_high']:.2f}", alpha, f"{c['tokens_per_s']:.1f}",
+                      "yes" if c["fits"] else "[red]no[/red]")
     out.print(table)
+    best = d["candidates"][0] if d["candidates"] else None
+    if best is not None:
+        out.print(f"top row: {best['verdict']}; alpha from the prior band unless marked * (user or calibration); "
+                  "tok/s per sequence; c and memory in --format json")
     for w in d["warnings"]:
         out.print(f"[yellow]warning:[/yellow] {w}")
