@@ -420,17 +420,7 @@ def vllm_calibration(
     after = vllm_counters(after_text, model_name, origin=after_origin)
     before = None if before_text is None else vllm_counters(before_text, model_name, origin=before_origin)
     counts = _delta(before, after, before_origin, after_origin)
-
-    notes: list[str] = []
-    if before is None:
-        notes.append(
-            "one scrape only: counters are cumulative since the server started (warm-up and all earlier "
-            "traffic included); scrape before and after a workload for a window"
-        )
-    else:
-        notes.append("counters are deltas between two scrapes of the same server")
-    if counts.model_names:
-        notes.append(f"vLLM served model name: {', '.join(counts.model_names)}")
+    notes = _window_notes(before is None, counts)
     if counts.num_draft_tokens == 0:
         raise SpecplanError(f"{origin}: no draft tokens were proposed in the window: send traffic between the scrapes")
 
@@ -451,86 +441,79 @@ def vllm_calibration(
     if per_pos is not None and drafts:
         _check_per_position(per_pos, drafts, accepted, origin, notes)
         hist = _histogram(per_pos, drafts)
-    round_var = None
-    if hist is not None:
-        mean = accepted / drafts
-        round_var = float(hist @ np.arange(k + 1) ** 2) / drafts - mean**2
-
+    round_var = None if hist is None or not drafts else (
+        float(hist @ np.arange(k + 1) ** 2) / drafts - (accepted / drafts) ** 2)
     fit = _fit_from_rate(accepted, proposed, k, drafts, round_var)
-    notes.append(
-        f"draft acceptance rate (accepted / proposed draft tokens, what vLLM reports): "
-        f"{fit.rate:.4f} = {accepted} / {proposed}"
+    notes += _rate_notes(fit, accepted, proposed, drafts, k)
+    conditional, decays, p_value = ([], False, None)
+    if hist is not None and drafts and per_pos is not None:
+        conditional, decays, p_value = _position_analysis(per_pos, hist, drafts, accepted, proposed, k, notes)
+
+    fitted = FittedAcceptance(
+        mode="server", alpha=fit.alpha, alpha_low=fit.alpha_low, alpha_high=fit.alpha_high, k=k, rounds=drafts,
+        per_position=conditional, geometric_p_value=p_value, decays_with_position=decays,
     )
+    counters = AcceptanceCounters(
+        num_drafts=drafts, num_draft_tokens=proposed, num_accepted_tokens=accepted,
+        accepted_per_position=list(per_pos) if per_pos is not None else None, k=k, window_s=window_s,
+    )
+    if window_s is not None:
+        notes.append(f"window: {window_s:g} s")
+    return CalibrationFile(
+        source="vllm-metrics", engine="vllm", target=_identity(target),  # type: ignore[arg-type]
+        draft=_identity(draft), counters=counters, fitted_acceptance=[fitted], notes=notes,
+    )
+
+
+def _window_notes(single_scrape: bool, counts: VllmSnapshot) -> list[str]:
+    """Say what window the counters cover and which served model they belong to."""
+    notes = [
+        "one scrape only: counters are cumulative since the server started (warm-up and all earlier "
+        "traffic included); scrape before and after a workload for a window"
+        if single_scrape else "counters are deltas between two scrapes of the same server"
+    ]
+    if counts.model_names:
+        notes.append(f"vLLM served model name: {', '.join(counts.model_names)}")
+    return notes
+
+
+def _rate_notes(fit: _RateFit, accepted: int, proposed: int, drafts: int | None, k: int) -> list[str]:
+    """The two acceptance figures, each named for what it is, and how alpha was derived."""
+    notes = [f"draft acceptance rate (accepted / proposed draft tokens, what vLLM reports): "
+             f"{fit.rate:.4f} = {accepted} / {proposed}"]
     if drafts:
-        tau = 1 + accepted / drafts
-        notes.append(
-            f"mean acceptance length (tokens per verification step, bonus token included, 1 + accepted / drafts): "
-            f"{tau:.4f}"
-        )
+        notes.append(f"mean acceptance length (tokens per verification step, bonus token included, "
+                     f"1 + accepted / drafts): {1 + accepted / drafts:.4f}")
     notes.append(
         f"per-token alpha {fit.alpha:.4f}: the alpha whose acceptance rate at k={k} equals the observed rate "
         f"(alpha_from_acceptance_rate); {LEVEL:.0%} interval [{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] from a "
         f"Beta interval on accepted of proposed, counts divided by the per-round design effect {fit.design_effect:.2f}"
     )
+    return notes
 
-    conditional: list[float] = []
-    decays = False
+
+def _position_analysis(per_pos: Sequence[int], hist: np.ndarray, drafts: int, accepted: int, proposed: int, k: int,
+                       notes: list[str]) -> tuple[list[float], bool, float | None]:
+    """Conditional acceptance per position, whether it decays, and the geometric-model p-value."""
+    conditional = _conditional_rates(per_pos, drafts)
+    notes.append("per-position acceptance P(accept i | 1..i-1 accepted) = per_pos[i] / per_pos[i-1]: "
+                 + ", ".join(f"{r:.3f}" for r in conditional))
+    if len(conditional) < k:
+        notes.append(f"no draft got past position {len(conditional)}: later conditional rates are unknown")
+    decays = len(conditional) >= 2 and conditional[-1] < conditional[0] - DECAY_MARGIN
+    if decays:
+        notes.append(f"acceptance falls with position ({conditional[0]:.3f} -> {conditional[-1]:.3f}): one alpha "
+                     "overstates late positions; compare smaller k with the per-position rates")
     p_value = None
-    if hist is not None and drafts:
-        conditional = _conditional_rates(per_pos, drafts)  # type: ignore[arg-type]
-        notes.append(
-            "per-position acceptance P(accept i | 1..i-1 accepted) = per_pos[i] / per_pos[i-1]: "
-            + ", ".join(f"{r:.3f}" for r in conditional)
-        )
-        if len(conditional) < k:
-            notes.append(f"no draft got past position {len(conditional)}: later conditional rates are unknown")
-        decays = len(conditional) >= 2 and conditional[-1] < conditional[0] - DECAY_MARGIN
-        if decays:
-            notes.append(
-                f"acceptance falls with position ({conditional[0]:.3f} -> {conditional[-1]:.3f}): one alpha "
-                "overstates late positions; compare smaller k with the per-position rates"
-            )
-        stopped = drafts - per_pos[-1]  # type: ignore[index]
-        if accepted + stopped > 0:
-            mle = accepted / (accepted + stopped)
-            low, high = _beta_interval(accepted, stopped)
-            notes.append(
-                f"i.i.d.-model MLE from per-position counters (cross-check): alpha = {mle:.4f} "
-                f"[{low:.4f}, {high:.4f}] = A / (A + R), R = {stopped} rounds ended by a rejection"
-            )
-            if proposed == k * drafts:
-                p_value = _geometric_p_value(hist, mle, k)
-
-    fitted = FittedAcceptance(
-        mode="server",
-        alpha=fit.alpha,
-        alpha_low=fit.alpha_low,
-        alpha_high=fit.alpha_high,
-        k=k,
-        rounds=drafts,
-        per_position=conditional,
-        geometric_p_value=p_value,
-        decays_with_position=decays,
-    )
-    counters = AcceptanceCounters(
-        num_drafts=drafts,
-        num_draft_tokens=proposed,
-        num_accepted_tokens=accepted,
-        accepted_per_position=list(per_pos) if per_pos is not None else None,
-        k=k,
-        window_s=window_s,
-    )
-    if window_s is not None:
-        notes.append(f"window: {window_s:g} s")
-    return CalibrationFile(
-        source="vllm-metrics",
-        engine="vllm",
-        target=_identity(target),  # type: ignore[arg-type]
-        draft=_identity(draft),
-        counters=counters,
-        fitted_acceptance=[fitted],
-        notes=notes,
-    )
+    stopped = drafts - per_pos[-1]
+    if accepted + stopped > 0:
+        mle = accepted / (accepted + stopped)
+        low, high = _beta_interval(accepted, stopped)
+        notes.append(f"i.i.d.-model MLE from per-position counters (cross-check): alpha = {mle:.4f} "
+                     f"[{low:.4f}, {high:.4f}] = A / (A + R), R = {stopped} rounds ended by a rejection")
+        if proposed == k * drafts:
+            p_value = _geometric_p_value(hist, mle, k)
+    return conditional, decays, p_value
 
 
 def _v0_prefix_counts(counts: VllmSnapshot, k: int, origin: str, notes: list[str]) -> tuple[int, int]:
