@@ -205,12 +205,19 @@ def _calibration_block(applied: AppliedCalibration | None, req: FitRequest, ctx:
             "timing_applied": applied.target_timing is not None, "figures": figures, "warnings": list(applied.warnings)}
 
 
-def _pair_warnings(draft: ModelSpec, alpha: AlphaChoice, k: int, best: int) -> list[str]:
+def _draft_rule_warnings(draft: ModelSpec, alpha: float) -> list[str]:
+    """The seeds' field rules for a draft: tiny drafts, and alpha too low to be the right draft."""
     out = []
     if parameter_counts(draft).total < _SMALL_DRAFT_PARAMS:
         out.append(f"draft {draft.id} has under 0.5B parameters: fixed per-step overheads, not its size, set its cost c")
-    if alpha.mid < _WRONG_DRAFT_ALPHA:
-        out.append(f"per-token alpha {alpha.mid:.2f} is below {_WRONG_DRAFT_ALPHA}: probably the wrong draft for this target")
+    if alpha < _WRONG_DRAFT_ALPHA:
+        out.append(f"per-token alpha {alpha:.2f} for {draft.id} is below {_WRONG_DRAFT_ALPHA}: "
+                   "probably the wrong draft for this target")
+    return out
+
+
+def _pair_warnings(draft: ModelSpec, alpha: AlphaChoice, k: int, best: int) -> list[str]:
+    out = _draft_rule_warnings(draft, alpha.mid)
     if k > best and alpha.mid**k < _FAR_K_TAIL:
         out.append(f"k={k} is far above what alpha {alpha.mid:.2f} supports: position {k} is accepted "
                    f"{alpha.mid**k:.0%} of the time (best k here is {best})")
@@ -304,8 +311,8 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         raise SpecplanError("--objective cost needs --gpu-hour-usd (price of one GPU per hour)")
     base, warnings = build_fit_request(replace(inp.fit, draft=None, gpus=1, draft_precision=None))
     groups = _groups(replace(base, gpus=inp.fit.gpus), inp.fit.gpus)
-    combos = [(d, weight_format(f), g) for g in groups for d in _draft_candidates(base.target)
-              for f in base.engine.draft_precisions]
+    drafts = _draft_candidates(base.target)
+    combos = [(d, weight_format(f), g) for g in groups for d in drafts for f in base.engine.draft_precisions]
     cal = read_calibration(inp.calibration) if inp.calibration else None
     if cal is not None:
         warnings += apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name).warnings
@@ -323,7 +330,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"
         warnings += (f"nothing fits on {max(groups)} x {base.gpu.id}: the target alone needs "
                      f"{alone.breakdown.total / GIB:.1f} GiB per GPU; try {fixes}",)
-    if not _draft_candidates(base.target):
+    if not drafts:
         warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
     return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings)
 
@@ -334,11 +341,9 @@ def _candidate_warnings(rows: list[Candidate]) -> list[str]:
     for c in rows:
         if c.draft is None or c.draft in out or c.alpha is None:
             continue
-        size = parameter_counts(find_model_spec(c.draft)).total
-        if size < _SMALL_DRAFT_PARAMS:
-            out[c.draft] = f"{c.draft} has under 0.5B parameters: fixed per-step overheads, not its size, set its cost"
-        elif c.alpha < _WRONG_DRAFT_ALPHA:
-            out[c.draft] = f"{c.draft}: per-token alpha {c.alpha:.2f} is below {_WRONG_DRAFT_ALPHA}, probably the wrong draft"
+        rules = _draft_rule_warnings(find_model_spec(c.draft), c.alpha)
+        if rules:
+            out[c.draft] = rules[0]
     return list(out.values())
 
 

@@ -171,38 +171,34 @@ def plan_from_json(data: dict[str, Any]) -> ExportPlan:
     if not isinstance(data, dict) or "target" not in data:
         raise SpecplanError("not a specplan plan: expected the JSON of `specplan estimate` or `specplan recommend`")
     warnings = tuple(str(w) for w in data.get("warnings") or ())
-    if "candidates" in data:
-        cand = _first_runnable(list(data["candidates"]))
-        mem = dict(cand.get("per_gpu_gib") or {})
-        gpus = int(cand.get("gpus") or data["gpus"])
-        plan = ExportPlan(
-            target=data["target"], draft=cand["draft"], k=cand.get("k"), tensor_parallel=gpus,
-            precision=data["precision"], draft_precision=cand.get("draft_precision") or data["precision"],
-            kv_precision=data["kv_precision"], context=int(data["context"]), batch=int(data["batch"]),
-            engine=data["engine"], gpu=data["gpu"], speedup=_float(cand.get("speedup"), 1.0),
-            speedup_low=_float(cand.get("speedup_low"), 1.0), speedup_high=_float(cand.get("speedup_high"), 1.0),
-            alpha=cand.get("alpha"), alpha_source=cand.get("alpha_source"),
-            vram_total_gib=_float(mem.get("total")), vram_capacity_gib=_float(mem.get("capacity")),
-            fits=bool(cand.get("fits")), created_at=str(data.get("created_at") or "unknown"),
-            draft_tensor_parallel=_draft_tp_from_catalogue(cand["draft"], data["engine"], data["gpu"], gpus),
-            memory_gib=_memory(mem), warnings=warnings,
-        )
-    else:
+    if "candidates" in data:  # recommend: the first runnable candidate
+        src = _first_runnable(list(data["candidates"]))
+        mem = dict(src.get("per_gpu_gib") or {})
+        gpus = int(src.get("gpus") or data["gpus"])
+        fits = bool(src.get("fits"))
+        draft_precision = src.get("draft_precision") or data["precision"]
+        draft_tp = _draft_tp_from_catalogue(src["draft"], data["engine"], data["gpu"], gpus)
+    else:  # estimate: one configuration with its fit block
+        src = data
         fit = dict(data.get("fit") or {})
         mem = dict(fit.get("per_gpu_gib") or {})
         if "capacity_gib" in fit:
             mem.setdefault("capacity", fit["capacity_gib"])
-        plan = ExportPlan(
-            target=data["target"], draft=data.get("draft"), k=data.get("k"), tensor_parallel=int(data["gpus"]),
-            precision=data["precision"], draft_precision=data.get("draft_precision"),
-            kv_precision=data["kv_precision"], context=int(data["context"]), batch=int(data["batch"]),
-            engine=data["engine"], gpu=data["gpu"], speedup=_float(data.get("speedup"), 1.0),
-            speedup_low=_float(data.get("speedup_low"), 1.0), speedup_high=_float(data.get("speedup_high"), 1.0),
-            alpha=data.get("alpha"), alpha_source=data.get("alpha_source"),
-            vram_total_gib=_float(mem.get("total")), vram_capacity_gib=_float(fit.get("capacity_gib")),
-            fits=bool(fit.get("fits")), created_at=str(data.get("created_at") or "unknown"),
-            draft_tensor_parallel=int(fit.get("draft_tp") or 1), memory_gib=_memory(mem), warnings=warnings,
-        )
+        gpus = int(data["gpus"])
+        fits = bool(fit.get("fits"))
+        draft_precision = data.get("draft_precision")
+        draft_tp = int(fit.get("draft_tp") or 1)
+    plan = ExportPlan(
+        target=data["target"], draft=src.get("draft"), k=src.get("k"), tensor_parallel=gpus,
+        precision=data["precision"], draft_precision=draft_precision,
+        kv_precision=data["kv_precision"], context=int(data["context"]), batch=int(data["batch"]),
+        engine=data["engine"], gpu=data["gpu"], speedup=_float(src.get("speedup"), 1.0),
+        speedup_low=_float(src.get("speedup_low"), 1.0), speedup_high=_float(src.get("speedup_high"), 1.0),
+        alpha=src.get("alpha"), alpha_source=src.get("alpha_source"),
+        vram_total_gib=_float(mem.get("total")), vram_capacity_gib=_float(mem.get("capacity")),
+        fits=fits, created_at=str(data.get("created_at") or "unknown"),
+        draft_tensor_parallel=draft_tp, memory_gib=_memory(mem), warnings=warnings,
+    )
     check_plan(plan)
     return plan
 
