@@ -246,12 +246,8 @@ def _acceptance(row: dict[str, Any], k: int) -> float:
 
 
 def _alpha_from_mean_length(mean: float, k: int) -> float:
-    """Invert E[L](alpha, k) = mean (tokens per round) by bisection."""
-    lo, hi = 0.0, 1.0
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if sp.expected_accepted_length(mid, k) < mean else (lo, mid)
-    return (lo + hi) / 2
+    """Per-token alpha from mean tokens per round: E[L] = 1 + k * (accepted/proposed)."""
+    return float(sp.alpha_from_acceptance_rate((mean - 1.0) / k, k))
 
 
 def _measured_speedup(row: dict[str, Any]) -> float:
