@@ -7,6 +7,8 @@ on weight values); nothing is downloaded and trust_remote_code stays off unless 
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -160,6 +162,26 @@ def _sync(torch: Any, device: Any) -> None:
         torch.cuda.synchronize(device)
 
 
+def _forward(model: Any, ids: Any, cache: Any) -> tuple[Any, Any]:
+    """One cached forward; returns (logits, cache) on transformers 4.x and 5.x alike.
+
+    transformers 5.x renamed the forward argument and output field ``past_key_values``
+    to ``cache`` (the old name warns, then goes in 5.40); 4.x knows only the old one.
+    The argument name is read from the model's own signature, not from a version number.
+    """
+    kwargs = {_cache_argument(type(model)): cache} if cache is not None else {}
+    out = model(ids, use_cache=True, **kwargs)
+    keys = out.keys()
+    return out.logits, (out["cache"] if "cache" in keys else out.get("past_key_values"))
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_argument(model_class: type) -> str:
+    """``cache`` where the model's forward takes it (transformers >= 5.x), else ``past_key_values``."""
+    params = inspect.signature(model_class.forward).parameters
+    return "cache" if "cache" in params else "past_key_values"
+
+
 def _crop(cache: Any, keep: int) -> None:
     """Drop cached positions beyond ``keep`` (transformers takes a negative count to remove)."""
     extra = cache.get_seq_length() - keep
@@ -174,15 +196,14 @@ def time_pass(m: LoadedModel, torch: Any, device: Any, batch: int, context: int,
     ids = torch.randint(0, m.vocab_size, (batch, context + new_tokens), generator=gen).to(device)
     times = []
     with torch.inference_mode():
-        cache = m.model(ids[:, :context], use_cache=True).past_key_values if context else None
+        cache = _forward(m.model, ids[:, :context], None)[1] if context else None
         for i in range(warmup + repeats):
             _sync(torch, device)
             start = time.perf_counter()
-            out = m.model(ids[:, context:], past_key_values=cache, use_cache=True)
+            _, cache = _forward(m.model, ids[:, context:], cache)
             _sync(torch, device)
             if i >= warmup:
                 times.append(time.perf_counter() - start)
-            cache = out.past_key_values
             if cache is not None:
                 _crop(cache, context)
                 if not context:
@@ -210,8 +231,8 @@ class _Stream:
 
 
 def _feed(model: Any, torch: Any, device: Any, tokens: list[int], cache: Any) -> tuple[Any, Any]:
-    out = model(torch.tensor([tokens], device=device), past_key_values=cache, use_cache=True)
-    return out.logits[0], out.past_key_values
+    logits, cache = _forward(model, torch.tensor([tokens], device=device), cache)
+    return logits[0], cache
 
 
 def speculative_round(target: LoadedModel, draft: LoadedModel, s: _Stream, k: int, temperature: float,
