@@ -57,9 +57,22 @@ def tiny(tmp_path_factory):
     }
 
 
+class _Clock:
+    """A probe clock that advances by ``tick`` seconds each time it is read (0: time stands still)."""
+
+    def __init__(self, tick: float = 0.0) -> None:
+        self.tick, self.now, self.reads = tick, 0.0, 0
+
+    def __call__(self) -> float:
+        self.now += self.tick
+        self.reads += 1
+        return self.now
+
+
 def _cfg(target, draft, **kw) -> pr.ProbeConfig:
+    # a frozen clock: the budget never runs out, however loaded the machine is
     base = dict(target=str(target), draft=str(draft), budget_s=20, k_max=4, batch_sizes=(1, 2), contexts=(8, 32),
-                max_new_tokens=16, temperature=0.8, prompts=pr.BUILTIN_PROMPTS[:3])
+                max_new_tokens=16, temperature=0.8, prompts=pr.BUILTIN_PROMPTS[:3], clock=_Clock())
     base.update(kw)
     return pr.ProbeConfig(**base)
 
@@ -199,7 +212,18 @@ def test_prompts_file_formats(tmp_path):
         pr.read_prompts(str(tmp_path / "bad.jsonl"))
 
 
-def test_probe_command(tiny, tmp_path, runner):
+def test_budget_stops_the_grid_and_the_rounds_in_time(tiny, tmp_path):
+    """Each clock read costs 1 s: the probe must stop inside its budget, saying where it stopped."""
+    clock = _Clock(tick=1.0)
+    cal = pr.run_probe(_cfg(tiny["target"], tiny["other"], budget_s=30, clock=clock), tmp_path / "b.yaml")
+    assert any("timing grid stopped by the budget" in n for n in cal.notes)
+    assert len(cal.timings) < len(pr._timing_grid(_cfg(tiny["target"], tiny["other"])))
+    assert any("rounds stopped by the budget" in n for n in cal.notes)
+    assert clock.now <= 30 + 2  # the last step may read the clock once or twice past the deadline
+
+
+def test_probe_command(tiny, tmp_path, runner, monkeypatch):
+    monkeypatch.setattr(pr, "monotonic_clock", _Clock())
     out = tmp_path / "cli.yaml"
     args = ["probe", "--target", str(tiny["target"]), "--draft", str(tiny["other"]), "--budget-s", "10",
             "--k-max", "3", "--batch-sizes", "1", "--contexts", "8", "--max-new-tokens", "8", "-o", str(out)]

@@ -107,6 +107,9 @@ class ProbeConfig:
     gpu: str | None = None
     progress: Callable[[str, float], None] | None = None  # (what, fraction done)
     on_step: Callable[[], None] | None = None  # called between measurements (tests inject interrupts)
+    # Seconds since an arbitrary origin; the budget reads only this, so tests inject a clock
+    # instead of depending on how fast the machine happens to be.
+    clock: Callable[[], float] | None = None  # None: monotonic_clock
     notes: list[str] = field(default_factory=list)
 
 
@@ -343,12 +346,25 @@ def _device_identity(torch: Any, device: Any) -> DeviceIdentity:
     return DeviceIdentity(name="cpu", backend="cpu")
 
 
+def monotonic_clock() -> float:
+    """Seconds on the system's monotonic clock (the probe's default clock)."""
+    return time.monotonic()
+
+
 class _Budget:
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
+    """The probe's time budget, counted from before the models load (loading is part of the run)."""
+
+    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.deadline = clock() + seconds
 
     def left(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - self.clock()
+
+    def affords(self, seconds: float, until: float | None = None) -> bool:
+        """True when a step expected to take ``seconds`` ends before the deadline (and ``until``)."""
+        end = min(self.deadline, until) if until is not None else self.deadline
+        return self.clock() + seconds <= end
 
 
 def _timing_grid(cfg: ProbeConfig) -> list[tuple[str, int, int, int]]:
@@ -367,6 +383,7 @@ def run_probe(cfg: ProbeConfig, output: str | Path, force: bool = False) -> Cali
     torch, transformers = require_torch()
     torch.manual_seed(cfg.seed)
     device = _device(torch, cfg.device)
+    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     target = load_model(cfg.target, cfg, torch, transformers, device)
     draft = load_model(cfg.draft, cfg, torch, transformers, device)
     if target.vocab_size != draft.vocab_size and not _same_tokenizer(target, draft):
@@ -374,7 +391,6 @@ def run_probe(cfg: ProbeConfig, output: str | Path, force: bool = False) -> Cali
     timings: list[TimingPoint] = []
     rounds: list[RoundsRecord] = []
     partial_reason = None
-    budget = _Budget(cfg.budget_s)
     try:
         _measure_timings(cfg, target, draft, torch, device, budget, timings)
         _measure_rounds(cfg, target, draft, torch, device, budget, rounds)
@@ -403,16 +419,21 @@ def _step(cfg: ProbeConfig, what: str, frac: float) -> None:
 def _measure_timings(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
                      budget: _Budget, out: list[TimingPoint]) -> None:
     grid = _timing_grid(cfg)
-    limit = cfg.budget_s * _TIMING_SHARE
-    start = time.monotonic()
+    # The grid gets its share of what is left after loading; each point is started only when the
+    # last one's cost (a same-sized point is the best guess of the next) still fits, so the probe
+    # ends within its budget instead of overrunning by one slow point.
+    until = budget.clock() + max(budget.left(), 0.0) * _TIMING_SHARE
+    last = 0.0
     for i, (role, b, ctx, n) in enumerate(grid):
-        if time.monotonic() - start > limit or budget.left() <= 0:
+        if not budget.affords(last, until) or budget.left() <= 0:
             cfg.notes.append(f"timing grid stopped by the budget after {i} of {len(grid)} points")
             return
         _step(cfg, f"timing {role} batch {b} context {ctx} tokens {n}", i / len(grid))
         model = target if role == "target" else draft
+        began = budget.clock()
         out.append(TimingPoint(role=role, batch=b, context=ctx, new_tokens=n,  # type: ignore[arg-type]
                                seconds=time_pass(model, torch, device, b, ctx, n)))
+        last = budget.clock() - began
 
 
 def _measure_rounds(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
@@ -424,15 +445,19 @@ def _measure_rounds(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, t
         gen = torch.Generator().manual_seed(cfg.seed + m_index)
         accepted: list[int] = []
         proposed: list[int] = []
-        stop = time.monotonic() + per_mode
+        stop = budget.clock() + per_mode
         try:
             for p_index, ids in enumerate(prompts):
+                began = budget.clock()
                 for a, k in generate_rounds(target, draft, ids, cfg.k_max, temp, cfg.max_new_tokens, torch, device, gen):
                     accepted.append(a)
                     proposed.append(k)
                     _step(cfg, f"{mode} rounds, prompt {p_index + 1}/{len(prompts)}", p_index / len(prompts))
-                    if time.monotonic() > stop:
+                    now = budget.clock()
+                    # stop before a round that would end past the mode's share (the last round's cost)
+                    if not budget.affords(now - began, stop):
                         raise TimeoutError
+                    began = now
         except TimeoutError:
             cfg.notes.append(f"{mode} rounds stopped by the budget after {len(accepted)} rounds")
         finally:
