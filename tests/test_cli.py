@@ -163,7 +163,7 @@ def test_apple_memory_option_must_be_sold(runner):
 
 def test_readme_main_command_runs_and_fits(runner):
     readme = (__import__("pathlib").Path(__file__).parent.parent / "README.md").read_text()
-    command = next(line for line in readme.splitlines() if line.startswith("pip install . && specplan "))
+    command = next(line for line in readme.splitlines() if line.startswith("pip install -c constraints.txt . && specplan "))
     args = command.split("&& specplan ", 1)[1].split()
     result = _run(runner, *args)
     assert result.exit_code == 0, result.output
