@@ -122,6 +122,17 @@ def test_deepseek_r1_stays_r1_and_shares_v3s_architecture(runner):
     assert "DeepSeek-V3" not in json.dumps(data)
 
 
+@pytest.mark.parametrize("distill, base", [("deepseek-ai/DeepSeek-R1-Distill-Llama-8B", "meta-llama/Llama-3.1-8B"),
+                                           ("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "Qwen/Qwen2.5-32B")])
+def test_r1_distills_are_releases_of_the_architecture_they_fine_tune(runner, distill, base):
+    spec, entry = find_model(distill.lower().split("/")[1]).spec, find_model(base).spec
+    assert (spec.id, spec.kind, spec.variant_of) == (distill, "reasoning", base)
+    assert spec.total_params == entry.total_params and spec.tokenizer != entry.tokenizer  # renamed special tokens
+    assert all(d.id != distill for d in draft_candidates(find_model("qwen2.5-72b-instruct").spec).drafts)
+    assert all(d.id != distill for d in draft_candidates(find_model("llama-3.1-70b-instruct").spec).drafts)
+    assert _json(runner, "fit", "--target", distill, "--gpu", "h200-sxm")["target"] == distill
+
+
 @pytest.mark.parametrize("name", ["meta-llama/Llama-3.1-70B\n-Instruct", "llama\x1b[31m", "a\u2028b"])
 def test_control_characters_in_a_name_are_refused(runner, name):
     with pytest.raises(SpecplanError, match="control character"):

@@ -112,7 +112,9 @@ def _adopt_catalog_identity(spec: ModelSpec) -> ModelSpec:
     entry = cat.index.get(spec.id.lower())
     same_repo = entry is not None
     if entry is None:
-        matches = [m for m in cat if _architecture_key(m) == _architecture_key(spec)]
+        # Architecture entries only: a release that renamed its tokenizer (R1 distills) is a
+        # fine-tune of its own, not evidence about what this checkpoint's tokenizer is.
+        matches = [m for m in cat if m.variant_of is None and _architecture_key(m) == _architecture_key(spec)]
         entry = matches[0] if len({m.tokenizer for m in matches}) == 1 else None
     if entry is None:
         return spec

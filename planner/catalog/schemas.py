@@ -158,6 +158,9 @@ class ModelVariant(Frozen):
     kind: ReleaseKind
     aliases: list[str] = Field(default_factory=list)
     max_context_tokens: int | None = Field(None, gt=0, description="when the release's config.json differs")
+    tokenizer: str | None = Field(
+        None, description="when the release changed its tokenizer (R1 distills renamed the special tokens)"
+    )
     source: str | list[str]
     notes: str | None = None
 
