@@ -17,7 +17,7 @@ from planner.catalog.hf_config import load_model_dir
 from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.catalog.names import resolve
 from planner.catalog.schemas import GpuSpec, ModelSpec
-from planner.errors import IncompatiblePairError, SpecplanError
+from planner.errors import ConfigImportError, IncompatiblePairError, SpecplanError
 
 _TOKENIZER_CONFIG_CAP_BYTES = 8 * 1024 * 1024  # tokenizer_config.json with its template is well under this
 
@@ -46,8 +46,12 @@ def find_gpu(name: str) -> GpuSpec:
 
 def looks_like_path(name: str) -> bool:
     """True when ``name`` is meant as a local folder or config.json rather than a catalogue name."""
-    p = Path(name).expanduser()
-    return p.exists() or name.startswith((".", "/", "~")) or name.endswith(".json")
+    if name.startswith((".", "/", "~")) or name.endswith(".json"):
+        return True
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte, is no folder
+        return False
 
 
 def _refuse_control_characters(name: str) -> None:
@@ -133,7 +137,10 @@ def find_model(name: str) -> ResolvedModel:
     """
     shown = model_name(name)
     if looks_like_path(name.strip()):
-        imported = load_model_dir(Path(name.strip()).expanduser())
+        try:
+            imported = load_model_dir(Path(name.strip()).expanduser())
+        except OSError as exc:  # a path the system cannot even look at (too long, no permission)
+            raise ConfigImportError(f"{shown}: cannot read the model folder: {exc.strerror or exc}") from None
         spec = imported.spec.model_copy(update={"kind": _local_kind(Path(shown))})
         spec = _adopt_catalog_identity(spec).model_copy(update={"id": shown, "aliases": []})
         return ResolvedModel(spec=spec, origin=shown, checkpoint_precision=imported.precision)
