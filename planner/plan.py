@@ -14,6 +14,7 @@ from planner.catalog.loading import model_catalog
 from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import ModelSpec
 from planner.costmodel import device_profile, model_profile, stack_profiles
+from planner.drafts import draft_candidates
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.memory import FitReport, FitRequest, draft_tp_degree, fit_report, valid_group_sizes
@@ -284,12 +285,6 @@ def find_model_spec(model_id: str) -> ModelSpec:
     return model_catalog().index[model_id.lower()]
 
 
-def _draft_candidates(target: ModelSpec) -> list[ModelSpec]:
-    """Catalogue models that share the target's tokenizer and are smaller."""
-    size = parameter_counts(target).total
-    return [m for m in model_catalog() if m.tokenizer == target.tokenizer and parameter_counts(m).total < size]
-
-
 def _groups(req: FitRequest, max_gpus: int) -> list[int]:
     sizes = [g for g in valid_group_sizes(req.target, req.engine, req.gpu) if g <= max_gpus]
     return sizes if req.engine.parallelism == "tensor" else [max(sizes)]
@@ -311,7 +306,8 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         raise SpecplanError("--objective cost needs --gpu-hour-usd (price of one GPU per hour)")
     base, warnings = build_fit_request(replace(inp.fit, draft=None, gpus=1, draft_precision=None))
     groups = _groups(replace(base, gpus=inp.fit.gpus), inp.fit.gpus)
-    drafts = _draft_candidates(base.target)
+    choice = draft_candidates(base.target)
+    drafts = choice.drafts
     combos = [(d, weight_format(f), g) for g in groups for d in drafts for f in base.engine.draft_precisions]
     cal = read_calibration(inp.calibration) if inp.calibration else None
     if cal is not None:
@@ -325,6 +321,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         # The baseline is always shown, so every speedup has its reference point.
         shown.append(next(c for c in rows if c.draft is None))
     warnings += tuple(_candidate_warnings(shown))
+    warnings += tuple(dict.fromkeys(choice.notes[c.draft] for c in shown if c.draft in choice.notes))
     if not any(c.fits for c in rows):
         alone = fit_report(replace(base, gpus=max(groups)))
         fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"

@@ -41,6 +41,20 @@ REQUIRED_MODELS = [
     "qwen2.5-coder-0.5b", "qwen2.5-coder-32b", "qwen3-0.6b", "qwen3-32b", "qwen3-30b-a3b", "gemma-2-2b",
     "gemma-2-9b", "gemma-2-27b", "mistral-7b", "mixtral-8x7b", "deepseek-v3", "phi-3-mini", "phi-3-medium",
 ]
+# Released repos that are their own entries (issue 8): Instruct, -it, chat, Base, R1 and R1 distills.
+REQUIRED_RELEASES = {
+    "meta-llama/Llama-3.1-70B-Instruct": "instruct", "meta-llama/Llama-3.2-1B-Instruct": "instruct",
+    "meta-llama/Llama-2-7b-chat-hf": "instruct", "google/gemma-2-9b-it": "instruct",
+    "Qwen/Qwen2.5-7B-Instruct": "instruct", "Qwen/Qwen2.5-Coder-32B-Instruct": "instruct",
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": "instruct", "codellama/CodeLlama-34b-Python-hf": "base",
+    "Qwen/Qwen3-8B-Base": "base", "deepseek-ai/DeepSeek-V3-Base": "base", "deepseek-ai/DeepSeek-R1": "reasoning",
+    "deepseek-ai/DeepSeek-R1-Distill-Llama-8B": "reasoning", "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": "reasoning",
+}
+# What a variant shares with its architecture entry: every figure that costs memory or time.
+ARCHITECTURE_FIELDS = ("architecture", "vocab_size", "num_layers", "hidden_size", "num_attention_heads", "num_kv_heads",
+                       "head_dim", "intermediate_size", "mlp_gated", "attention_bias", "qk_norm", "norms_per_layer",
+                       "sliding_window_tokens", "sliding_window_layers", "tie_word_embeddings", "moe", "mla",
+                       "total_params", "active_params", "family", "generation")
 
 
 def test_catalogue_sizes():
@@ -61,6 +75,27 @@ def test_nvml_names_resolve(nvml, gpu_id):
 @pytest.mark.parametrize("name", REQUIRED_MODELS)
 def test_required_model_present(name):
     assert find_model(name).spec
+
+
+@pytest.mark.parametrize("release, kind", REQUIRED_RELEASES.items())
+def test_required_release_is_its_own_entry(release, kind):
+    spec = find_model(release).spec
+    assert (spec.id, spec.catalog_id, spec.kind) == (release, release, kind)
+
+
+@pytest.mark.parametrize("variant", [m for m in MODELS if m.variant_of], ids=lambda m: m.id)
+def test_every_variant_shares_its_entrys_architecture(variant):
+    entry = model_catalog().index[variant.variant_of.lower()]
+    assert entry.variant_of is None and entry.catalog_id == entry.id
+    assert {f: getattr(variant, f) for f in ARCHITECTURE_FIELDS} == {f: getattr(entry, f) for f in ARCHITECTURE_FIELDS}
+    own = [entry.source] if isinstance(entry.source, str) else entry.source
+    assert variant.id in variant.source[0] and variant.source[-len(own):] == own  # its own source, then the figures'
+
+
+def test_repo_names_resolve_without_the_organisation():
+    for m in MODELS:
+        if "/" in m.id:
+            assert find_model(m.id.rsplit("/", 1)[-1]).spec.catalog_id == m.id
 
 
 @pytest.mark.parametrize("entry", GPUS + MODELS, ids=lambda e: e.id)

@@ -52,7 +52,9 @@ def test_user_text_is_escaped(tmp_path):
     cfg["_name_or_path"] = "<script>alert(1)</script>"
     (folder / "config.json").write_text(json.dumps(cfg))
     out = render_report(build_report_data(ReportInputs(FitInputs(target=str(folder), gpu="h100-sxm"))))
-    assert "<script>alert(1)</script>" not in out and "&lt;script&gt;alert(1)&lt;/script&gt;" in out
+    # The folder is named by its absolute path (issue 8), escaped; config.json's name is not shown.
+    assert "<script>alert(1)</script>" not in out and "evil<i>" not in out
+    assert f"{tmp_path}/evil&lt;i&gt;&amp;" in out
     chart = line_chart([Series("<i>x</i>", [1, 2], [1, 2])], "t<", "x & y", "y")
     assert "<i>x</i>" not in chart and "&lt;i&gt;x&lt;/i&gt;" in chart
 

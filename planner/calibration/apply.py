@@ -9,11 +9,12 @@ and the catalogue defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
-
 from planner.calibration.schema import CalibrationFile, FittedAcceptance, FittedTiming, TimingPoint
+from planner.catalog.loading import model_catalog
+from planner.catalog.lookup import model_name
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.costmodel import DeviceProfile
+from planner.errors import SpecplanError
 
 __all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s"]
 
@@ -31,10 +32,21 @@ class AppliedCalibration:
 
 
 def _same_model(recorded: str | None, spec: ModelSpec | None) -> bool:
+    """True when a calibration's model name is this release (catalogue) or this checkpoint (path).
+
+    Names are compared as released repos, so a calibration of the base release does not
+    stand for the Instruct one: their acceptance differs.
+    """
     if recorded is None or spec is None:
         return False
-    names = {n.lower() for n in spec.names} | {Path(spec.id).name.lower()}
-    return recorded.lower() in names or Path(recorded).name.lower() in names
+    entry = model_catalog().index.get(recorded.strip().lower())
+    if entry is not None and spec.catalog_id is not None:
+        return entry.id == spec.catalog_id
+    try:
+        name = model_name(recorded)
+    except SpecplanError:
+        return False
+    return name.lower() == spec.id.lower()
 
 
 def _same_device(cal: CalibrationFile, gpu: GpuSpec) -> bool:

@@ -142,7 +142,7 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
             model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
         if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
             tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        ident = str(folder)
+        ident = str(folder.resolve())  # a local folder is named by its absolute path everywhere
     else:
         spec = find_model(source).spec
         if not cfg.random_weights:

@@ -34,6 +34,7 @@ from typing import Any, Literal
 import numpy as np
 
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance, ModelIdentity
+from planner.catalog.lookup import model_name
 from planner.errors import SpecplanError
 from planner.speedup import accepted_length_pmf, alpha_from_acceptance_rate, check_k
 
@@ -111,7 +112,7 @@ def _one_line(exc: BaseException) -> str:
 def _identity(model: ModelArg | None) -> ModelIdentity | None:
     if model is None or isinstance(model, ModelIdentity):
         return model
-    return ModelIdentity(id=model)
+    return ModelIdentity(id=model_name(model))  # as the plans name it: Hub id as typed, folder absolute
 
 
 # --- vLLM: one scrape ------------------------------------------------------------------------

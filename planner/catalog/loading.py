@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import ValidationError
 
-from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.schemas import GpuSpec, ModelSpec, ModelVariant
 from planner.errors import CatalogError
 from planner.paths import data_dir
 
@@ -40,10 +40,20 @@ class Catalog(tuple):  # type: ignore[type-arg]
         return self
 
 
+def _lookup_names(entry: Any) -> list[str]:
+    """Lower-cased names that resolve to ``entry``: id, aliases, and the repo name after the organisation.
+
+    The repo name alone (``Llama-3.2-1B-Instruct``) resolves too, so a table that shows
+    only that part still prints something that can be typed back.
+    """
+    tail = [entry.id.rsplit("/", 1)[-1]] if "/" in entry.id else []
+    return list(dict.fromkeys(n.lower() for n in [*entry.names, *tail]))
+
+
 def _build_index(entries: list[Any], origin: dict[str, str]) -> dict[str, Any]:
     index: dict[str, Any] = {}
     for entry in entries:
-        for name in dict.fromkeys(n.lower() for n in entry.names):
+        for name in _lookup_names(entry):
             clash = index.get(name)
             if clash is not None and clash is not entry:
                 raise CatalogError(
@@ -93,23 +103,63 @@ def load_entries(folder: Traversable, key: str, schema: type[Entry], folder_labe
         if not isinstance(doc, dict) or not isinstance(doc.get(key), list):
             raise CatalogError(f"{label}: expected a top-level list under {key!r}")
         for position, raw in enumerate(doc[key], start=1):
-            entry = _validate(schema, raw, label, position)
-            if entry.id in origin:
-                raise CatalogError(f"{label}: entry {entry.id!r}: duplicate id (also in {origin[entry.id]})")
-            origin[entry.id] = label
-            entries.append(entry)
+            for entry in _releases(schema, raw, label, position):
+                if entry.id in origin:
+                    raise CatalogError(f"{label}: entry {entry.id!r}: duplicate id (also in {origin[entry.id]})")
+                origin[entry.id] = label
+                entries.append(entry)
     return Catalog(entries, origin)
 
 
-def _validate(schema: type[Entry], raw: Any, label: str, position: int) -> Entry:
+def _entry_label(raw: Any, position: int) -> str:
     name = raw.get("id") if isinstance(raw, dict) else None
-    entry_label = f"{name!r}" if name else f"#{position}"
+    return f"{name!r}" if name else f"#{position}"
+
+
+def _validate(schema: type[Entry], raw: Any, label: str, position: int) -> Entry:
+    entry_label = _entry_label(raw, position)
     if not isinstance(raw, dict):
         raise CatalogError(f"{label}: entry {entry_label}: expected a mapping of fields")
     try:
         return schema.model_validate(raw)
     except ValidationError as err:
         raise CatalogError(format_validation_error(label, entry_label, err)) from None
+
+
+# Fields of a model entry that the loader fills in; a YAML file setting them would contradict it.
+_LOADER_FIELDS = ("variant_of", "catalog_id")
+
+
+def _as_list(source: str | list[str]) -> list[str]:
+    return [source] if isinstance(source, str) else list(source)
+
+
+def _releases(schema: type[Entry], raw: Any, label: str, position: int) -> list[Entry]:
+    """One catalogue entry, or for a model its architecture entry followed by each released variant.
+
+    A variant is its own ModelSpec: the entry's architecture with the variant's id,
+    aliases, kind and source, ``variant_of`` naming the entry it shares the figures with.
+    """
+    if schema is not ModelSpec or not isinstance(raw, dict):
+        return [_validate(schema, raw, label, position)]
+    fields = dict(raw)
+    variants = fields.pop("variants", None) or []
+    for name in _LOADER_FIELDS:
+        if name in fields:
+            raise CatalogError(f"{label}: entry {_entry_label(raw, position)}: field {name}: set by the loader, "
+                               "not in the file (list other releases under variants)")
+    fields["catalog_id"] = fields.get("id")
+    entry = _validate(ModelSpec, fields, label, position)
+    if not isinstance(variants, list):
+        raise CatalogError(f"{label}: entry {entry.id!r}: field variants: expected a list of releases")
+    out: list[Any] = [entry]
+    for number, item in enumerate(variants, start=1):
+        variant = _validate(ModelVariant, item, label, number)
+        release = variant.model_dump(exclude_none=True)
+        # The figures are the entry's, so its sources stay with them after the release's own.
+        release["source"] = [*_as_list(variant.source), *_as_list(entry.source)]
+        out.append(entry.model_copy(update={**release, "variant_of": entry.id, "catalog_id": variant.id}))
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -1,7 +1,15 @@
-"""Resolve what the user typed (catalogue name or local path) into catalogue entries."""
+"""Resolve what the user typed (catalogue name or local path) into catalogue entries.
+
+A model keeps the name the user gave it (issue 8): a Hub id exactly as typed, a short
+catalogue alias as the catalogue's Hub id (an alias is not a repo a server can load), a
+local folder as its absolute path. That name becomes the spec's ``id``, so every table,
+JSON document, report, export and calibration file prints it; ``catalog_id`` keeps the
+catalogue release the figures came from.
+"""
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,18 +17,25 @@ from planner.catalog.hf_config import load_model_dir
 from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.catalog.names import resolve
 from planner.catalog.schemas import GpuSpec, ModelSpec
-from planner.errors import IncompatiblePairError
+from planner.errors import ConfigImportError, IncompatiblePairError, SpecplanError
 
-__all__ = ["ResolvedModel", "find_gpu", "find_model", "check_tokenizers", "looks_like_path"]
+_TOKENIZER_CONFIG_CAP_BYTES = 8 * 1024 * 1024  # tokenizer_config.json with its template is well under this
+
+__all__ = ["ResolvedModel", "find_gpu", "find_model", "model_name", "check_tokenizers", "looks_like_path"]
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
     """A model footprint plus where it came from and the precision its checkpoint implies."""
 
-    spec: ModelSpec
-    origin: str  # "catalog" or the path it was read from
+    spec: ModelSpec  # spec.id is the model's name as given (see model_name)
+    origin: str  # "catalog" or the absolute path it was read from
     checkpoint_precision: str | None = None
+
+    @property
+    def name(self) -> str:
+        """What every output calls this model."""
+        return self.spec.id
 
 
 def find_gpu(name: str) -> GpuSpec:
@@ -31,8 +46,58 @@ def find_gpu(name: str) -> GpuSpec:
 
 def looks_like_path(name: str) -> bool:
     """True when ``name`` is meant as a local folder or config.json rather than a catalogue name."""
-    p = Path(name).expanduser()
-    return p.exists() or name.startswith((".", "/", "~")) or name.endswith(".json")
+    if name.startswith((".", "/", "~")) or name.endswith(".json"):
+        return True
+    try:
+        return Path(name).expanduser().exists()
+    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte, is no folder
+        return False
+
+
+def _refuse_control_characters(name: str) -> None:
+    """Names are printed into tables, YAML and shell scripts: a newline or escape in one is refused."""
+    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
+    if bad is not None:
+        raise SpecplanError(f"model name {name!r} contains the control character {bad!r}; give the name without it")
+
+
+def _local_folder(name: str) -> Path:
+    """The absolute path a local model name points at: the folder, also for its config.json."""
+    path = Path(name).expanduser().resolve()
+    return path.parent if path.name == "config.json" and path.is_file() else path
+
+
+def model_name(typed: str) -> str:
+    """The name every output gives the model the user typed as ``typed``.
+
+    A local folder or config.json: the folder's absolute path. An ``owner/name`` Hub id:
+    exactly as typed (only surrounding blanks dropped). A short catalogue alias
+    (``llama-3.1-70b-instruct``): the catalogue release's Hub id. Anything else as typed.
+    """
+    name = typed.strip()
+    _refuse_control_characters(name)
+    if looks_like_path(name):
+        return str(_local_folder(name))
+    if "/" in name:
+        return name
+    entry = model_catalog().index.get(name.lower())
+    return entry.id if entry is not None else name
+
+
+def _local_kind(path: Path) -> str:
+    """"instruct" for a checkpoint that ships a chat template (chat fine-tunes do), else "base"."""
+    folder = path if path.is_dir() else path.parent
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return "instruct"
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():  # also keeps FIFOs and devices unread
+        return "base"
+    try:
+        with config.open("rb") as fh:
+            head = fh.read(_TOKENIZER_CONFIG_CAP_BYTES)
+    except OSError:
+        return "base"
+    return "instruct" if b'"chat_template"' in head else "base"
 
 
 def _architecture_key(m: ModelSpec) -> tuple:
@@ -49,25 +114,38 @@ def _adopt_catalog_identity(spec: ModelSpec) -> ModelSpec:
     """
     cat = model_catalog()
     entry = cat.index.get(spec.id.lower())
+    same_repo = entry is not None
     if entry is None:
-        matches = [m for m in cat if _architecture_key(m) == _architecture_key(spec)]
+        # Architecture entries only: a release that renamed its tokenizer (R1 distills) is a
+        # fine-tune of its own, not evidence about what this checkpoint's tokenizer is.
+        matches = [m for m in cat if m.variant_of is None and _architecture_key(m) == _architecture_key(spec)]
         entry = matches[0] if len({m.tokenizer for m in matches}) == 1 else None
     if entry is None:
         return spec
-    update = {"family": entry.family, "generation": entry.generation}
+    update = {"family": entry.family, "generation": entry.generation, "variant_of": entry.architecture_id,
+              "kind": entry.kind if same_repo else spec.kind}
     if spec.tokenizer.startswith("unknown:"):
         update |= {"tokenizer": entry.tokenizer, "tokenizer_vocab_size": entry.tokenizer_vocab_size}
     return spec.model_copy(update=update)
 
 
 def find_model(name: str) -> ResolvedModel:
-    """A model from the catalogue, or from a local folder / config.json when given a path."""
-    if looks_like_path(name):
-        imported = load_model_dir(Path(name).expanduser())
-        spec = _adopt_catalog_identity(imported.spec)
-        return ResolvedModel(spec=spec, origin=str(Path(name).expanduser()), checkpoint_precision=imported.precision)
-    cat = model_catalog()
-    return ResolvedModel(spec=resolve(name, cat.index, "model"), origin="catalog")
+    """A model from the catalogue, or from a local folder / config.json when given a path.
+
+    The spec's ``id`` is ``model_name(name)``; a catalogue hit also records the release
+    in ``catalog_id``, a local folder matched to a catalogue architecture in ``variant_of``.
+    """
+    shown = model_name(name)
+    if looks_like_path(name.strip()):
+        try:
+            imported = load_model_dir(Path(name.strip()).expanduser())
+        except OSError as exc:  # a path the system cannot even look at (too long, no permission)
+            raise ConfigImportError(f"{shown}: cannot read the model folder: {exc.strerror or exc}") from None
+        spec = imported.spec.model_copy(update={"kind": _local_kind(Path(shown))})
+        spec = _adopt_catalog_identity(spec).model_copy(update={"id": shown, "aliases": []})
+        return ResolvedModel(spec=spec, origin=shown, checkpoint_precision=imported.precision)
+    entry = resolve(name, model_catalog().index, "model")
+    return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog")
 
 
 def check_tokenizers(target: ModelSpec, draft: ModelSpec, allow_mismatch: bool = False) -> str | None:

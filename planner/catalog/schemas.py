@@ -17,11 +17,17 @@ __all__ = [
     "MoESpec",
     "MLASpec",
     "ModelSpec",
+    "ModelVariant",
+    "ReleaseKind",
     "MemoryClass",
     "memory_class_of",
 ]
 
 MemoryClass = Literal["hbm", "gddr", "unified"]
+# What a released checkpoint was trained to do: "base" (pre-trained), "instruct" (chat/instruct/-it
+# post-training), "reasoning" (R1-style long chain-of-thought post-training), "draft" (trained to
+# draft for speculative decoding: it pairs with every release of its targets).
+ReleaseKind = Literal["base", "instruct", "reasoning", "draft"]
 
 
 class Frozen(BaseModel):
@@ -141,11 +147,42 @@ class MLASpec(Frozen):
     v_head_dim: int = Field(gt=0)
 
 
-class ModelSpec(Frozen):
-    """Architecture footprint of one decoder-only model: what costs memory and bandwidth."""
+class ModelVariant(Frozen):
+    """Another released repo of one catalogue architecture (an Instruct, -it, chat or R1 release).
 
-    id: str = Field(description="Hugging Face repo id")
+    It shares every architecture figure of the entry it is listed under; only what is a
+    property of the release itself may differ.
+    """
+
+    id: str = Field(description="Hugging Face repo id of the release")
+    kind: ReleaseKind
     aliases: list[str] = Field(default_factory=list)
+    max_context_tokens: int | None = Field(None, gt=0, description="when the release's config.json differs")
+    tokenizer: str | None = Field(
+        None, description="when the release changed its tokenizer (R1 distills renamed the special tokens)"
+    )
+    source: str | list[str]
+    notes: str | None = None
+
+    _check_source = field_validator("source")(_source_present)
+
+
+class ModelSpec(Frozen):
+    """Architecture footprint of one decoder-only model: what costs memory and bandwidth.
+
+    ``id`` is the name every output prints: the Hugging Face repo id of a catalogue
+    release, the Hub id exactly as the user typed it, or a local folder's absolute path
+    (planner/catalog/lookup.py sets the last two). ``catalog_id`` is the catalogue release
+    the figures came from (None for a checkpoint read from its own config.json).
+    """
+
+    id: str = Field(description="the model's name: Hugging Face repo id as given, or absolute path")
+    aliases: list[str] = Field(default_factory=list)
+    kind: ReleaseKind = Field("base", description="what the release was trained for")
+    variant_of: str | None = Field(
+        None, description="id of the catalogue entry whose architecture this release shares (set by the loader)"
+    )
+    catalog_id: str | None = Field(None, description="catalogue release these figures are (set by the loader)")
     family: str = Field(description="e.g. llama, qwen, gemma")
     generation: str = Field(description="e.g. '3.1', '2.5'")
     architecture: str = Field(description="HF model_type: llama, qwen2, qwen3_moe, deepseek_v3...")
@@ -194,6 +231,11 @@ class ModelSpec(Frozen):
     def names(self) -> list[str]:
         """Every string that should resolve to this entry."""
         return [self.id, *self.aliases]
+
+    @property
+    def architecture_id(self) -> str:
+        """The catalogue entry that holds this release's architecture (itself when it is that entry)."""
+        return self.variant_of or self.catalog_id or self.id
 
     @property
     def is_moe(self) -> bool:

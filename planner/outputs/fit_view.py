@@ -15,8 +15,12 @@ def fit_to_dict(report: FitReport) -> dict[str, Any]:
     req = report.request
     return {
         "fits": report.fits,
+        # Names as the user gave them (Hub id as typed, local folder as absolute path); the
+        # *_catalog_id fields name the catalogue release the figures came from (None: config.json).
         "target": req.target.id,
         "draft": req.draft.id if req.draft else None,
+        "target_catalog_id": req.target.catalog_id,
+        "draft_catalog_id": req.draft.catalog_id if req.draft else None,
         "gpu": req.gpu.id,
         "gpus": req.gpus,
         "engine": req.engine.name,

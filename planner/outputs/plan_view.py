@@ -26,7 +26,9 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
     p, req = e.prices, e.fit.request
     has_draft = e.alpha is not None
     return {
-        "target": req.target.id, "draft": req.draft.id if req.draft else None, "gpu": req.gpu.id, "gpus": req.gpus,
+        "target": req.target.id, "draft": req.draft.id if req.draft else None,
+        "target_catalog_id": req.target.catalog_id, "draft_catalog_id": req.draft.catalog_id if req.draft else None,
+        "gpu": req.gpu.id, "gpus": req.gpus,
         "engine": req.engine.name, "precision": req.precision.name,
         "draft_precision": (req.draft_precision or req.precision).name if req.draft else None,
         "kv_precision": req.kv.name, "batch": req.batch, "context": req.context, "created_at": now_iso(),
@@ -107,7 +109,8 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
     """Ranked candidates as JSON-ready data, with the question they answer."""
     req = rec.request
     return {
-        "target": req.target.id, "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
+        "target": req.target.id, "target_catalog_id": req.target.catalog_id,
+        "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
         "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
         "task": task, "created_at": now_iso(),
         "objective": objective, "candidates": [candidate_to_dict(c) for c in rec.candidates],

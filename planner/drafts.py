@@ -1,0 +1,62 @@
+"""Which catalogue releases recommend tries as drafts for a target.
+
+The catalogue lists each architecture once with its released variants (base, Instruct,
+R1...). A draft must share the target's tokenizer and be smaller; of each such
+architecture recommend tries one release: the one of the target's kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.catalog.loading import model_catalog
+from planner.catalog.schemas import ModelSpec
+from planner.footprint import parameter_counts
+
+__all__ = ["DraftChoice", "draft_candidates"]
+
+
+# Releases a draft should be, best first, for each kind of target: an Instruct target is
+# drafted by Instruct releases (they were tuned on the same chat data, so their guesses match
+# more often); drafts built for speculation ("draft") pair with every kind.
+_DRAFT_KINDS = {"base": ("base",), "instruct": ("instruct",), "reasoning": ("reasoning", "instruct"),
+                "draft": ("draft",)}
+
+
+@dataclass(frozen=True)
+class DraftChoice:
+    """The catalogue releases recommend tries as drafts, and why some are of another kind."""
+
+    drafts: list[ModelSpec]
+    notes: dict[str, str]  # draft id -> why its release kind differs from the target's
+
+
+def _release_for(releases: list[ModelSpec], kind: str) -> tuple[ModelSpec, str | None]:
+    """The release of one architecture to draft with for a ``kind`` target, and a note when it is another kind."""
+    for wanted in (*_DRAFT_KINDS[kind], "draft"):
+        match = next((m for m in releases if m.kind == wanted), None)
+        if match is not None:
+            return match, None
+    chosen = releases[0]  # the architecture's own entry
+    return chosen, (f"the catalogue has no {kind} release of draft {chosen.id}'s architecture: "
+                    f"its {chosen.kind} release is ranked instead")
+
+
+def draft_candidates(target: ModelSpec) -> DraftChoice:
+    """One release per smaller catalogue architecture that shares the target's tokenizer.
+
+    The release is the one of the target's kind (Instruct for an Instruct target), so the
+    draft id printed is a repo that exists and resolves when typed back.
+    """
+    size = parameter_counts(target).total
+    by_architecture: dict[str, list[ModelSpec]] = {}
+    for m in model_catalog():
+        if m.tokenizer == target.tokenizer and parameter_counts(m).total < size:
+            by_architecture.setdefault(m.architecture_id, []).append(m)
+    drafts, notes = [], {}
+    for releases in by_architecture.values():
+        chosen, note = _release_for(releases, target.kind)
+        drafts.append(chosen)
+        if note:
+            notes[chosen.id] = note
+    return DraftChoice(drafts, notes)
