@@ -17,7 +17,7 @@ from planner.costmodel import device_profile, model_profile, stack_profiles
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.memory import FitReport, FitRequest, draft_tp_degree, fit_report, valid_group_sizes
-from planner.priors import TASKS, alpha_prior
+from planner.priors import TASKS, alpha_prior, precision_shift
 from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.units import BILLION, GIB
@@ -42,7 +42,7 @@ class AlphaChoice:
     mid: float
     low: float
     high: float
-    source: Literal["user", "prior", "calibration"]
+    source: Literal["user", "prior", "calibration", "derived"]  # derived: measured at another draft precision
     detail: str
     per_position: tuple[float, ...] = ()  # measured P(accept i | 1..i-1), used when acceptance decays
 
@@ -101,16 +101,31 @@ class Estimate:
     calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
 
 
-def _load_applied(path: str | None, req: FitRequest) -> AppliedCalibration | None:
+def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
+    """What of the file applies, and the draft precision it was measured with."""
     if path is None:
-        return None
-    return apply_calibration(read_calibration(path), path, req.gpu, req.target, req.draft, req.engine.name)
+        return None, None
+    cal = read_calibration(path)
+    return apply_calibration(cal, path, req.gpu, req.target, req.draft, req.engine.name), _measured_precision(cal)
 
 
-def _calibrated_alpha(applied: AppliedCalibration | None) -> AlphaChoice | None:
+def _measured_precision(cal: CalibrationFile | None) -> str | None:
+    return cal.draft.precision if cal is not None and cal.draft is not None else None
+
+
+def _calibrated_alpha(applied: AppliedCalibration | None, measured_precision: str | None,
+                      fmt: WeightFormat) -> AlphaChoice | None:
+    """The measured alpha; for another draft format, moved by the priors' quantization penalty and marked derived."""
     if applied is None or applied.acceptance is None:
         return None
     a = applied.acceptance
+    same = measured_precision in (fmt.name, *fmt.aliases) if measured_precision else fmt.bits_per_weight >= 16
+    if not same:
+        shift = precision_shift(measured_precision, fmt)
+        lo, mid, hi = (float(np.clip(x + shift, 0.0, 1.0)) for x in (a.alpha_low, a.alpha, a.alpha_high))
+        return AlphaChoice(mid, lo, hi, "derived", f"{a.mode} acceptance {a.alpha:.3f} measured in {applied.path} with a "
+                           f"{measured_precision or 'unrecorded (taken as 16-bit)'} draft, moved to {fmt.name} by the "
+                           f"priors' quantization penalty ({shift:+.3f}): not measured at {fmt.name}")
     detail = f"{a.mode} acceptance measured in {applied.path}: {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
     if a.decays_with_position and a.per_position:
         detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)}): E[L] uses them"
@@ -141,7 +156,7 @@ def estimate(inp: EstimateInputs) -> Estimate:
     if inp.k_given:
         sp.check_k(inp.fit.k)
     req, fit_warnings = build_fit_request(inp.fit)
-    applied = _load_applied(inp.calibration, req)
+    applied, measured_precision = _load_applied(inp.calibration, req)
     if applied is not None:
         fit_warnings += applied.warnings
     ctx = decode_context(req.context)
@@ -156,7 +171,8 @@ def estimate(inp: EstimateInputs) -> Estimate:
     user = inp.alpha is not None or inp.acceptance_rate is not None
     prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)
     choice = (choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
-                           req.draft_precision or req.precision, inp.task) if user else None) or _calibrated_alpha(applied) or prior
+                           req.draft_precision or req.precision, inp.task) if user else None) or _calibrated_alpha(
+        applied, measured_precision, req.draft_precision or req.precision) or prior
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
     by_k = mean_length_by_k(choice, K_SEARCH)
     prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
@@ -321,9 +337,10 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         rows += _speculative_rows(base, combos, inp, cal)
     rows.sort(key=lambda c: (not c.fits, -_score(c, inp.objective)))
     shown = rows[: max(inp.top, 1)]
-    if not any(c.draft is None for c in shown):
-        # The baseline is always shown, so every speedup has its reference point.
-        shown.append(next(c for c in rows if c.draft is None))
+    for g in dict.fromkeys(c.gpus for c in shown):
+        # Each speedup is against no speculation on the same GPU count: that baseline row is always shown.
+        if not any(c.draft is None and c.gpus == g for c in shown):
+            shown.append(next(c for c in rows if c.draft is None and c.gpus == g))
     warnings += tuple(_candidate_warnings(shown))
     if not any(c.fits for c in rows):
         alone = fit_report(replace(base, gpus=max(groups)))
@@ -389,7 +406,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
             dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
         for bucket, profile in zip((targets, drafts, devs, ddevs), (tp, dp, dev, ddev)):
             bucket.append(profile)
-        measured = None if inp.alpha is not None else _calibrated_alpha(applied)
+        measured = None if inp.alpha is not None else _calibrated_alpha(applied, _measured_precision(cal), fmt)
         choice = measured or choose_alpha(inp.alpha, None, None, base.target, draft, fmt, inp.task)
         bands.append((choice.low, choice.mid, choice.high))
         sources.append(choice.source)
