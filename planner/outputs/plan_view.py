@@ -57,53 +57,59 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
                   "draft": _bound(p.draft_compute_bound) if has_draft else None,
                   "verify": _bound(p.verify_compute_bound) if has_draft else None},
         "verdict": e.verdict,
-        "warnings": list(e.warnings),
+        "warnings": unique(e.warnings),
+        "cautions": _cautions(req.draft.id if req.draft else None,
+                              (req.draft_precision or req.precision).name if req.draft else None,
+                              e.fit.headroom_gib, e.fit.fits),
         "calibration": e.calibration,
         "fit": fit_to_dict(e.fit),
     }
 
 
 def print_estimate(d: dict[str, Any]) -> None:
-    """Human-readable estimate."""
+    """Human-readable estimate (names and paths printed as they are, never read as markup)."""
     out = console()
     pair = d["target"] + (f" + draft {d['draft']}" if d["draft"] else "")
-    out.print(f"[bold]{pair}[/bold] on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, context {d['context']}")
-    out.print(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
-              f"{d['bound']['target']}-bound)")
+    print_line(Text.assemble((pair, "bold"), f" on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, "
+                             f"context {d['context']}"), out)
+    print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
+               f"{d['bound']['target']}-bound)", out)
     if d["draft"]:
-        out.print(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per round; "
-                  f"verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}")
-        band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] == "prior" else ""
-        out.print(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}")
-        out.print(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, "
-                  f"[bold]speedup {d['speedup']:.2f}x[/bold] (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
-                  f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence")
+        print_line(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
+                   f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
+        band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
+        print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
+        print_line(Text.assemble(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, ",
+                                 (f"speedup {d['speedup']:.2f}x", "bold"),
+                                 f" (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
+                                 f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence"
+                                 + (f", {d['throughput_tokens_per_s']:.1f} over all {d['batch']} sequences"
+                                    if d["batch"] > 1 else "")), out)
     fit = d["fit"]
-    out.print(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
-              f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)")
+    print_line(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
+               f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)", out)
     if d.get("calibration"):
         _print_calibration(d["calibration"])
-    out.print(f"verdict: {d['verdict']}")
-    for w in d["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {w}")
+    print_line(f"verdict: {d['verdict']}", out)
+    for note in d.get("cautions", []):
+        print_line(Text.assemble(("caution:", "yellow"), f" {note}"), out)
+    print_warnings(d["warnings"], out)
 
 
 def _print_calibration(cal: dict[str, Any]) -> None:
     """Catalogue prediction, re-planned figure and measurement side by side."""
-    from rich.table import Table
-
-    table = Table(title=f"Calibration {cal['file']}", title_justify="left")
-    for col in ("figure", "catalogue", "calibrated", "measured", "from"):
-        table.add_column(col)
+    rows: list[list[str | Text]] = []
     for name, f in cal["figures"].items():
         if name == "alpha":
-            table.add_row("alpha", f"{f['prior']:.3f} (prior)", f"{f['used']:.3f}", "", f["source"])
+            rows.append(["alpha", f"{f['prior']:.3f} (prior)", f"{f['used']:.3f}", "", f["source"]])
         elif name == "speedup":
-            table.add_row("speedup", f"{f['catalogue']:.2f}", f"{f['calibrated']:.2f}", "", "")
+            rows.append(["speedup", f"{f['catalogue']:.2f}", f"{f['calibrated']:.2f}", "", ""])
         else:
             measured = "" if f["measured"] is None else f"{f['measured']:.3f}"
-            table.add_row(name, f"{f['catalogue']:.3f}", f"{f['calibrated']:.3f}", measured, f["source"])
-    console().print(table)
+            rows.append([name, f"{f['catalogue']:.3f}", f"{f['calibrated']:.3f}", measured, f["source"]])
+    columns = (Column("figure"), Column("catalogue", "right"), Column("calibrated", "right"), Column("measured", "right"),
+               Column("from"))
+    print_table(f"Calibration {cal['file']}", columns, rows)
 
 
 def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool) -> list[str]:

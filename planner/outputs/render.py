@@ -191,18 +191,18 @@ def _print_blocks(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]
 
 
 @contextmanager
-def progress_bar(label: str, total: int) -> Iterator[Callable[[int], None]]:
-    """A progress bar on stderr while stderr is a terminal (nothing in pipes or tests); yields advance(done)."""
+def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
+    """A progress bar on stderr while stderr is a terminal (nothing in pipes or tests); yields update(done, total)."""
     if not sys.stderr.isatty():
-        yield lambda done: None
+        yield lambda done, total: None
         return
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     with Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), transient=True) as progress:
-        task = progress.add_task(label, total=total)
-        yield lambda done: progress.update(task, completed=done)
+        task = progress.add_task(label, total=None)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
 
 
 def dump(data: Any, fmt: str, table: Callable[[Any], None]) -> str | None:
