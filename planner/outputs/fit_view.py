@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from planner.memory import FitReport
+from planner.outputs.cautions import headroom_caution
 from planner.outputs.render import Column, console, print_table, print_warnings
 
 __all__ = ["fit_to_dict", "print_fit_table"]
@@ -65,6 +66,9 @@ def print_fit_table(data: dict[str, Any]) -> None:
                 rows, out=out)
     verdict = "[green]FITS[/green]" if data["fits"] else "[red]DOES NOT FIT[/red]"
     out.print(f"{verdict}: headroom {data['headroom_gib']:+.2f} GiB per GPU")
+    caution = headroom_caution(data["headroom_gib"], data["fits"])
+    if caution:
+        out.print(f"[yellow]caution:[/yellow] {caution}")
     out.print(
         f"limits: batch up to {data['max_batch_at_context']} at {data['context']} tokens; "
         f"context up to {data['max_context_at_batch']} at batch {data['batch']}; "

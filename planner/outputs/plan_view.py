@@ -113,6 +113,9 @@ def _print_calibration(cal: dict[str, Any]) -> None:
 
 
 def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool) -> list[str]:
+    """What to know before deploying a plan that fits: the checkpoint it needs, a tight memory margin."""
+    if not fits:
+        return []
     return [n for n in (draft_checkpoint_hint(draft, precision), headroom_caution(headroom_gib, fits)) if n]
 
 
