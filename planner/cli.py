@@ -7,7 +7,7 @@ Exit codes, the same for every command:
   no candidate fits (report still writes its file); validate: a median |error| is over
   --max-median-error.
 * 2: bad input (flags, files, names): one line on stderr.
-* 3: this machine cannot run it: detect/probe without a usable GPU.
+* 3: this machine cannot do it: detect finds no NVIDIA GPU (NVML).
 * 4: an unexpected internal error (one line; --debug shows the traceback).
 * 130: interrupted.
 
@@ -110,6 +110,9 @@ _draft = _options(
 _task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
                      show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
 
+_calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+                            help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")
+
 
 @main.command()
 @_hardware
@@ -138,8 +141,7 @@ def fit(fmt: str, **flags: Any) -> int:
               help="Accepted / proposed draft tokens as servers report it, a fraction 0..1 "
                    "(needs the --k it was measured at).")
 @_task
-@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-              help="Calibration file from `specplan probe` or `specplan calibrate`.")
+@_calibration
 @_format_option
 def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
              calibration: str | None, **flags: Any) -> int:
@@ -166,8 +168,6 @@ _ranking = _options(
     click.option("--gpu-hour-usd", type=float, default=None,
                  help="Price of one GPU in USD per GPU-hour: adds tokens per USD (needed by --objective cost)."),
 )
-_calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-                            help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")
 
 
 def _exit_for(candidates: list[dict[str, Any]]) -> int:
