@@ -192,3 +192,18 @@ def test_names_with_markup_are_printed_as_typed(monkeypatch, capsys):
 
 def test_pipe_width_is_unlimited():
     assert PIPE_WIDTH >= 1000
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_detect_table(width, monkeypatch, capsys):
+    from planner.outputs.calibration_view import print_detect_table
+
+    monkeypatch.setenv("COLUMNS", str(width))
+    rows = [{"name": "NVIDIA H100 80GB HBM3", "memory_gib": 79.6, "theoretical_bandwidth_gb_s": 3352.3,
+             "catalog_id": "h100-sxm", "power_limit_w": 700.0, "driver": "550.54.15"},
+            {"name": "NVIDIA Some Future Accelerator With A Long Name", "memory_gib": 141.0,
+             "theoretical_bandwidth_gb_s": None, "catalog_id": None, "power_limit_w": None, "driver": None}]
+    print_detect_table(rows)
+    text = capsys.readouterr().out
+    assert_whole(text, ["h100-sxm", "550.54.15", "3352 GB/s"],
+                 ["#", "name", "memory", "bandwidth (NVML)", "catalogue", "power limit", "driver"])
