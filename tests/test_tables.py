@@ -144,32 +144,29 @@ def test_calibration_summary_and_estimate_calibration_table(width, calibration, 
     assert_whole(text, [str(calibration)], ["figure", "catalogue", "calibrated", "measured", "from"])
 
 
-@pytest.mark.parametrize("width", [*WIDTHS, None])
-def test_validate_table(width, monkeypatch, capsys):
-    from planner.outputs.validate_view import print_validation_table, validation_to_dict
+@pytest.fixture(scope="module")
+def validation() -> dict:
+    from planner.outputs.validate_view import validation_to_dict
     from planner.validate import validate
 
-    d = _validation(validation_to_dict, validate)
+    return validation_to_dict(validate())
+
+
+@pytest.mark.parametrize("width", [*WIDTHS, None])
+def test_validate_table(width, validation, monkeypatch, capsys):
+    from planner.outputs.validate_view import print_validation_table
+
     if width is None:
         monkeypatch.delenv("COLUMNS", raising=False)
     else:
         monkeypatch.setenv("COLUMNS", str(width))
-    print_validation_table(d)
+    print_validation_table(validation)
     text = capsys.readouterr().out
-    assert_whole(text, sorted({c["row"] for c in d["checks"]}),
+    assert_whole(text, sorted({c["row"] for c in validation["checks"]}),
                  ["row", "configuration", "measured", "predicted", "error", "pure roofline"])
     # Free text wraps between words only: every word of every configuration is still whole.
-    words = {w for c in d["checks"] for w in c["what"].split()}
+    words = {w for c in validation["checks"] for w in c["what"].split()}
     assert all(w in text for w in words)
-
-
-_CACHE: dict[str, object] = {}
-
-
-def _validation(to_dict, run_validation):  # type: ignore[no-untyped-def]
-    if "v" not in _CACHE:
-        _CACHE["v"] = to_dict(run_validation())
-    return _CACHE["v"]
 
 
 def test_narrow_layout_packs_pairs_without_splitting_them(monkeypatch, capsys):
