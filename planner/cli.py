@@ -1,6 +1,18 @@
 """specplan command line: parses flags, calls the planner, prints the result.
 
-Exit codes: 0 success (fit: it fits), 1 fit: it does not fit, 2 bad input.
+Exit codes, the same for every command:
+
+* 0: done (and, where a plan is made, something fits).
+* 1: the answer is "no": fit/estimate: the configuration does not fit; recommend/report:
+  no candidate fits (report still writes its file); validate: a median |error| is over
+  --max-median-error.
+* 2: bad input (flags, files, names): one line on stderr.
+* 3: this machine cannot do it: detect finds no NVIDIA GPU (NVML).
+* 4: an unexpected internal error (one line; --debug shows the traceback).
+* 130: interrupted.
+
+Every command that prints data takes --format table|json|yaml; commands that write files
+print a summary of what they wrote in that format.
 """
 
 from __future__ import annotations
@@ -49,7 +61,8 @@ def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
 
 
 _format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="Output: table for people, json or yaml for scripts (same fields as the table and more)."
 )
 
 
@@ -71,34 +84,41 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _hardware = _options(
-    click.option("--target", required=True, help="Target model: catalogue name or a folder/config.json."),
+    click.option("--target", required=True,
+                 help="Target model: catalogue id or name (see `specplan models`), or a local folder / config.json."),
     click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
     click.option("--gpus", type=int, default=1, show_default=True,
-                 help="GPUs in the group (tensor parallel or layer split)."),
+                 help="Number of GPUs in the group (tensor parallel or layer split); recommend and report "
+                      "also try every smaller valid count."),
     click.option("--precision", default=None,
                  help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
-    click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0."),
-    click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences."),
+    click.option("--kv-precision", default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0."),
+    click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences decoded together (count)."),
     click.option("--context", type=int, default=None,
                  help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
     click.option("--engine", default="auto", show_default=True,
                  help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
     click.option("--memory-gib", type=float, default=None,
-                 help="Memory of one GPU if not the catalogue's (Apple: your configuration)."),
+                 help="Memory of one GPU in GiB, if not the catalogue's (Apple: your configuration)."),
 )
 _draft = _options(
-    click.option("--draft", default=None, help="Draft model: catalogue name or a folder/config.json."),
-    click.option("--draft-precision", default=None, help="Draft weight format (default: the target's)."),
+    click.option("--draft", default=None, help="Draft model: catalogue id or name, or a local folder / config.json."),
+    click.option("--draft-precision", default=None,
+                 help="Draft weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the target's)."),
     click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
 )
 _task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
-                     show_default=True, help="Workload, for the alpha prior.")
+                     show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
+
+_calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+                            help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")
 
 
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=5, show_default=True, help="Draft tokens per round (verify buffers).")
+@click.option("--k", "k", type=int, default=5, show_default=True,
+              help="Draft tokens per round (count; sizes the verification buffers).")
 @_format_option
 def fit(fmt: str, **flags: Any) -> int:
     """Will the target (and draft) fit in GPU memory? Exit 0 if it fits, 1 if not."""
@@ -115,13 +135,13 @@ def fit(fmt: str, **flags: Any) -> int:
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
-@click.option("--alpha", type=float, default=None, help="Per-token acceptance probability, 0..1.")
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (count; default: the best k).")
+@click.option("--alpha", type=float, default=None, help="Per-token acceptance probability, a fraction 0..1.")
 @click.option("--acceptance-rate", type=float, default=None,
-              help="Accepted / proposed draft tokens as servers report it, 0..1 (needs the --k it was measured at).")
+              help="Accepted / proposed draft tokens as servers report it, a fraction 0..1 "
+                   "(needs the --k it was measured at).")
 @_task
-@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-              help="Calibration file from `specplan probe` or `specplan calibrate`.")
+@_calibration
 @_format_option
 def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
              calibration: str | None, **flags: Any) -> int:
@@ -139,20 +159,35 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
     return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT
 
 
+_ranking = _options(
+    click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency",
+                 show_default=True,
+                 help="Rank by tokens/s per sequence, total tokens/s of the batch, or tokens per USD (needs --gpu-hour-usd)."),
+    click.option("--top", type=int, default=10, show_default=True,
+                 help="Candidate rows to show (count; the no-speculation rows are added)."),
+    click.option("--gpu-hour-usd", type=float, default=None,
+                 help="Price of one GPU in USD per GPU-hour: adds tokens per USD (needed by --objective cost)."),
+)
+
+
+def _exit_for(candidates: list[dict[str, Any]]) -> int:
+    return 0 if any(c["fits"] for c in candidates) else EXIT_DOES_NOT_FIT
+
+
 @main.command()
 @_hardware
 @_task
-@click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency",
-              show_default=True, help="Rank by tokens/s per sequence, total tokens/s, or tokens per dollar.")
-@click.option("--top", type=int, default=10, show_default=True, help="Rows to show.")
-@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
-@click.option("--alpha", type=float, default=None, help="Per-token alpha for every draft (default: each draft's prior).")
-@click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-              help="Calibration file from `specplan probe` or `specplan calibrate`.")
+@_ranking
+@click.option("--alpha", type=float, default=None,
+              help="Per-token acceptance for every draft, a fraction 0..1 (default: each draft's prior).")
+@_calibration
 @_format_option
 def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float | None, alpha: float | None,
               calibration: str | None, **flags: Any) -> int:
-    """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row)."""
+    """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row).
+
+    Exit 1 when no candidate fits.
+    """
     from planner.outputs.plan_view import print_recommendation, recommendation_to_dict
     from planner.plan import RecommendInputs
     from planner.plan import recommend as run_recommend
@@ -165,14 +200,19 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
     result = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                            top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha,
                                            calibration=calibration))
-    _emit(recommendation_to_dict(result, task, objective), fmt, print_recommendation)
-    return 0
+    data = recommendation_to_dict(result, task, objective)
+    _emit(data, fmt, print_recommendation)
+    return _exit_for(data["candidates"])
+
+
+def _catalog_filters(vendor_help: str, family_help: str) -> Callable[[Any], Any]:
+    return _options(click.option("--vendor", default=None, help=vendor_help),
+                    click.option("--family", default=None, help=family_help))
 
 
 @main.command()
-@click.option("--vendor", default=None, help="nvidia, amd, apple.")
-@click.option("--family", default=None, help="Architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
-@click.option("--min-memory", type=float, default=None, help="At least this much memory, GiB.")
+@_catalog_filters("Only this vendor: nvidia, amd, apple.", "Only this architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
+@click.option("--min-memory", type=float, default=None, help="Only GPUs with at least this much memory, GiB.")
 @_format_option
 def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: str) -> None:
     """List the accelerators in the catalogue."""
@@ -182,10 +222,10 @@ def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: 
 
 
 @main.command()
-@click.option("--vendor", default=None, help="Publisher: the Hugging Face organisation (meta-llama, Qwen, google...).")
-@click.option("--family", default=None, help="Model family, e.g. llama, qwen, gemma.")
-@click.option("--min-memory", type=float, default=None, help="bf16 weights of at least this many GiB.")
-@click.option("--tokenizer", default=None, help="Only models with this tokenizer (drafts for a target).")
+@_catalog_filters("Only this publisher: the Hugging Face organisation (meta-llama, Qwen, google...).",
+                  "Only this model family, e.g. llama, qwen, gemma.")
+@click.option("--min-memory", type=float, default=None, help="Only models whose bf16 weights take at least this many GiB.")
+@click.option("--tokenizer", default=None, help="Only models with this tokenizer name (the drafts a target can use).")
 @_format_option
 def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None, fmt: str) -> None:
     """List the models in the catalogue."""
@@ -198,32 +238,44 @@ def models(vendor: str | None, family: str | None, min_memory: float | None, tok
 @click.option("--measurements", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A measurements YAML of the same shape (default: the packaged public set).")
 @click.option("--max-median-error", type=float, default=0.15, show_default=True,
-              help="Exit 1 when a median |error| exceeds this fraction.")
+              help="Exit 1 when a median |relative error| exceeds this fraction (0..1).")
 @_format_option
 def validate(measurements: str | None, max_median_error: float, fmt: str) -> int:
-    """Compare predictions with published measurements, per row and in total."""
+    """Compare predictions with published measurements, per row and in total (progress on stderr in a terminal)."""
+    from planner.outputs.render import progress_bar
     from planner.outputs.validate_view import print_validation_table, validation_to_dict
     from planner.validate import load_measurements
     from planner.validate import validate as run_validation
 
-    data = validation_to_dict(run_validation(load_measurements(measurements)))
+    with progress_bar("validate") as progress:
+        report = run_validation(load_measurements(measurements), progress=progress)
+    data = validation_to_dict(report)
     _emit(data, fmt, print_validation_table)
     worst = max(s["median_abs_error"] for s in data["summary"].values() if s["rows"])
     return EXIT_DOES_NOT_FIT if worst > max_median_error else 0
 
 
+def _print_written(d: dict[str, Any]) -> None:
+    """The table form of a written-files summary: the summary line, then what was written."""
+    if d.get("summary"):
+        click.echo(d["summary"])
+    click.echo("wrote " + ", ".join(d["wrote"]) + (f": {d['verdict']}" if d.get("verdict") else ""))
+
+
 @main.command()
 @_hardware
 @_task
-@click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency", show_default=True)
-@click.option("--top", type=int, default=10, show_default=True, help="Candidates in the table.")
-@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
-@click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration file to re-plan with.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
+@_ranking
+@_calibration
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write (path).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_format_option
 def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, calibration: str | None, output: str,
-           force: bool, **flags: Any) -> None:
-    """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation."""
+           force: bool, fmt: str, **flags: Any) -> int:
+    """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation.
+
+    Exit 1 when no candidate fits (the report is still written).
+    """
     from planner.atomic import write_text_atomic
     from planner.outputs.report import build_report_data, render_report
     from planner.plan import RecommendInputs
@@ -232,26 +284,28 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
     data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                              top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration))
     write_text_atomic(output, render_report(data), force=force)
-    click.echo(f"wrote {output}: {data['verdict']}")
+    _emit({"wrote": [output], "verdict": data["verdict"], "estimate": data["estimate"],
+           "recommendation": data["question"]}, fmt, _print_written)
+    return _exit_for(data["candidates"])
 
 
 @main.command()
 @click.option("--server", required=True,
               type=click.Choice(["vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"]),
-              help="Server to configure.")
+              help="Server to write the configuration for.")
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A plan written by `recommend --format json` or `estimate --format json`.")
 @click.option("--target", default=None, help="Target model (when not using --from-plan).")
 @click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
-@click.option("--gpus", type=int, default=1, show_default=True)
-@click.option("--precision", default=None)
-@click.option("--kv-precision", default=None)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--context", type=int, default=None)
+@click.option("--gpus", type=int, default=1, show_default=True, help="Number of GPUs the server runs on (tensor parallel).")
+@click.option("--precision", default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m.")
+@click.option("--kv-precision", default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences decoded together (count).")
+@click.option("--context", type=int, default=None, help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum).")
 @click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
-@click.option("--memory-gib", type=float, default=None)
+@click.option("--memory-gib", type=float, default=None, help="Memory of one GPU in GiB, if not the catalogue's.")
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (count; default: the best k).")
 @_task
 @click.option("--server-version", default=None, help="Server release the config is for (interfaces changed over time).")
 @click.option("--target-path", default=None, help="Checkpoint the server should load for the target (folder, GGUF file).")
@@ -259,8 +313,9 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
+@_format_option
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
-           draft_path: str | None, output: str, force: bool, k: int | None, task: str, **flags: Any) -> None:
+           draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str, **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
     import json
     from pathlib import Path
@@ -279,8 +334,7 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
     result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
                          draft_path=draft_path, stem=out.stem)
     written = write_export(result, out.parent, force=force)
-    click.echo(result.summary)
-    click.echo("wrote " + ", ".join(str(p) for p in written))
+    _emit({"server": server, "summary": result.summary, "wrote": [str(p) for p in written]}, fmt, _print_written)
 
 
 _SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}
@@ -320,22 +374,24 @@ def detect(fmt: str) -> None:
 @click.option("--draft", required=True, help="Draft: a local folder (or a catalogue name with --random-weights).")
 @click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
-@click.option("--budget-s", type=float, default=120.0, show_default=True, help="Time budget for the whole probe.")
-@click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts.")
-@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature (0: greedy only).")
-@click.option("--k-max", type=int, default=8, show_default=True, help="Longest draft to verify and to run rounds with.")
-@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes of the timing grid.")
-@click.option("--contexts", default="128,512", show_default=True, help="Cached lengths of the timing grid.")
-@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens generated per prompt in rounds.")
-@click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
+@click.option("--budget-s", type=float, default=120.0, show_default=True, help="Time budget for the whole probe, seconds.")
+@click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts (one per line; default: built-in chat prompts).")
+@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature for the sampled rounds (0: greedy rounds only).")
+@click.option("--k-max", type=int, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
+@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
+@click.option("--contexts", default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
+@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds.")
+@click.option("--device", default="auto", show_default=True, help="Device to run on: auto, cuda, cuda:N or cpu.")
+@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
+              help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
 @click.option("--gpu", default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def probe(output: str, force: bool, batch_sizes: str, contexts: str, prompts: str | None, **flags: Any) -> None:
+@_format_option
+def probe(fmt: str, output: str, force: bool, batch_sizes: str, contexts: str, prompts: str | None, **flags: Any) -> None:
     """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
-    from planner.outputs.calibration_view import print_calibration_summary, progress_printer
+    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
     if not force and __import__("os").path.exists(output):
         raise SpecplanError(f"{output} exists; pass --force to overwrite it")
@@ -346,7 +402,7 @@ def probe(output: str, force: bool, batch_sizes: str, contexts: str, prompts: st
     with progress_printer() as progress:
         cfg.progress = progress
         cal = run_probe(cfg, output, force=True)
-    print_calibration_summary(cal, output)
+    _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
 
 
 def _ints(text: str, flag: str) -> tuple[int, ...]:
@@ -361,21 +417,22 @@ def _ints(text: str, flag: str) -> tuple[int, ...]:
 
 @main.command()
 @click.option("--vllm-metrics", default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
-@click.option("--vllm-metrics-before", default=None, help="A scrape from before the window (for counter deltas).")
+@click.option("--vllm-metrics-before", default=None, help="vLLM /metrics URL or saved copy from before the window (counters are differenced).")
 @click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
 @click.option("--target", required=True, help="Target model the server ran (catalogue name or path).")
 @click.option("--draft", required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per step the server used (num_speculative_tokens / --draft-max).")
+@click.option("--k", "k", type=int, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
 @click.option("--model-name", default=None, help="vLLM model_name label to keep (when one server serves several).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+@_format_option
 def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
-              draft: str, k: int | None, model_name: str | None, output: str, force: bool) -> None:
+              draft: str, k: int | None, model_name: str | None, output: str, force: bool, fmt: str) -> None:
     """Turn a running server's acceptance counters into a calibration file."""
     from planner.calibration import server_metrics as sm
     from planner.calibration.schema import write_calibration
-    from planner.outputs.calibration_view import print_calibration_summary
+    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary
 
     if bool(vllm_metrics) == bool(llamacpp_files):
         raise SpecplanError("give either --vllm-metrics or --llamacpp")
@@ -386,7 +443,7 @@ def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacp
         texts = [sm.read_text_source(f) for f in llamacpp_files]
         cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files))
     write_calibration(cal, output, force=force)
-    print_calibration_summary(cal, output)
+    _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
 
 
 if __name__ == "__main__":  # pragma: no cover

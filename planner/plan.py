@@ -8,6 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from planner import speedup as sp
+from planner.acceptance import AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision
 from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
 from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
@@ -18,7 +19,7 @@ from planner.drafts import draft_candidates
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.memory import FitReport, FitRequest, draft_tp_degree, fit_report, valid_group_sizes
-from planner.priors import TASKS, alpha_prior
+from planner.priors import TASKS
 from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.units import BILLION, GIB
@@ -34,44 +35,6 @@ _SMALL_DRAFT_PARAMS = 0.5 * BILLION
 _WRONG_DRAFT_ALPHA = 0.65
 _FAR_K_TAIL = 0.1  # the last drafted position is accepted less often than this
 Objective = Literal["latency", "throughput", "cost"]
-
-
-@dataclass(frozen=True)
-class AlphaChoice:
-    """The per-token alpha used, its band and where it came from."""
-
-    mid: float
-    low: float
-    high: float
-    source: Literal["user", "prior", "calibration"]
-    detail: str
-    per_position: tuple[float, ...] = ()  # measured P(accept i | 1..i-1), used when acceptance decays
-
-
-def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
-    """E[L] for each k from per-position acceptance (last measured rate carried on), or None for geometric."""
-    if not choice.per_position:
-        return None
-    rates = list(choice.per_position) + [choice.per_position[-1]] * max(0, int(ks.max()) - len(choice.per_position))
-    return np.array([float(sp.expected_accepted_length_positional(rates[:k])) for k in ks])
-
-
-def choose_alpha(alpha: float | None, acceptance_rate: float | None, k: int | None,
-                 target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str) -> AlphaChoice:
-    """User alpha, user acceptance rate (converted at its k), or the prior band."""
-    if alpha is not None and acceptance_rate is not None:
-        raise SpecplanError("give --alpha or --acceptance-rate, not both")
-    if alpha is not None:
-        a = float(sp.check_alpha(alpha))
-        return AlphaChoice(a, a, a, "user", "per-token alpha given with --alpha")
-    if acceptance_rate is not None:
-        sp.check_alpha(acceptance_rate, "acceptance rate")
-        if k is None:
-            raise SpecplanError("--acceptance-rate is accepted/proposed at some k: give that --k too")
-        a = float(sp.alpha_from_acceptance_rate(acceptance_rate, k))
-        return AlphaChoice(a, a, a, "user", f"accepted/proposed {acceptance_rate:g} at k={k} -> per-token alpha {a:.3f}")
-    prior = alpha_prior(target, draft, draft_fmt, task)
-    return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
 
 
 @dataclass(frozen=True)
@@ -102,21 +65,12 @@ class Estimate:
     calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
 
 
-def _load_applied(path: str | None, req: FitRequest) -> AppliedCalibration | None:
+def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
+    """What of the file applies, and the draft precision it was measured with."""
     if path is None:
-        return None
-    return apply_calibration(read_calibration(path), path, req.gpu, req.target, req.draft, req.engine.name)
-
-
-def _calibrated_alpha(applied: AppliedCalibration | None) -> AlphaChoice | None:
-    if applied is None or applied.acceptance is None:
-        return None
-    a = applied.acceptance
-    detail = f"{a.mode} acceptance measured in {applied.path}: {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
-    if a.decays_with_position and a.per_position:
-        detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)}): E[L] uses them"
-        return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, tuple(a.per_position))
-    return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail)
+        return None, None
+    cal = read_calibration(path)
+    return apply_calibration(cal, path, req.gpu, req.target, req.draft, req.engine.name), measured_precision(cal)
 
 
 def _profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat | None, gpus: int):  # type: ignore[no-untyped-def]
@@ -142,7 +96,7 @@ def estimate(inp: EstimateInputs) -> Estimate:
     if inp.k_given:
         sp.check_k(inp.fit.k)
     req, fit_warnings = build_fit_request(inp.fit)
-    applied = _load_applied(inp.calibration, req)
+    applied, measured_at = _load_applied(inp.calibration, req)
     if applied is not None:
         fit_warnings += applied.warnings
     ctx = decode_context(req.context)
@@ -157,7 +111,8 @@ def estimate(inp: EstimateInputs) -> Estimate:
     user = inp.alpha is not None or inp.acceptance_rate is not None
     prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)
     choice = (choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
-                           req.draft_precision or req.precision, inp.task) if user else None) or _calibrated_alpha(applied) or prior
+                           req.draft_precision or req.precision, inp.task) if user else None) or calibrated_alpha(
+        applied, measured_at, req.draft_precision or req.precision) or prior
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
     by_k = mean_length_by_k(choice, K_SEARCH)
     prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
@@ -317,9 +272,10 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         rows += _speculative_rows(base, combos, inp, cal)
     rows.sort(key=lambda c: (not c.fits, -_score(c, inp.objective)))
     shown = rows[: max(inp.top, 1)]
-    if not any(c.draft is None for c in shown):
-        # The baseline is always shown, so every speedup has its reference point.
-        shown.append(next(c for c in rows if c.draft is None))
+    for g in dict.fromkeys(c.gpus for c in shown):
+        # Each speedup is against no speculation on the same GPU count: that baseline row is always shown.
+        if not any(c.draft is None and c.gpus == g for c in shown):
+            shown.append(next(c for c in rows if c.draft is None and c.gpus == g))
     warnings += tuple(_candidate_warnings(shown))
     warnings += tuple(dict.fromkeys(choice.notes[c.draft] for c in shown if c.draft in choice.notes))
     if not any(c.fits for c in rows):
@@ -386,7 +342,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
             dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
         for bucket, profile in zip((targets, drafts, devs, ddevs), (tp, dp, dev, ddev)):
             bucket.append(profile)
-        measured = None if inp.alpha is not None else _calibrated_alpha(applied)
+        measured = None if inp.alpha is not None else calibrated_alpha(applied, measured_precision(cal), fmt)
         choice = measured or choose_alpha(inp.alpha, None, None, base.target, draft, fmt, inp.task)
         bands.append((choice.low, choice.mid, choice.high))
         sources.append(choice.source)

@@ -22,12 +22,14 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from planner.catalog.precisions import WeightFormat
+from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import ModelSpec
+from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.units import BILLION
 
-__all__ = ["Relationship", "Task", "TASKS", "AlphaPrior", "relationship", "alpha_prior"]
+__all__ = ["Relationship", "Task", "TASKS", "AlphaPrior", "relationship", "alpha_prior", "quantization_penalty",
+           "precision_shift"]
 
 Relationship = Literal["same-generation", "other-generation", "distilled", "unrelated"]
 Task = Literal["chat", "code", "math", "summarize", "structured"]
@@ -75,12 +77,30 @@ def _clip(x: float) -> float:
     return min(max(x, _ALPHA_RANGE[0]), _ALPHA_RANGE[1])
 
 
+def quantization_penalty(draft_format: WeightFormat) -> float:
+    """Per-token alpha lost by a draft stored in this format rather than 8+ bits (dimensionless, >= 0)."""
+    return _QUANT_PENALTY_PER_BIT_BELOW_8 * max(0.0, 8 - draft_format.bits_per_weight)
+
+
+def precision_shift(measured_precision: str | None, draft_format: WeightFormat) -> float:
+    """Alpha change when a draft measured in ``measured_precision`` runs in ``draft_format`` (dimensionless).
+
+    The same per-bit penalty the prior uses, taken relative to the measured format; an
+    unrecorded or non-catalogue measured format (fp32, a server's own) counts as 16-bit.
+    """
+    try:
+        measured = quantization_penalty(weight_format(measured_precision)) if measured_precision else 0.0
+    except SpecplanError:
+        measured = 0.0
+    return measured - quantization_penalty(draft_format)
+
+
 def alpha_prior(target: ModelSpec, draft: ModelSpec, draft_format: WeightFormat, task: str = "chat") -> AlphaPrior:
     """Prior band for per-token alpha of this pair on this task (dimensionless, 0..1)."""
     rel = relationship(target, draft)
     size_b = parameter_counts(draft).total / BILLION
     size_shift = min(max(_PER_DOUBLING * math.log2(size_b), _SIZE_CLAMP[0]), _SIZE_CLAMP[1])
-    quant = _QUANT_PENALTY_PER_BIT_BELOW_8 * max(0.0, 8 - draft_format.bits_per_weight)
+    quant = quantization_penalty(draft_format)
     mid = _clip(_BASE_MID[rel] + size_shift + _TASK_SHIFT[task] - quant)
     explanation = (
         f"{rel} draft ({_BASE_MID[rel]:.2f}), {size_b:.2g}B params ({size_shift:+.2f}), "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from functools import lru_cache
 from importlib.resources import files
 from pathlib import Path
@@ -293,17 +294,23 @@ def _quant_in(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def validate(doc: dict[str, Any] | None = None) -> ValidationReport:
-    """Predict every usable published row and compare."""
+def validate(doc: dict[str, Any] | None = None, progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Predict every usable published row and compare; ``progress(done, total)`` is called after each row."""
     doc = doc if doc is not None else load_measurements()
     checks: list[Check] = []
     skipped: list[tuple[str, str]] = []
-    for row in doc.get("A_decode_throughput", []):
+    decode_rows, spec_rows = doc.get("A_decode_throughput", []), doc.get("B_speculative_decoding", [])
+    total = len(decode_rows) + len(spec_rows)
+    for done, row in enumerate(decode_rows, start=1):
         try:
             checks.extend(_check_decode(row))
         except SpecplanError as exc:
             skipped.append((row.get("id", "?"), str(exc)))
-    for row in doc.get("B_speculative_decoding", []):
+        if progress:
+            progress(done, total)
+    for done, row in enumerate(spec_rows, start=len(decode_rows) + 1):
+        if progress:
+            progress(done, total)
         reason = _unmodelled(row)
         if reason:
             skipped.append((row.get("id", "?"), reason))

@@ -162,3 +162,17 @@ def _umask_now() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def test_report_shows_total_tokens_per_s_tokens_per_usd_and_cautions():
+    data = build_report_data(ReportInputs(FitInputs(target="llama-3.1-70b", gpu="h100-sxm", gpus=4, batch=4),
+                                          objective="cost", gpu_hour_usd=2.5))
+    page = render_report(data)
+    assert "<th>tokens/s total</th>" in page and "<th>tokens/USD</th>" in page
+    top = data["candidates"][0]
+    assert f"{top['throughput_tokens_per_s']:.1f}" in page and f"{top['tokens_per_usd']:.0f}" in page
+    from markupsafe import escape
+
+    assert data["cautions"]
+    for note in data["cautions"]:
+        assert f"caution: {escape(note)}" in page

@@ -7,25 +7,26 @@ from contextlib import contextmanager
 from typing import Any
 
 from planner.calibration.schema import CalibrationFile
-from planner.outputs.render import console
+from rich.text import Text
+
+from planner.outputs.render import Column, console, print_line, print_table
 from planner.units import MILLI
 
-__all__ = ["print_detect_table", "progress_printer", "print_calibration_summary"]
+__all__ = ["print_detect_table", "progress_printer", "calibration_summary_to_dict", "print_calibration_summary"]
 
 
 def print_detect_table(rows: list[dict[str, Any]]) -> None:
     """Local GPUs and their catalogue match."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} local GPU(s)", title_justify="left")
-    for col in ("#", "name", "memory", "bandwidth (NVML)", "catalogue", "power limit", "driver"):
-        table.add_column(col)
+    columns = (Column("#", "right"), Column("name", wrap=True), Column("memory", "right"),
+               Column("bandwidth (NVML)", "right"), Column("catalogue", wrap=True), Column("power limit", "right"),
+               Column("driver"))
+    cells: list[list[str | Text]] = []
     for i, g in enumerate(rows):
         bw = g.get("theoretical_bandwidth_gb_s")
         match = g.get("catalog_id") or "not in catalogue (spec built from NVML)"
-        table.add_row(str(i), g["name"], f"{g['memory_gib']:.1f} GiB", f"{bw:.0f} GB/s" if bw else "?", match,
-                      f"{g['power_limit_w']:.0f} W" if g.get("power_limit_w") else "?", str(g.get("driver") or "?"))
-    console().print(table)
+        cells.append([str(i), g["name"], f"{g['memory_gib']:.1f} GiB", f"{bw:.0f} GB/s" if bw else "?", match,
+                      f"{g['power_limit_w']:.0f} W" if g.get("power_limit_w") else "?", str(g.get("driver") or "?")])
+    print_table(f"{len(rows)} local GPU(s)", columns, cells)
 
 
 @contextmanager
@@ -44,21 +45,43 @@ def progress_printer() -> Iterator[Callable[[str, float], None]]:
         yield update
 
 
-def print_calibration_summary(cal: CalibrationFile, path: str) -> None:
-    """What was measured and fitted, in a few lines."""
+def calibration_summary_to_dict(cal: CalibrationFile, path: str) -> dict[str, Any]:
+    """What was written: the file, the pair, and the fitted timing and acceptance (times in ms)."""
+    return {
+        "wrote": path, "source": cal.source, "partial": cal.partial, "partial_reason": cal.partial_reason,
+        "device": cal.device.name if cal.device else None, "target": cal.target.id,
+        "draft": cal.draft.id if cal.draft else None, "timing_points": len(cal.timings),
+        "speculative_rounds": sum(len(r.accepted) for r in cal.rounds),
+        "fitted_timing": [
+            {"role": f.role, "eta_mem": round(f.eta_mem, 4), "overhead_ms": round(f.overhead_s / MILLI, 4),
+             "residual_rms_ms": round(f.residual_rms_s / MILLI, 4), "max_rel_residual": round(f.max_rel_residual, 4),
+             "points": f.points}
+            for f in cal.fitted_timing],
+        "fitted_acceptance": [
+            {"mode": a.mode, "alpha": round(a.alpha, 4), "alpha_low": round(a.alpha_low, 4),
+             "alpha_high": round(a.alpha_high, 4), "per_position": [round(x, 4) for x in a.per_position],
+             "geometric_p_value": None if a.geometric_p_value is None else round(a.geometric_p_value, 4),
+             "decays_with_position": a.decays_with_position}
+            for a in cal.fitted_acceptance],
+        "notes": list(cal.notes),
+    }
+
+
+def print_calibration_summary(d: dict[str, Any]) -> None:
+    """What was measured and fitted, in a few lines (names and paths printed as they are)."""
     out = console()
-    state = f"PARTIAL ({cal.partial_reason})" if cal.partial else "complete"
-    device = cal.device.name if cal.device else "server"
-    out.print(f"wrote {path}: {cal.source} calibration, {state}, device {device}")
-    out.print(f"pair: {cal.target.id} + {cal.draft.id if cal.draft else '-'}; "
-              f"{len(cal.timings)} timing points, {sum(len(r.accepted) for r in cal.rounds)} speculative rounds")
-    for f in cal.fitted_timing:
-        out.print(f"  {f.role}: eta_mem {f.eta_mem:.3f}, overhead {f.overhead_s / MILLI:.3f} ms, "
-                  f"residual rms {f.residual_rms_s / MILLI:.3f} ms (max {f.max_rel_residual:.1%}) over {f.points} points")
-    for a in cal.fitted_acceptance:
-        gof = "" if a.geometric_p_value is None else f", geometric fit p = {a.geometric_p_value:.3f}"
-        decay = "; acceptance decays with position: plan with the per-position figures" if a.decays_with_position else ""
-        positions = ", ".join(f"{x:.2f}" for x in a.per_position)
-        out.print(f"  {a.mode}: alpha {a.alpha:.3f} (95% {a.alpha_low:.3f}-{a.alpha_high:.3f}) per position [{positions}]{gof}{decay}")
-    for n in cal.notes:
-        out.print(f"  note: {n}")
+    state = f"PARTIAL ({d['partial_reason']})" if d["partial"] else "complete"
+    print_line(f"wrote {d['wrote']}: {d['source']} calibration, {state}, device {d['device'] or 'server'}", out)
+    print_line(f"pair: {d['target']} + {d['draft'] or '-'}; {d['timing_points']} timing points, "
+               f"{d['speculative_rounds']} speculative rounds", out)
+    for f in d["fitted_timing"]:
+        print_line(f"  {f['role']}: eta_mem {f['eta_mem']:.3f}, overhead {f['overhead_ms']:.3f} ms, residual rms "
+                   f"{f['residual_rms_ms']:.3f} ms (max {f['max_rel_residual']:.1%}) over {f['points']} points", out)
+    for a in d["fitted_acceptance"]:
+        gof = "" if a["geometric_p_value"] is None else f", geometric fit p = {a['geometric_p_value']:.3f}"
+        decay = "; acceptance decays with position: plan with the per-position figures" if a["decays_with_position"] else ""
+        positions = ", ".join(f"{x:.2f}" for x in a["per_position"])
+        print_line(f"  {a['mode']}: alpha {a['alpha']:.3f} (95% {a['alpha_low']:.3f}-{a['alpha_high']:.3f}) "
+                   f"per position [{positions}]{gof}{decay}", out)
+    for n in d["notes"]:
+        print_line(f"  note: {n}", out)

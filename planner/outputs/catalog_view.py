@@ -7,7 +7,7 @@ from typing import Any
 from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.catalog.schemas import GpuSpec
 from planner.footprint import parameter_counts
-from planner.outputs.render import console
+from planner.outputs.render import Column, print_table
 from planner.units import BILLION, GIB
 
 _BF16_BYTES = 2
@@ -55,36 +55,31 @@ def list_models(
 
 
 def print_gpu_table(rows: list[dict[str, Any]]) -> None:
-    """GPU listing for people."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} accelerators")
-    for col, just in (("id", "left"), ("name", "left"), ("memory", "right"), ("bandwidth", "right"),
-                      ("fp16 TFLOPS", "right"), ("fp8", "right"), ("link", "left")):
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
+    """GPU listing for people (ids whole at any width)."""
+    columns = (Column("id"), Column("name", wrap=True), Column("memory", "right"), Column("bandwidth", "right"),
+               Column("fp16 TFLOPS", "right"), Column("fp8 TFLOPS", "right"), Column("link", wrap=True))
+    cells = []
     for g in rows:
         link = g["interconnect"]
-        table.add_row(
+        cells.append([
             g["id"], g["name"], f"{g['memory_gib']:g} GiB {g['memory_type']}", f"{g['memory_bandwidth_gb_s']:g} GB/s",
             f"{g.get('fp16_tensor_tflops', '-')}", f"{g.get('fp8_tensor_tflops', '-')}",
             f"{link['kind']} {link['bandwidth_gb_s']:g} GB/s" if link["bandwidth_gb_s"] else link["kind"],
-        )
-    console().print(table)
+        ])
+    print_table(f"{len(rows)} accelerators", columns, cells)
 
 
 def print_model_table(rows: list[dict[str, Any]]) -> None:
-    """Model listing for people."""
-    from rich.table import Table
-
-    table = Table(title=f"{len(rows)} models")
-    for col in ("id", "family", "gen", "params", "layers", "heads/kv", "tokenizer", "context"):
-        table.add_column(col)
+    """Model listing for people (ids whole at any width)."""
+    columns = (Column("id"), Column("family"), Column("gen"), Column("params", wrap=True), Column("layers", "right"),
+               Column("heads/kv", "right"), Column("tokenizer"), Column("context", "right"))
+    cells = []
     for m in rows:
         params = f"{m['computed_total_params'] / BILLION:.2f}B"
         if m.get("moe"):
             params += f" ({m['computed_active_params'] / BILLION:.1f}B active)"
-        table.add_row(
+        cells.append([
             m["id"], m["family"], m["generation"], params, str(m["num_layers"]),
             f"{m['num_attention_heads']}/{m['num_kv_heads']}", m["tokenizer"], str(m["max_context_tokens"]),
-        )
-    console().print(table)
+        ])
+    print_table(f"{len(rows)} models", columns, cells)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from planner.memory import FitReport
-from planner.outputs.render import console
+from planner.outputs.cautions import headroom_caution
+from planner.outputs.render import Column, console, print_table, print_warnings
 
 __all__ = ["fit_to_dict", "print_fit_table"]
 
@@ -48,16 +49,13 @@ def fit_to_dict(report: FitReport) -> dict[str, Any]:
 
 def print_fit_table(data: dict[str, Any]) -> None:
     """Human-readable fit report."""
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.text import Text
 
     out = console()
-    pair = data["target"] + (f" + draft {data['draft']}" if data["draft"] else "")
-    group = f"{data['gpus']} x {data['gpu']}" + (f" ({data['parallelism']} split)" if data["gpus"] > 1 else "")
+    pair = escape(data["target"]) + (f" + draft {escape(data['draft'])}" if data["draft"] else "")
+    group = f"{data['gpus']} x {escape(data['gpu'])}" + (f" ({data['parallelism']} split)" if data["gpus"] > 1 else "")
     out.print(f"[bold]{pair}[/bold] on {group}, {data['engine']}, batch {data['batch']} x {data['context']} tokens")
-    table = Table(title="Memory per GPU (GiB)", title_justify="left")
-    table.add_column("component")
-    table.add_column("GiB", justify="right")
-    table.add_column("detail")
     gib = data["per_gpu_gib"]
     details = {
         "target_weights": f"{data['precision']}",
@@ -66,18 +64,20 @@ def print_fit_table(data: dict[str, Any]) -> None:
         "activations": "prefill chunk + logits",
         "runtime_reserve": "engine fraction, CUDA context",
     }
-    for key, detail in details.items():
-        table.add_row(key.replace("_", " "), f"{gib[key]:.2f}", detail)
-    table.add_row("[bold]total[/bold]", f"[bold]{gib['total']:.2f}[/bold]", f"of {data['capacity_gib']:.2f} GiB")
-    out.print(table)
+    rows: list[list[str | Text]] = [[key.replace("_", " "), f"{gib[key]:.2f}", detail] for key, detail in details.items()]
+    rows.append([Text("total", style="bold"), Text(f"{gib['total']:.2f}", style="bold"), f"of {data['capacity_gib']:.2f} GiB"])
+    print_table("Memory per GPU (GiB)", (Column("component"), Column("GiB", "right"), Column("detail", wrap=True)),
+                rows, out=out)
     verdict = "[green]FITS[/green]" if data["fits"] else "[red]DOES NOT FIT[/red]"
     out.print(f"{verdict}: headroom {data['headroom_gib']:+.2f} GiB per GPU")
+    caution = headroom_caution(data["headroom_gib"], data["fits"])
+    if caution:
+        out.print(f"[yellow]caution:[/yellow] {caution}")
     out.print(
         f"limits: batch up to {data['max_batch_at_context']} at {data['context']} tokens; "
         f"context up to {data['max_context_at_batch']} at batch {data['batch']}; "
         f"fewest GPUs {data['min_gpus_to_fit'] if data['min_gpus_to_fit'] is not None else 'none'}"
     )
     for s in data["suggestions"]:
-        out.print(f"  try {s['flag']}: {s['note']} (headroom {s['headroom_gib']:+.2f} GiB)")
-    for w in data["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {w}")
+        out.print(f"  try {escape(s['flag'])}: {escape(s['note'])} (headroom {s['headroom_gib']:+.2f} GiB)")
+    print_warnings(data["warnings"], out)

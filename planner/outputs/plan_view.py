@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from planner.outputs.fit_view import fit_to_dict
-from planner.outputs.render import console
+from rich.text import Text
+
+from planner.outputs.cautions import TIGHT_HEADROOM_GIB, draft_checkpoint_hint, headroom_caution
+from planner.outputs.render import Column, console, print_line, print_table, print_warnings, unique
 from planner.plan import Estimate, Recommendation, candidate_to_dict
 from planner.calibration.schema import now_iso
 from planner.units import MILLI
@@ -56,90 +59,131 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
                   "draft": _bound(p.draft_compute_bound) if has_draft else None,
                   "verify": _bound(p.verify_compute_bound) if has_draft else None},
         "verdict": e.verdict,
-        "warnings": list(e.warnings),
+        "warnings": unique(e.warnings),
+        "cautions": _cautions(req.draft.id if req.draft else None,
+                              (req.draft_precision or req.precision).name if req.draft else None,
+                              e.fit.headroom_gib, e.fit.fits),
         "calibration": e.calibration,
         "fit": fit_to_dict(e.fit),
     }
 
 
 def print_estimate(d: dict[str, Any]) -> None:
-    """Human-readable estimate."""
+    """Human-readable estimate (names and paths printed as they are, never read as markup)."""
     out = console()
     pair = d["target"] + (f" + draft {d['draft']}" if d["draft"] else "")
-    out.print(f"[bold]{pair}[/bold] on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, context {d['context']}")
-    out.print(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
-              f"{d['bound']['target']}-bound)")
+    print_line(Text.assemble((pair, "bold"), f" on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, "
+                             f"context {d['context']}"), out)
+    print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
+               f"{d['bound']['target']}-bound)", out)
     if d["draft"]:
-        out.print(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per round; "
-                  f"verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}")
-        band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] == "prior" else ""
-        out.print(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}")
-        out.print(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, "
-                  f"[bold]speedup {d['speedup']:.2f}x[/bold] (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
-                  f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence")
+        print_line(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
+                   f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
+        band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
+        print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
+        print_line(Text.assemble(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, ",
+                                 (f"speedup {d['speedup']:.2f}x", "bold"),
+                                 f" (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
+                                 f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence"
+                                 + (f", {d['throughput_tokens_per_s']:.1f} over all {d['batch']} sequences"
+                                    if d["batch"] > 1 else "")), out)
     fit = d["fit"]
-    out.print(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
-              f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)")
+    print_line(f"memory: {fit['per_gpu_gib']['total']:.1f} of {fit['capacity_gib']:.1f} GiB per GPU "
+               f"({'fits' if fit['fits'] else 'DOES NOT FIT'}, headroom {fit['headroom_gib']:+.1f} GiB)", out)
     if d.get("calibration"):
         _print_calibration(d["calibration"])
-    out.print(f"verdict: {d['verdict']}")
-    for w in d["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {w}")
+    print_line(f"verdict: {d['verdict']}", out)
+    for note in d.get("cautions", []):
+        print_line(Text.assemble(("caution:", "yellow"), f" {note}"), out)
+    print_warnings(d["warnings"], out)
 
 
 def _print_calibration(cal: dict[str, Any]) -> None:
     """Catalogue prediction, re-planned figure and measurement side by side."""
-    from rich.table import Table
-
-    table = Table(title=f"Calibration {cal['file']}", title_justify="left")
-    for col in ("figure", "catalogue", "calibrated", "measured", "from"):
-        table.add_column(col)
+    rows: list[list[str | Text]] = []
     for name, f in cal["figures"].items():
         if name == "alpha":
-            table.add_row("alpha", f"{f['prior']:.3f} (prior)", f"{f['used']:.3f}", "", f["source"])
+            rows.append(["alpha", f"{f['prior']:.3f} (prior)", f"{f['used']:.3f}", "", f["source"]])
         elif name == "speedup":
-            table.add_row("speedup", f"{f['catalogue']:.2f}", f"{f['calibrated']:.2f}", "", "")
+            rows.append(["speedup", f"{f['catalogue']:.2f}", f"{f['calibrated']:.2f}", "", ""])
         else:
             measured = "" if f["measured"] is None else f"{f['measured']:.3f}"
-            table.add_row(name, f"{f['catalogue']:.3f}", f"{f['calibrated']:.3f}", measured, f["source"])
-    console().print(table)
+            rows.append([name, f"{f['catalogue']:.3f}", f"{f['calibrated']:.3f}", measured, f["source"]])
+    columns = (Column("figure"), Column("catalogue", "right"), Column("calibrated", "right"), Column("measured", "right"),
+               Column("from"))
+    print_table(f"Calibration {cal['file']}", columns, rows)
+
+
+def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool) -> list[str]:
+    """What to know before deploying a plan that fits: the checkpoint it needs, a tight memory margin."""
+    if not fits:
+        return []
+    return [n for n in (draft_checkpoint_hint(draft, precision), headroom_caution(headroom_gib, fits)) if n]
 
 
 def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> dict[str, Any]:
     """Ranked candidates as JSON-ready data, with the question they answer."""
     req = rec.request
+    candidates = [candidate_to_dict(c) for c in rec.candidates]
+    for c in candidates:
+        c["cautions"] = _cautions(c["draft"], c["draft_precision"], c["headroom_gib"], c["fits"])
     return {
         "target": req.target.id, "target_catalog_id": req.target.catalog_id,
         "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
         "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
         "task": task, "created_at": now_iso(),
-        "objective": objective, "candidates": [candidate_to_dict(c) for c in rec.candidates],
-        "warnings": list(rec.warnings),
+        "objective": objective, "candidates": candidates,
+        "warnings": unique(rec.warnings),
     }
 
 
+_ALPHA_MARK = {"prior": "", "user": "*", "calibration": "*", "derived": "~"}
+
+
+def _recommend_columns(d: dict[str, Any]) -> tuple[list[Column], bool, bool]:
+    """The table's columns: the ranking figure is always one of them (total tok/s, tok/USD)."""
+    total = d["objective"] == "throughput" or d["batch"] > 1
+    per_usd = any(c["tokens_per_usd"] is not None for c in d["candidates"])
+    cols = [Column("#", "right"), Column("draft", wrap=True), Column("prec"), Column("k", "right"), Column("gpus", "right"),
+            Column("speedup", "right"), Column("band", "right"), Column("alpha", "right"), Column("tok/s", "right")]
+    cols += [Column("tok/s all", "right")] if total else []
+    cols += [Column("tok/USD", "right")] if per_usd else []
+    return cols + [Column("fits")], total, per_usd
+
+
+def _fits_cell(c: dict[str, Any]) -> Text:
+    if not c["fits"]:
+        return Text("no", style="red")
+    return Text("tight", style="yellow") if headroom_caution(c["headroom_gib"], True) else Text("yes")
+
+
 def print_recommendation(d: dict[str, Any]) -> None:
-    """Ranked candidates for people (compact enough for an 80-column terminal)."""
-    from rich import box
-    from rich.table import Table
+    """Ranked candidates for people: every column kept, the draft name whole, at any width."""
+    from rich.markup import escape
 
     out = console()
-    out.print(f"[bold]{d['target']}[/bold] on up to {d['gpus']} x {d['gpu']} ({d['engine']}, {d['precision']}), "
-              f"batch {d['batch']}, context {d['context']}, task {d['task']}; ranked by {d['objective']}")
-    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True, show_edge=False)
-    for col, just in (("#", "right"), ("draft", "left"), ("prec", "left"), ("k", "right"), ("gpus", "right"),
-                      ("speedup", "right"), ("band", "right"), ("alpha", "right"), ("tok/s", "right"), ("fits", "left")):
-        table.add_column(col, justify=just, no_wrap=True, min_width=14 if col == "draft" else None)  # type: ignore[arg-type]
+    out.print(f"[bold]{escape(d['target'])}[/bold] on up to {d['gpus']} x {escape(d['gpu'])} ({d['engine']}, "
+              f"{d['precision']}), batch {d['batch']}, context {d['context']}, task {d['task']}; ranked by {d['objective']}")
+    columns, total, per_usd = _recommend_columns(d)
+    rows: list[list[str | Text]] = []
     for i, c in enumerate(d["candidates"], start=1):
-        alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f}{'*' if c['alpha_source'] != 'prior' else ''}"
-        table.add_row(str(i), (c["draft"] or "(no speculation)").rsplit("/", 1)[-1], c["draft_precision"] or "",
-                      str(c["k"] or ""), str(c["gpus"]), f"{c['speedup']:.2f}x",
-                      f"{c['speedup_low']:.2f}-{c['speedup_high']:.2f}", alpha, f"{c['tokens_per_s']:.1f}",
-                      "yes" if c["fits"] else "[red]no[/red]")
-    out.print(table)
+        alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f}{_ALPHA_MARK.get(c['alpha_source'] or '', '*')}"
+        row: list[str | Text] = [
+            str(i), (c["draft"] or "(no speculation)").rsplit("/", 1)[-1], c["draft_precision"] or "",
+            str(c["k"] or ""), str(c["gpus"]), f"{c['speedup']:.2f}x", f"{c['speedup_low']:.2f}-{c['speedup_high']:.2f}",
+            alpha, f"{c['tokens_per_s']:.1f}"]
+        row += [f"{c['throughput_tokens_per_s']:.1f}"] if total else []
+        row += ["" if c["tokens_per_usd"] is None else f"{c['tokens_per_usd']:.0f}"] if per_usd else []
+        rows.append(row + [_fits_cell(c)])
+    print_table(None, columns, rows, box="compact", out=out)
     best = d["candidates"][0] if d["candidates"] else None
     if best is not None:
-        out.print(f"top row: {best['verdict']}; alpha from the prior band unless marked * (user or calibration); "
-                  "tok/s per sequence; c and memory in --format json")
-    for w in d["warnings"]:
-        out.print(f"[yellow]warning:[/yellow] {w}")
+        print_line(f"top row: {best['verdict']}", out)
+        for note in best.get("cautions", []):
+            print_line(Text.assemble(("caution:", "yellow"), f" {note}"), out)
+    print_line("speedup: against (no speculation) on the same number of GPUs, a row shown for each count; "
+               "alpha: prior band unless marked * (user or calibration) or ~ (derived from a measurement at another "
+               "draft precision); tok/s per sequence" + (f"; tok/s all: over all {d['batch']} sequences" if total else "")
+               + ("; tok/USD: total tokens per US dollar of GPU time" if per_usd else "")
+               + f"; tight: under {TIGHT_HEADROOM_GIB:g} GiB free per GPU; c and memory in --format json", out)
+    print_warnings(d["warnings"], out)

@@ -47,7 +47,8 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
     rec_data = recommendation_to_dict(rec, inp.task, inp.objective)
     chosen = _chosen(rec_data["candidates"])
     data: dict[str, Any] = {"question": rec_data, "generated_at": now_iso(), "version": __version__,
-                            "candidates": rec_data["candidates"], "warnings": rec_data["warnings"]}
+                            "candidates": rec_data["candidates"], "warnings": rec_data["warnings"],
+                            "cautions": chosen["cautions"] if chosen else []}
     if chosen is None:
         data["verdict"] = _no_speculation_verdict(rec_data)
         data["estimate"] = None

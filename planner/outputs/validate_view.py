@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.outputs.render import console
+from rich.text import Text
+
+from planner.outputs.render import Column, console, print_line, print_table
 from planner.validate import ValidationReport, median_abs_error
 
 __all__ = ["validation_to_dict", "print_validation_table"]
@@ -37,22 +39,18 @@ def validation_to_dict(report: ValidationReport) -> dict[str, Any]:
 
 def print_validation_table(data: dict[str, Any]) -> None:
     """Per-row table and totals for people."""
-    from rich.table import Table
-
     out = console()
+    columns = (Column("row"), Column("configuration", wrap=True), Column("measured", "right"),
+               Column("predicted", "right"), Column("error", "right"), Column("pure roofline", "right"))
     for kind, unit in (("decode", "tokens/s"), ("speedup", "x")):
-        rows = [c for c in data["checks"] if c["kind"] == kind]
-        table = Table(title=f"{'Single-stream decode' if kind == 'decode' else 'Speculative speedup'} ({unit})",
-                      title_justify="left")
-        for col, just in (("row", "left"), ("configuration", "left"), ("measured", "right"), ("predicted", "right"),
-                          ("error", "right"), ("pure roofline", "right")):
-            table.add_column(col, justify=just)  # type: ignore[arg-type]
-        for c in rows:
+        rows: list[list[str | Text]] = []
+        for c in (c for c in data["checks"] if c["kind"] == kind):
             roof = "" if c["roofline_error"] is None else f"{c['roofline_error']:+.1%}"
-            table.add_row(c["row"], c["what"], f"{c['measured']:.2f}", f"{c['predicted']:.2f}", f"{c['error']:+.1%}", roof)
-        out.print(table)
+            rows.append([c["row"], c["what"], f"{c['measured']:.2f}", f"{c['predicted']:.2f}", f"{c['error']:+.1%}", roof])
+        title = f"{'Single-stream decode' if kind == 'decode' else 'Speculative speedup'} ({unit})"
+        print_table(title, columns, rows, out=out)
     for name, s in data["summary"].items():
         roof = s["median_abs_error_pure_roofline"]
         roof_text = f"; pure roofline {roof:.1%}" if roof is not None else ""
-        out.print(f"{name}: {s['rows']} rows, median |error| {s['median_abs_error']:.1%}{roof_text}")
-    out.print(f"skipped {len(data['skipped'])} rows the model cannot express (use --format json for reasons)")
+        print_line(f"{name}: {s['rows']} rows, median |error| {s['median_abs_error']:.1%}{roof_text}", out)
+    print_line(f"skipped {len(data['skipped'])} rows the model cannot express (use --format json for reasons)", out)

@@ -1,0 +1,84 @@
+"""Which per-token acceptance (alpha) a plan uses: the user's, a calibration's, or the prior band.
+
+A measured alpha belongs to the draft format it was measured with; for the same draft in
+another format it is moved by the priors' quantization penalty and marked "derived".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from planner import speedup as sp
+from planner.calibration.apply import AppliedCalibration
+from planner.calibration.schema import CalibrationFile
+from planner.catalog.precisions import WeightFormat
+from planner.catalog.schemas import ModelSpec
+from planner.errors import SpecplanError
+from planner.priors import alpha_prior, precision_shift
+
+__all__ = ["AlphaChoice", "mean_length_by_k", "choose_alpha", "measured_precision", "calibrated_alpha"]
+
+
+@dataclass(frozen=True)
+class AlphaChoice:
+    """The per-token alpha used, its band and where it came from."""
+
+    mid: float
+    low: float
+    high: float
+    source: Literal["user", "prior", "calibration", "derived"]  # derived: measured at another draft precision
+    detail: str
+    per_position: tuple[float, ...] = ()  # measured P(accept i | 1..i-1), used when acceptance decays
+
+
+def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
+    """E[L] for each k from per-position acceptance (last measured rate carried on), or None for geometric."""
+    if not choice.per_position:
+        return None
+    rates = list(choice.per_position) + [choice.per_position[-1]] * max(0, int(ks.max()) - len(choice.per_position))
+    return np.array([float(sp.expected_accepted_length_positional(rates[:k])) for k in ks])
+
+
+def choose_alpha(alpha: float | None, acceptance_rate: float | None, k: int | None,
+                 target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str) -> AlphaChoice:
+    """User alpha, user acceptance rate (converted at its k), or the prior band."""
+    if alpha is not None and acceptance_rate is not None:
+        raise SpecplanError("give --alpha or --acceptance-rate, not both")
+    if alpha is not None:
+        a = float(sp.check_alpha(alpha))
+        return AlphaChoice(a, a, a, "user", "per-token alpha given with --alpha")
+    if acceptance_rate is not None:
+        sp.check_alpha(acceptance_rate, "acceptance rate")
+        if k is None:
+            raise SpecplanError("--acceptance-rate is accepted/proposed at some k: give that --k too")
+        a = float(sp.alpha_from_acceptance_rate(acceptance_rate, k))
+        return AlphaChoice(a, a, a, "user", f"accepted/proposed {acceptance_rate:g} at k={k} -> per-token alpha {a:.3f}")
+    prior = alpha_prior(target, draft, draft_fmt, task)
+    return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
+
+
+def measured_precision(cal: CalibrationFile | None) -> str | None:
+    return cal.draft.precision if cal is not None and cal.draft is not None else None
+
+
+def calibrated_alpha(applied: AppliedCalibration | None, measured_precision: str | None,
+                      fmt: WeightFormat) -> AlphaChoice | None:
+    """The measured alpha; for another draft format, moved by the priors' quantization penalty and marked derived."""
+    if applied is None or applied.acceptance is None:
+        return None
+    a = applied.acceptance
+    same = measured_precision in (fmt.name, *fmt.aliases) if measured_precision else fmt.bits_per_weight >= 16
+    if not same:
+        shift = precision_shift(measured_precision, fmt)
+        lo, mid, hi = (float(np.clip(x + shift, 0.0, 1.0)) for x in (a.alpha_low, a.alpha, a.alpha_high))
+        return AlphaChoice(mid, lo, hi, "derived", f"{a.mode} acceptance {a.alpha:.3f} measured in {applied.path} with a "
+                           f"{measured_precision or 'unrecorded (taken as 16-bit)'} draft, moved to {fmt.name} by the "
+                           f"priors' quantization penalty ({shift:+.3f}): not measured at {fmt.name}")
+    detail = f"{a.mode} acceptance measured in {applied.path}: {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
+    if a.decays_with_position and a.per_position:
+        detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)}): E[L] uses them"
+        return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, tuple(a.per_position))
+    return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail)
