@@ -139,7 +139,7 @@ def test_calibration_summary_and_estimate_calibration_table(width, calibration, 
             str(SERVER / "vllm_v1_after.prom"), "--target", "llama-3.1-70b", "--draft", "llama-3.2-1b",
             "-o", str(tmp_path / "again.yaml")]
     text = run(args, width)
-    assert_whole(text, [str(tmp_path / "again.yaml"), "llama-3.1-70b", "llama-3.2-1b"], [])
+    assert_whole(text, [str(tmp_path / "again.yaml"), "meta-llama/Llama-3.1-70B", "meta-llama/Llama-3.2-1B"], [])
     text = run(["estimate", *HARDWARE, *DRAFT, "--calibration", str(calibration)], width)
     assert_whole(text, [str(calibration)], ["figure", "catalogue", "calibrated", "measured", "from"])
 
