@@ -56,9 +56,12 @@ _TIMING_SHARE = 0.5  # half of the budget for the timing grid, half for speculat
 
 
 class ProbeUnavailable(SpecplanError):
-    """torch/transformers missing: the probe is an optional extra."""
+    """torch/transformers missing: the probe is an optional extra.
 
-    exit_code = 1
+    Exit 3 like a missing GPU (something this machine lacks), never 1, which means "does not fit".
+    """
+
+    exit_code = 3
 
 
 def require_torch() -> tuple[Any, Any]:
