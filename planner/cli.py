@@ -1,45 +1,121 @@
 """specplan command line: parses flags, calls the planner, prints the result.
 
-Exit codes: 0 success (fit: it fits), 1 fit: it does not fit, 2 bad input.
+Exit codes (the same for every command):
+  0    success (fit/estimate: it fits; recommend/report: something fits)
+  1    it does not fit (fit, estimate); validate: an error above --max-median-error
+  2    bad input: a flag, a name, or a file; one line on stderr
+  3    no GPU where one is needed (detect, --gpu local)
+  4    internal error (a bug): one line, `specplan --debug ...` or SPECPLAN_DEBUG=1 prints the traceback
+  130  interrupted (Ctrl-C)
+  141  the reader of stdout went away (e.g. `specplan models | head`); nothing more is printed
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from planner.cli_types import NAME, Device, Float, Int, IntList
 from planner.errors import SpecplanError
 from planner.outputs.render import FORMATS, dump
 
 __all__ = ["main"]
 
 EXIT_DOES_NOT_FIT = 1
+EXIT_INTERNAL = 4
+EXIT_INTERRUPTED = 130
+EXIT_PIPE_CLOSED = 141  # 128 + SIGPIPE, what a shell reports for a writer killed by a closed pipe
+_DEBUG_ENV = "SPECPLAN_DEBUG"
+
+
+class _PipeClosed(Exception):
+    """stdout's reader closed the pipe (not an OSError, so that click does not handle it first)."""
+
+
+class _Interrupted(Exception):
+    """Ctrl-C inside a command (not KeyboardInterrupt, so that click does not print a blank line first)."""
+
+
+def _printable(text: str) -> str:
+    """``text`` on one line: control characters, line separators and lone surrogates escaped."""
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in ("Cc", "Cs", "Zl", "Zp")
+                   else ch for ch in text)
+
+
+def _say(message: str) -> None:
+    click.echo(_printable(message), err=True)
+
+
+def _debug_env() -> bool:
+    return os.environ.get(_DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 class _Group(click.Group):
-    """Prints usage errors and SpecplanError as one line on stderr, exit 2, no traceback."""
+    """Turns every way a command can end into one exit code and at most one line on stderr.
+
+    Usage errors and SpecplanError: one line, exit 2 (or the error's own code). Anything else is
+    a bug: one line naming it, exit 4, and the traceback with --debug / SPECPLAN_DEBUG=1.
+    """
+
+    debug = False  # set by the group's --debug flag for the current invocation
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
         kwargs["standalone_mode"] = False
+        self.debug = _debug_env()
         try:
             rv = super().main(*args, **kwargs)
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("specplan: aborted", err=True)
-            sys.exit(130)
+        except (click.Abort, _Interrupted, KeyboardInterrupt):
+            _say("specplan: interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        except _PipeClosed:
+            _quiet_stdout()
+            sys.exit(EXIT_PIPE_CLOSED)
         except click.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             prefix = f"{ctx.command_path}: " if ctx is not None else "specplan: "
-            click.echo(f"{prefix}error: {exc.format_message()}", err=True)
+            _say(f"{prefix}error: {exc.format_message()}")
             sys.exit(exc.exit_code)
         except SpecplanError as exc:
-            click.echo(f"specplan: error: {exc}", err=True)
+            _say(f"specplan: error: {exc}")
             sys.exit(exc.exit_code)
+        except OSError as exc:  # a path the user named: cannot write there, disk full, permission
+            where = f"{exc.filename}: " if exc.filename else ""
+            _say(f"specplan: error: {where}{exc.strerror or exc}")
+            sys.exit(SpecplanError.exit_code)
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, said in one line
+            if self.debug:
+                import traceback
+
+                traceback.print_exc()
+            text = str(exc).strip().splitlines()
+            _say(f"specplan: internal error: {type(exc).__name__}: {text[0] if text else ''} "
+                 "(run with --debug for the traceback)")
+            sys.exit(EXIT_INTERNAL)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests capture stdout)
+        pass
 
 
 def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
@@ -48,6 +124,17 @@ def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
         click.echo(text.rstrip("\n"))
 
 
+# Ranges: wide enough for any real deployment, narrow enough that a typo is caught here.
+_GPUS = Int(1, 4096)
+_BATCH = Int(1, 1_000_000)
+_CONTEXT = Int(1, 100_000_000)
+_K = Int(1, 64)  # planner.speedup.K_MAX: no engine proposes longer chains
+_TOP = Int(1, 10_000)
+_UNIT = Float(0, 1)
+_MEMORY_GIB = Float(0, 1_000_000, low_open=True)
+_MIN_GIB = Float(0, 1_000_000)
+_PRICE = Float(0, 1_000_000, low_open=True)
+
 _format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
 )
@@ -55,8 +142,12 @@ _format_option = click.option(
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="specplan", prog_name="specplan")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Print the traceback of an internal error (also: {_DEBUG_ENV}=1).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Plan speculative-decoding deployments: catalogues, VRAM fit, speed and configs."""
+    if debug and isinstance(ctx.command, _Group):
+        ctx.command.debug = True
 
 
 def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -71,24 +162,24 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _hardware = _options(
-    click.option("--target", required=True, help="Target model: catalogue name or a folder/config.json."),
-    click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
-    click.option("--gpus", type=int, default=1, show_default=True,
+    click.option("--target", required=True, type=NAME, help="Target model: catalogue name or a folder/config.json."),
+    click.option("--gpu", required=True, type=NAME, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
+    click.option("--gpus", type=_GPUS, default=1, show_default=True,
                  help="GPUs in the group (tensor parallel or layer split)."),
-    click.option("--precision", default=None,
+    click.option("--precision", default=None, type=NAME,
                  help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
-    click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0."),
-    click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences."),
-    click.option("--context", type=int, default=None,
+    click.option("--kv-precision", default=None, type=NAME, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0."),
+    click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences."),
+    click.option("--context", type=_CONTEXT, default=None,
                  help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
-    click.option("--engine", default="auto", show_default=True,
+    click.option("--engine", default="auto", show_default=True, type=NAME,
                  help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
-    click.option("--memory-gib", type=float, default=None,
-                 help="Memory of one GPU if not the catalogue's (Apple: your configuration)."),
+    click.option("--memory-gib", type=_MEMORY_GIB, default=None,
+                 help="Memory of one GPU in GiB if not the catalogue's (Apple: your configuration)."),
 )
 _draft = _options(
-    click.option("--draft", default=None, help="Draft model: catalogue name or a folder/config.json."),
-    click.option("--draft-precision", default=None, help="Draft weight format (default: the target's)."),
+    click.option("--draft", default=None, type=NAME, help="Draft model: catalogue name or a folder/config.json."),
+    click.option("--draft-precision", default=None, type=NAME, help="Draft weight format (default: the target's)."),
     click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
 )
 _task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
@@ -98,7 +189,7 @@ _task = click.option("--task", type=click.Choice(["chat", "code", "math", "summa
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=5, show_default=True, help="Draft tokens per round (verify buffers).")
+@click.option("--k", "k", type=_K, default=5, show_default=True, help="Draft tokens per round (verify buffers).")
 @_format_option
 def fit(fmt: str, **flags: Any) -> int:
     """Will the target (and draft) fit in GPU memory? Exit 0 if it fits, 1 if not."""
@@ -115,9 +206,9 @@ def fit(fmt: str, **flags: Any) -> int:
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
-@click.option("--alpha", type=float, default=None, help="Per-token acceptance probability, 0..1.")
-@click.option("--acceptance-rate", type=float, default=None,
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (default: the best k).")
+@click.option("--alpha", type=_UNIT, default=None, help="Per-token acceptance probability, 0..1.")
+@click.option("--acceptance-rate", type=_UNIT, default=None,
               help="Accepted / proposed draft tokens as servers report it, 0..1 (needs the --k it was measured at).")
 @_task
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
@@ -144,9 +235,9 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
 @_task
 @click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency",
               show_default=True, help="Rank by tokens/s per sequence, total tokens/s, or tokens per dollar.")
-@click.option("--top", type=int, default=10, show_default=True, help="Rows to show.")
-@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
-@click.option("--alpha", type=float, default=None, help="Per-token alpha for every draft (default: each draft's prior).")
+@click.option("--top", type=_TOP, default=10, show_default=True, help="Rows to show.")
+@click.option("--gpu-hour-usd", type=_PRICE, default=None, help="Price of one GPU per hour, USD (for --objective cost).")
+@click.option("--alpha", type=_UNIT, default=None, help="Per-token alpha for every draft (default: each draft's prior).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None,
               help="Calibration file from `specplan probe` or `specplan calibrate`.")
 @_format_option
@@ -170,9 +261,9 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
 
 
 @main.command()
-@click.option("--vendor", default=None, help="nvidia, amd, apple.")
-@click.option("--family", default=None, help="Architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
-@click.option("--min-memory", type=float, default=None, help="At least this much memory, GiB.")
+@click.option("--vendor", default=None, type=NAME, help="nvidia, amd, apple.")
+@click.option("--family", default=None, type=NAME, help="Architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
+@click.option("--min-memory", type=_MIN_GIB, default=None, help="At least this much memory, GiB.")
 @_format_option
 def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: str) -> None:
     """List the accelerators in the catalogue."""
@@ -182,10 +273,10 @@ def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: 
 
 
 @main.command()
-@click.option("--vendor", default=None, help="Publisher: the Hugging Face organisation (meta-llama, Qwen, google...).")
-@click.option("--family", default=None, help="Model family, e.g. llama, qwen, gemma.")
-@click.option("--min-memory", type=float, default=None, help="bf16 weights of at least this many GiB.")
-@click.option("--tokenizer", default=None, help="Only models with this tokenizer (drafts for a target).")
+@click.option("--vendor", default=None, type=NAME, help="Publisher: the Hugging Face organisation (meta-llama, Qwen, google...).")
+@click.option("--family", default=None, type=NAME, help="Model family, e.g. llama, qwen, gemma.")
+@click.option("--min-memory", type=_MIN_GIB, default=None, help="bf16 weights of at least this many GiB.")
+@click.option("--tokenizer", default=None, type=NAME, help="Only models with this tokenizer (drafts for a target).")
 @_format_option
 def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None, fmt: str) -> None:
     """List the models in the catalogue."""
@@ -197,7 +288,7 @@ def models(vendor: str | None, family: str | None, min_memory: float | None, tok
 @main.command()
 @click.option("--measurements", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A measurements YAML of the same shape (default: the packaged public set).")
-@click.option("--max-median-error", type=float, default=0.15, show_default=True,
+@click.option("--max-median-error", type=Float(0), default=0.15, show_default=True,
               help="Exit 1 when a median |error| exceeds this fraction.")
 @_format_option
 def validate(measurements: str | None, max_median_error: float, fmt: str) -> int:
@@ -216,8 +307,8 @@ def validate(measurements: str | None, max_median_error: float, fmt: str) -> int
 @_hardware
 @_task
 @click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency", show_default=True)
-@click.option("--top", type=int, default=10, show_default=True, help="Candidates in the table.")
-@click.option("--gpu-hour-usd", type=float, default=None, help="Price of one GPU per hour (for --objective cost).")
+@click.option("--top", type=_TOP, default=10, show_default=True, help="Candidates in the table.")
+@click.option("--gpu-hour-usd", type=_PRICE, default=None, help="Price of one GPU per hour, USD (for --objective cost).")
 @click.option("--calibration", type=click.Path(dir_okay=False), default=None, help="Calibration file to re-plan with.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
@@ -225,10 +316,12 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
            force: bool, **flags: Any) -> None:
     """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation."""
     from planner.atomic import write_text_atomic
+    from planner.inputs import check_output
     from planner.outputs.report import build_report_data, render_report
     from planner.plan import RecommendInputs
     from planner.requests import FitInputs
 
+    check_output(output, force)
     data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                              top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration))
     write_text_atomic(output, render_report(data), force=force)
@@ -241,21 +334,21 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
               help="Server to configure.")
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A plan written by `recommend --format json` or `estimate --format json`.")
-@click.option("--target", default=None, help="Target model (when not using --from-plan).")
-@click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
-@click.option("--gpus", type=int, default=1, show_default=True)
-@click.option("--precision", default=None)
-@click.option("--kv-precision", default=None)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--context", type=int, default=None)
-@click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
-@click.option("--memory-gib", type=float, default=None)
+@click.option("--target", default=None, type=NAME, help="Target model (when not using --from-plan).")
+@click.option("--gpu", default=None, type=NAME, help="GPU (when not using --from-plan).")
+@click.option("--gpus", type=_GPUS, default=1, show_default=True)
+@click.option("--precision", default=None, type=NAME)
+@click.option("--kv-precision", default=None, type=NAME)
+@click.option("--batch", type=_BATCH, default=1, show_default=True)
+@click.option("--context", type=_CONTEXT, default=None)
+@click.option("--engine", default=None, type=NAME, help="Engine to plan with (default: the server's own).")
+@click.option("--memory-gib", type=_MEMORY_GIB, default=None)
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (default: the best k).")
 @_task
-@click.option("--server-version", default=None, help="Server release the config is for (interfaces changed over time).")
-@click.option("--target-path", default=None, help="Checkpoint the server should load for the target (folder, GGUF file).")
-@click.option("--draft-path", default=None, help="Checkpoint the server should load for the draft.")
+@click.option("--server-version", default=None, type=NAME, help="Server release the config is for (interfaces changed over time).")
+@click.option("--target-path", default=None, type=NAME, help="Checkpoint the server should load for the target (folder, GGUF file).")
+@click.option("--draft-path", default=None, type=NAME, help="Checkpoint the server should load for the draft.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -316,58 +409,46 @@ def detect(fmt: str) -> None:
 
 
 @main.command()
-@click.option("--target", required=True, help="Target: a local folder (or a catalogue name with --random-weights).")
-@click.option("--draft", required=True, help="Draft: a local folder (or a catalogue name with --random-weights).")
+@click.option("--target", required=True, type=NAME, help="Target: a local folder (or a catalogue name with --random-weights).")
+@click.option("--draft", required=True, type=NAME, help="Draft: a local folder (or a catalogue name with --random-weights).")
 @click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
-@click.option("--budget-s", type=float, default=120.0, show_default=True, help="Time budget for the whole probe.")
+@click.option("--budget-s", type=Float(0, 86400, low_open=True), default=120.0, show_default=True, help="Time budget for the whole probe.")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts.")
-@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature (0: greedy only).")
-@click.option("--k-max", type=int, default=8, show_default=True, help="Longest draft to verify and to run rounds with.")
-@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes of the timing grid.")
-@click.option("--contexts", default="128,512", show_default=True, help="Cached lengths of the timing grid.")
-@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens generated per prompt in rounds.")
-@click.option("--device", default="auto", show_default=True, help="auto, cuda, cuda:N or cpu.")
+@click.option("--temperature", type=Float(0, 100), default=0.7, show_default=True, help="Sampling temperature (0: greedy only).")
+@click.option("--k-max", type=_K, default=8, show_default=True, help="Longest draft to verify and to run rounds with.")
+@click.option("--batch-sizes", type=IntList(1, 4096), default="1,4", show_default=True, help="Batch sizes of the timing grid.")
+@click.option("--contexts", type=IntList(0, 1_000_000), default="128,512", show_default=True, help="Cached lengths of the timing grid.")
+@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in rounds.")
+@click.option("--device", default="auto", show_default=True, type=Device(), help="auto, cpu, mps, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True)
-@click.option("--gpu", default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
+@click.option("--gpu", default=None, type=NAME, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def probe(output: str, force: bool, batch_sizes: str, contexts: str, prompts: str | None, **flags: Any) -> None:
+def probe(output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...], prompts: str | None,
+          **flags: Any) -> None:
     """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
+    from planner.inputs import check_output
     from planner.outputs.calibration_view import print_calibration_summary, progress_printer
 
-    if not force and __import__("os").path.exists(output):
-        raise SpecplanError(f"{output} exists; pass --force to overwrite it")
-    cfg = ProbeConfig(**flags, batch_sizes=_ints(batch_sizes, "--batch-sizes"), contexts=_ints(contexts, "--contexts"),
-                      prompts=read_prompts(prompts))
-    if cfg.k_max < 1 or cfg.k_max > 64:
-        raise SpecplanError(f"--k-max must be between 1 and 64 (got {cfg.k_max})")
+    check_output(output, force)
+    cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
     with progress_printer() as progress:
         cfg.progress = progress
         cal = run_probe(cfg, output, force=True)
     print_calibration_summary(cal, output)
 
 
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise SpecplanError(f"{flag} expects comma-separated integers (got {text!r})") from None
-    if not values or min(values) < 0:
-        raise SpecplanError(f"{flag} expects non-negative integers (got {text!r})")
-    return values
-
-
 @main.command()
-@click.option("--vllm-metrics", default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
-@click.option("--vllm-metrics-before", default=None, help="A scrape from before the window (for counter deltas).")
+@click.option("--vllm-metrics", default=None, type=NAME, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
+@click.option("--vllm-metrics-before", default=None, type=NAME, help="A scrape from before the window (for counter deltas).")
 @click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
-@click.option("--target", required=True, help="Target model the server ran (catalogue name or path).")
-@click.option("--draft", required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per step the server used (num_speculative_tokens / --draft-max).")
-@click.option("--model-name", default=None, help="vLLM model_name label to keep (when one server serves several).")
+@click.option("--target", required=True, type=NAME, help="Target model the server ran (catalogue name or path).")
+@click.option("--draft", required=True, type=NAME, help="Draft model the server ran.")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (num_speculative_tokens / --draft-max).")
+@click.option("--model-name", default=None, type=NAME, help="vLLM model_name label to keep (when one server serves several).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
@@ -375,15 +456,18 @@ def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacp
     """Turn a running server's acceptance counters into a calibration file."""
     from planner.calibration import server_metrics as sm
     from planner.calibration.schema import write_calibration
+    from planner.inputs import check_output
     from planner.outputs.calibration_view import print_calibration_summary
 
     if bool(vllm_metrics) == bool(llamacpp_files):
         raise SpecplanError("give either --vllm-metrics or --llamacpp")
+    check_output(output, force)
     if vllm_metrics:
-        before = sm.read_text_source(vllm_metrics_before) if vllm_metrics_before else None
-        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics), k, target, draft, model_name=model_name)
+        before = sm.read_text_source(vllm_metrics_before, "--vllm-metrics-before") if vllm_metrics_before else None
+        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics, "--vllm-metrics"), k, target, draft,
+                                  model_name=model_name)
     else:
-        texts = [sm.read_text_source(f) for f in llamacpp_files]
+        texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
         cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files))
     write_calibration(cal, output, force=force)
     print_calibration_summary(cal, output)

@@ -20,7 +20,6 @@ A / D; the planner needs the per-token alpha. Every conversion goes through
 from __future__ import annotations
 
 import http.client
-import json
 import math
 import re
 import urllib.error
@@ -28,13 +27,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance, ModelIdentity
 from planner.errors import SpecplanError
+from planner.inputs import MAX_INPUT_BYTES, parse_json, read_text, shown
 from planner.speedup import accepted_length_pmf, alpha_from_acceptance_rate, check_k
 
 __all__ = [
@@ -58,15 +57,20 @@ _RATE_GAUGE = "vllm:spec_decode_draft_acceptance_rate"  # V0 only
 _EFFICIENCY_GAUGE = "vllm:spec_decode_efficiency"  # V0 only
 
 ModelArg = str | ModelIdentity
+# Prometheus values are doubles: above 2^53 a counter no longer counts exactly, and no server
+# drafts 9e15 tokens. The same bound keeps llama.cpp counts inside int64 for numpy.
+MAX_COUNT = 2**53
 
 
 # --- reading ---------------------------------------------------------------------------------
 
 
-def read_text_source(url_or_file: str, timeout_s: float = 5.0) -> str:
+def read_text_source(url_or_file: str, what: str | None = None, timeout_s: float = 5.0, *, log: bool = False) -> str:
     """The text of a local file or of an http(s) URL (for example ``http://host:8000/metrics``).
 
-    Errors are one-line SpecplanErrors naming the file or URL.
+    ``what`` names the flag in errors. ``log=True`` (llama.cpp outputs) replaces invalid UTF-8
+    instead of refusing the file: a saved stdout+stderr is the tool's text, not the user's, and
+    a progress bar cut mid-character must not hide the counters in it. Errors are one line.
     """
     scheme = urllib.parse.urlsplit(url_or_file).scheme.lower()
     if scheme in ("http", "https"):
@@ -74,20 +78,14 @@ def read_text_source(url_or_file: str, timeout_s: float = 5.0) -> str:
     # "C:\\x" parses with scheme "c": only "scheme://" marks a URL, anything else is a path.
     if "://" in url_or_file:
         raise SpecplanError(f"cannot fetch {url_or_file}: only http:// and https:// URLs (or a file) are supported")
-    path = Path(url_or_file)
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecplanError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise SpecplanError(f"{path}: not UTF-8 text") from None
+    return read_text(url_or_file, what, log=log)
 
 
 def _fetch_url(url: str, timeout_s: float) -> str:
     request = urllib.request.Request(url, headers={"Accept": "text/plain, application/json;q=0.9, */*;q=0.1"})
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 - http(s) only
-            body = response.read()
+            body = response.read(MAX_INPUT_BYTES + 1)
             charset = response.headers.get_content_charset() or "utf-8"
     except urllib.error.HTTPError as exc:
         raise SpecplanError(f"cannot fetch {url}: HTTP {exc.code} {exc.reason}") from None
@@ -97,6 +95,8 @@ def _fetch_url(url: str, timeout_s: float) -> str:
         raise SpecplanError(f"cannot fetch {url}: no answer within {timeout_s:g} s") from None
     except (OSError, ValueError, http.client.HTTPException) as exc:
         raise SpecplanError(f"cannot fetch {url}: {_one_line(exc)}") from None
+    if len(body) > MAX_INPUT_BYTES:
+        raise SpecplanError(f"cannot fetch {url}: the answer is over the {MAX_INPUT_BYTES // 2**20} MiB limit")
     try:
         return body.decode(charset, errors="replace")
     except LookupError:  # a charset Python does not know
@@ -141,6 +141,7 @@ def _metric_samples(text: str, origin: str) -> list[tuple[str, dict[str, str], f
     """(name without ``_total``, labels, value) for every ``vllm:spec_decode_*`` sample."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    _check_ascii_values(text, origin)
     out = []
     try:
         for family in text_string_to_metric_families(text):
@@ -157,10 +158,23 @@ def _metric_samples(text: str, origin: str) -> list[tuple[str, dict[str, str], f
     return out
 
 
+_SAMPLE_LINE = re.compile(r"\s*[^\s{#]+(?:\{.*\})?\s+(.*)")
+
+
+def _check_ascii_values(text: str, origin: str) -> None:
+    """Refuse sample values written in non-ASCII digits: Python's float() would read "\u0663" as 3."""
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.isascii() or line.lstrip().startswith("#"):
+            continue
+        match = _SAMPLE_LINE.match(line)
+        if match and not match.group(1).isascii():
+            raise SpecplanError(f"{origin}: line {n}: value {shown(match.group(1), 40)} is not an ASCII number")
+
+
 def _count(value: float, name: str, origin: str) -> int:
-    """A counter value as a whole count; refuses NaN, infinities and negatives."""
-    if not math.isfinite(value) or value < 0:
-        raise SpecplanError(f"{origin}: {name} has value {value!r}; expected a non-negative count")
+    """A counter value as a whole count; refuses NaN, infinities, negatives and counts over MAX_COUNT."""
+    if not math.isfinite(value) or value < 0 or value > MAX_COUNT:
+        raise SpecplanError(f"{origin}: {name} has value {value!r}; expected a count from 0 to 2^53")
     return int(round(value))
 
 
@@ -195,8 +209,8 @@ def vllm_counters(text: str, model_name: str | None = None, *, origin: str = "me
             rate_gauges.append(value)
         elif name == _PER_POS:
             raw = labels.get("position", "")
-            if not raw.isdigit():
-                raise SpecplanError(f"{origin}: {_PER_POS} has position label {raw!r}; expected 0, 1, ...")
+            if not re.fullmatch(r"[0-9]{1,3}", raw):  # str.isdigit() accepts "\u00b2", which int() refuses
+                raise SpecplanError(f"{origin}: {_PER_POS} has position label {shown(raw, 40)}; expected 0, 1, ...")
             per_pos[int(raw)] = per_pos.get(int(raw), 0) + _count(value, name, origin)
         elif name in (_DRAFTS, _DRAFT_TOKENS, _ACCEPTED, _EMITTED):
             totals[name] = totals.get(name, 0) + _count(value, name, origin)
@@ -585,12 +599,12 @@ def _check_per_position(per_pos: Sequence[int], drafts: int, accepted: int, orig
 # --- llama.cpp -------------------------------------------------------------------------------
 
 _LOG_LINE = re.compile(
-    r"draft acceptance rate\s*=\s*[^\s(]*\s*\(\s*(\d+)\s+accepted\s*/\s*(\d+)\s+generated\s*\)", re.IGNORECASE
+    r"draft acceptance rate\s*=\s*[^\s(]*\s*\(\s*([0-9]+)\s+accepted\s*/\s*([0-9]+)\s+generated\s*\)", re.IGNORECASE
 )
-_SPEC_DRAFTED = re.compile(r"\bn_drafted\s*=\s*(\d+)")
-_SPEC_ACCEPT = re.compile(r"\bn_accept\s*=\s*(\d+)")
-_SPEC_PREDICT = re.compile(r"\bn_predict\s*=\s*(\d+)")
-_SPEC_DRAFT = re.compile(r"\bn_draft\s*=\s*(\d+)")
+_SPEC_DRAFTED = re.compile(r"\bn_drafted\s*=\s*([0-9]+)")
+_SPEC_ACCEPT = re.compile(r"\bn_accept\s*=\s*([0-9]+)")
+_SPEC_PREDICT = re.compile(r"\bn_predict\s*=\s*([0-9]+)")
+_SPEC_DRAFT = re.compile(r"\bn_draft\s*=\s*([0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -607,10 +621,17 @@ class _LlamaCounts:
 
 def _whole(value: Any, field: str, label: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise SpecplanError(f"{label}: timings.{field} is {value!r}; expected a count")
-    if value < 0 or value != int(value):
-        raise SpecplanError(f"{label}: timings.{field} is {value!r}; expected a whole non-negative count")
+        raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a count")
+    if value < 0 or value > MAX_COUNT or value != int(value):
+        raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a whole count from 0 to 2^53")
     return int(value)
+
+
+def _log_ints(found: list[str], what: str, label: str) -> list[int]:
+    """Counts matched in a log as ints; refuses the implausibly long (and Python's 4,300-digit limit)."""
+    if any(len(x) > 16 or int(x) > MAX_COUNT for x in found):
+        raise SpecplanError(f"{label}: a '{what}' count is over 2^53: not a real llama.cpp count")
+    return [int(x) for x in found]
 
 
 def _json_documents(text: str, label: str) -> list[Any] | None:
@@ -629,19 +650,15 @@ def _json_documents(text: str, label: str) -> list[Any] | None:
     if not stripped.startswith(("{", "[")):
         return None
     try:
-        return [json.loads(stripped)]
-    except json.JSONDecodeError as whole_error:
+        return [parse_json(stripped, label)]
+    except SpecplanError:
         if len(lines) < 2:
-            raise SpecplanError(f"{label}: invalid JSON: {whole_error}") from None
+            raise
     return [_loads(line, label, n) for n, line in enumerate(lines, start=1)]  # JSON lines
 
 
 def _loads(text: str, label: str, line: int | None = None) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        where = f" line {line}" if line is not None else ""
-        raise SpecplanError(f"{label}: invalid JSON{where}: {exc}") from None
+    return parse_json(text, f"{label} line {line}" if line is not None else label)
 
 
 def _timings_counts(docs: list[Any], label: str) -> _LlamaCounts:
@@ -674,29 +691,29 @@ def _timings_counts(docs: list[Any], label: str) -> _LlamaCounts:
     return _LlamaCounts("server responses (timings)", accepted, drafted, steps, len(drafting))
 
 
-def _log_counts(text: str) -> _LlamaCounts | None:
+def _log_counts(text: str, label: str) -> _LlamaCounts | None:
     matches = _LOG_LINE.findall(text)
     if not matches:
         return None
-    accepted = sum(int(a) for a, _ in matches)
-    drafted = sum(int(g) for _, g in matches)
+    accepted = sum(_log_ints([a for a, _ in matches], "accepted", label))
+    drafted = sum(_log_ints([g for _, g in matches], "generated", label))
     return _LlamaCounts("llama-server log ('draft acceptance rate' lines)", accepted, drafted, None, len(matches))
 
 
 def _speculative_counts(text: str, label: str) -> _LlamaCounts | None:
-    drafted = [int(x) for x in _SPEC_DRAFTED.findall(text)]
-    accepted = [int(x) for x in _SPEC_ACCEPT.findall(text)]
+    drafted = _log_ints(_SPEC_DRAFTED.findall(text), "n_drafted", label)
+    accepted = _log_ints(_SPEC_ACCEPT.findall(text), "n_accept", label)
     if not drafted and not accepted:
         return None
     if len(drafted) != len(accepted):
         raise SpecplanError(f"{label}: {len(drafted)} 'n_drafted =' lines but {len(accepted)} 'n_accept =' lines")
     if any(a > d for a, d in zip(accepted, drafted)):
         raise SpecplanError(f"{label}: n_accept exceeds n_drafted")
-    predicted = [int(x) for x in _SPEC_PREDICT.findall(text)]
+    predicted = _log_ints(_SPEC_PREDICT.findall(text), "n_predict", label)
     steps = None
     if len(predicted) == len(drafted):
         steps = sum(max(p - a, 0) for p, a in zip(predicted, accepted))
-    settings = {int(x) for x in _SPEC_DRAFT.findall(text)}
+    settings = set(_log_ints(_SPEC_DRAFT.findall(text), "n_draft", label))
     return _LlamaCounts(
         "llama-speculative output (n_drafted / n_accept)",
         sum(accepted),
@@ -718,7 +735,7 @@ def _llamacpp_counts(text: str, label: str) -> _LlamaCounts:
         docs = None
     if docs is not None:
         return _timings_counts(docs, label)
-    found = _log_counts(text) or _speculative_counts(text, label)
+    found = _log_counts(text, label) or _speculative_counts(text, label)
     if found is None:
         raise SpecplanError(
             f"{label}: no llama.cpp acceptance data (expected a server response with timings.draft_n, a "
