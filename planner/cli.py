@@ -355,17 +355,15 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
            draft_path: str | None, output: str, force: bool, k: int | None, task: str, **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
-    import json
     from pathlib import Path
 
     from planner.exports import check_server, export_plan, plan_from_json, write_export
 
+    from planner.inputs import read_json
+
     check_server(server)
     if from_plan:
-        try:
-            data = json.loads(Path(from_plan).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecplanError(f"{from_plan}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        data = read_json(from_plan, "--from-plan")
     else:
         data = _plan_for_export(server, k, task, flags)
     out = Path(output)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -301,18 +300,14 @@ def read_prompts(path: str | None) -> tuple[str, ...]:
     """Prompts from a JSONL file (field prompt/text/content) or a text file (one per line); built-ins if None."""
     if path is None:
         return BUILTIN_PROMPTS
+    from planner.inputs import parse_json, read_text
+
     p = Path(path)
-    try:
-        lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except OSError as exc:
-        raise SpecplanError(f"{p}: cannot read prompts: {exc.strerror}") from None
+    lines = [ln for ln in read_text(p, "--prompts").splitlines() if ln.strip()]
     if p.suffix in {".jsonl", ".json"}:
         out = []
         for n, line in enumerate(lines, start=1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SpecplanError(f"{p}: line {n}: invalid JSON: {exc.msg}") from None
+            row = parse_json(line, f"{p}: line {n}")
             text = row.get("prompt") or row.get("text") or row.get("content") if isinstance(row, dict) else row
             if not isinstance(text, str):
                 raise SpecplanError(f"{p}: line {n}: field prompt: expected a string")
