@@ -309,13 +309,21 @@ def check_output(path: str | os.PathLike[str], force: bool, what: str = "-o") ->
 
     The nearest existing folder above it must be a folder (``-o notes.txt/x.yaml`` is refused),
     and an existing output must be a regular file that ``--force`` allows replacing: a FIFO,
-    device or directory is never replaced.
+    device, directory or symbolic link is never replaced.
     """
     label = f"{what} {path}"
-    check_name(os.fspath(path), what)
+    text = os.fspath(path)
+    check_name(text, what)
+    if not text.strip():
+        raise SpecplanError(f"{what}: the output path is empty")
+    if text.endswith(("/", os.sep)):
+        raise SpecplanError(f"{label}: ends with '/', which names a folder; give a file name")
     target = os.path.abspath(path)
+    if os.path.islink(target):
+        # Replacing a link would silently drop it, writing through it would write elsewhere: neither is asked for.
+        raise SpecplanError(f"{label}: is a symbolic link; give the file it points to, or another name")
     if os.path.lexists(target):
-        st = os.stat(target) if os.path.exists(target) else os.lstat(target)
+        st = os.lstat(target)
         if (kind := _kind(st.st_mode)) is not None:
             raise SpecplanError(f"{label}: is {kind}; specplan writes only regular files")
         if not force:

@@ -178,3 +178,16 @@ def test_check_output(tmp_path):
         check_output(tmp_path / "fifo", force=True)
     with pytest.raises(SpecplanError, match="directory"):
         check_output(tmp_path, force=True)
+
+
+def test_check_output_refuses_empty_folder_like_and_linked_paths(tmp_path):
+    with pytest.raises(SpecplanError, match="empty"):
+        check_output("", force=True)
+    with pytest.raises(SpecplanError, match="names a folder"):
+        check_output(f"{tmp_path}/newdir/", force=True)
+    (tmp_path / "real.html").write_text("x")
+    (tmp_path / "link.html").symlink_to(tmp_path / "real.html")
+    with pytest.raises(SpecplanError, match="symbolic link"):
+        check_output(tmp_path / "link.html", force=True)
+    with pytest.raises(SpecplanError, match="control character"):
+        check_output(tmp_path / "a\nb.yaml", force=True)

@@ -131,13 +131,18 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
     tokenizer = None
     if looks_like_path(source):
         folder = path if path.is_dir() else path.parent
-        if cfg.random_weights:
-            config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-            model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
-        else:
-            model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        _check_folder(folder, cfg.trust_remote_code)
+        try:
+            if cfg.random_weights:
+                config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+                model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+            else:
+                model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+            if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        except (OSError, ValueError, KeyError) as exc:  # no weights, an unknown architecture, a broken file
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SpecplanError(f"{folder}: transformers cannot load it: {first}") from None
         ident = str(folder)
     else:
         spec = find_model(source).spec
@@ -154,6 +159,22 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype)
     return LoadedModel(model, ModelIdentity(id=ident, precision=precision, total_params=params), tokenizer,
                        int(model.config.vocab_size))
+
+
+def _check_folder(folder: Path, trust_remote_code: bool) -> None:
+    """Read the folder's config.json safely before transformers does (a FIFO would block it forever).
+
+    A config whose ``auto_map`` points at Python files in the folder runs that code when loaded:
+    refused here, in one line, unless --trust-remote-code was given.
+    """
+    from planner.inputs import read_json
+
+    config = read_json(folder / "config.json", "config.json")
+    if not isinstance(config, dict):
+        raise SpecplanError(f"{folder / 'config.json'}: expected a JSON object")
+    if config.get("auto_map") and not trust_remote_code:
+        raise SpecplanError(f"{folder}: its config.json loads model code from the folder (auto_map); "
+                            "pass --trust-remote-code only if you trust that code")
 
 
 def _sync(torch: Any, device: Any) -> None:

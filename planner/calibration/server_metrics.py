@@ -620,7 +620,8 @@ class _LlamaCounts:
 
 
 def _whole(value: Any, field: str, label: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    # Ints are compared, never converted: math.isfinite(10**400) would raise OverflowError.
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
         raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a count")
     if value < 0 or value > MAX_COUNT or value != int(value):
         raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a whole count from 0 to 2^53")

@@ -150,7 +150,9 @@ def _sliding(cfg: dict[str, Any], model_type: str, layers: int, label: str) -> t
 def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = None) -> ModelSpec:
     """Translate one config.json dict into a ModelSpec (raises ConfigImportError with the field)."""
     text = cfg.get("text_config") or {}
-    cfg = {**cfg, **text} if isinstance(text, dict) else cfg
+    if not isinstance(text, dict):
+        raise ConfigImportError(f"{label}: field text_config: expected an object")
+    cfg = {**cfg, **text}
     model_type = _require(cfg, label, "model_type")
     if not isinstance(model_type, str) or model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigImportError(

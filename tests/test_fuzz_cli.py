@@ -1,0 +1,255 @@
+"""Hypothesis-generated invocations of every command: exit codes, one-line errors, no bad value accepted.
+
+Every invocation runs in-process through click's CliRunner. The promise checked:
+* the exit code is 0, 1, 2 or 3 (4 would be an internal error, i.e. a bug);
+* no traceback reaches the user; exit 2 prints exactly one line on stderr;
+* a value that is certainly invalid (NaN, infinity, out of its range, not a number) gives exit 2.
+Example counts are fixed and examples derandomized, so the file's run is bounded and repeatable;
+nothing here depends on how fast the machine is.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pytest
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.cli import main
+
+OK_CODES = {0, 1, 2, 3}
+FUZZ = settings(deadline=None, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+def fuzz(examples: int) -> settings:
+    """FUZZ with a fixed number of examples."""
+    return settings(FUZZ, max_examples=examples)
+
+EDGE_NUMBERS = ["0", "-1", "-0", "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "1e308", "1e309", "1e-400", "0x10",
+                "010", "1_000", "", " ", "abc", "0.5", "1.0", "2.5", "+3", "3.", ".5", "\u0663", "\u0661\u0662",
+                "\uff11", "\u00b2", str(2**31), str(2**63), "9" * 30, "9" * 400, "1" * 4301, "1e3", "5e-324"]
+HOSTILE = ["", " ", "[/]", "[bold]x[/", "[link=http://x]y[/link]", "$(touch pwned)", "`id`", "a|b", "x\ny", "x\r\ny",
+           "nul\x00byte", "\x1b[31mred", "\u202etxt", "a\u2028b", "../../etc/passwd", "/dev/zero", "/", "~", "%s%n",
+           "{0}", "'", '"', "\\", "-", "\U0001F600", "a" * 3000]
+TARGETS = ["meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-70B", "Qwen/Qwen2.5-7B", "google/gemma-2-9b",
+           "mistralai/Mixtral-8x7B-v0.1", "deepseek-ai/DeepSeek-V3", "llama-3.1-8b"]
+DRAFTS = ["meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B", "google/gemma-2-2b", "double7/vicuna-68m"]
+GPUS = ["h100-sxm", "a100-sxm-80gb", "rtx-4090", "t4", "m2-ultra", "mi300x", "l4", "H100 SXM"]
+
+
+@dataclass
+class Argv:
+    """An argv under construction and the certainly-invalid values it holds."""
+
+    argv: list[str]
+    bad: list[str] = field(default_factory=list)
+
+
+def _float(text: str) -> float | None:
+    try:
+        return float(text)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def int_bad(low: int, high: int):
+    """Certainly invalid for an integer flag from low to high: not an int to Python, or outside the range."""
+    return lambda v: (n := _int(v)) is None or not low <= n <= high
+
+
+def float_bad(low: float, high: float, low_open: bool = False):
+    def bad(v: str) -> bool:
+        x = _float(v)
+        return x is None or not math.isfinite(x) or x < low or x > high or (low_open and x == low)
+    return bad
+
+
+def number(valid: list[str]) -> st.SearchStrategy[str]:
+    """Mostly valid values, one in four an edge case, sometimes any short text."""
+    return st.one_of(st.sampled_from(valid), st.sampled_from(valid), st.sampled_from(valid),
+                     st.sampled_from(EDGE_NUMBERS), st.integers(-10, 10**7).map(str),
+                     st.floats(allow_nan=True, allow_infinity=True).map(repr))
+
+
+def name(valid: list[str]) -> st.SearchStrategy[str]:
+    anything = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+    return st.one_of(st.sampled_from(valid), st.sampled_from(valid), st.sampled_from(valid),
+                     st.sampled_from(HOSTILE), anything)
+
+
+@st.composite
+def flags(draw, head: list[str], required: dict, optional: dict) -> Argv:
+    """``required``/``optional`` map a flag to (strategy, badness check or None)."""
+    a = Argv(list(head))
+    chosen = list(required.items()) + [kv for kv in optional.items() if draw(st.booleans())]
+    for flag, (strategy, check) in chosen:
+        value = draw(strategy)
+        a.argv += [flag, value]
+        if check is not None and check(value):
+            a.bad.append(f"{flag}={value[:30]!r}")
+    return a
+
+
+HARDWARE = {
+    "--gpus": (number(["1", "2", "4", "8"]), int_bad(1, 4096)),
+    "--batch": (number(["1", "8", "64"]), int_bad(1, 1_000_000)),
+    "--context": (number(["1024", "4096", "8192"]), int_bad(1, 100_000_000)),
+    "--memory-gib": (number(["24", "80", "141"]), float_bad(0, 1_000_000, low_open=True)),
+    "--precision": (name(["bf16", "fp8", "int4-awq", "q4_k_m"]), None),
+    "--kv-precision": (name(["fp16", "fp8"]), None),
+    "--engine": (name(["vllm", "sglang", "llamacpp", "auto"]), None),
+}
+REQUIRED = {"--target": (name(TARGETS), None), "--gpu": (name(GPUS), None)}
+DRAFT = {"--draft": (name(DRAFTS), None), "--draft-precision": (name(["bf16", "fp8"]), None)}
+K = (number(["1", "3", "5", "8", "16", "20", "64"]), int_bad(1, 64))
+UNIT = (number(["0", "0.5", "0.8", "1"]), float_bad(0, 1))
+TOP = (number(["1", "3", "10"]), int_bad(1, 10_000))
+PRICE = (number(["2.5", "0.3"]), float_bad(0, 1_000_000, low_open=True))
+FORMAT = (st.sampled_from(["table", "json", "yaml", "xml"]), None)
+
+
+def check(result, a: Argv) -> None:
+    """The CLI's promise for one invocation."""
+    where = f"argv={a.argv!r}\nstderr={result.stderr[-500:]!r}"
+    assert result.exception is None or isinstance(result.exception, SystemExit), where
+    assert result.exit_code in OK_CODES, where
+    assert "Traceback (most recent call last)" not in result.output + result.stderr, where
+    if result.exit_code == 2:
+        assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1, where
+    if a.bad:
+        assert result.exit_code == 2, f"accepted {a.bad}: {where}"
+
+
+@pytest.fixture(scope="module")
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def _run(runner: CliRunner, a: Argv) -> None:
+    check(runner.invoke(main, a.argv, catch_exceptions=True), a)
+
+
+@fuzz(400)
+@given(flags(["fit"], REQUIRED, {**HARDWARE, **DRAFT, "--k": K, "--format": FORMAT}))
+def test_fit(runner, a):
+    _run(runner, a)
+
+
+@fuzz(400)
+@given(flags(["estimate"], REQUIRED, {**HARDWARE, **DRAFT, "--k": K, "--alpha": UNIT, "--format": FORMAT,
+                                      "--task": (name(["chat", "code", "math"]), None)}))
+def test_estimate(runner, a):
+    _run(runner, a)
+
+
+@fuzz(250)
+@given(flags(["estimate", "--target", "meta-llama/Llama-3.1-8B", "--draft", "meta-llama/Llama-3.2-1B",
+              "--gpu", "h100-sxm"], {"--k": K}, {"--acceptance-rate": UNIT}))
+def test_estimate_k_and_acceptance_rate(runner, a):
+    _run(runner, a)
+
+
+@fuzz(150)
+@given(flags(["recommend"], REQUIRED, {**HARDWARE, "--top": TOP, "--gpu-hour-usd": PRICE, "--alpha": UNIT,
+                                       "--objective": (st.sampled_from(["latency", "throughput", "cost", "x"]), None),
+                                       "--format": FORMAT}))
+def test_recommend(runner, a):
+    _run(runner, a)
+
+
+@fuzz(150)
+@given(st.sampled_from(["gpus", "models"]).flatmap(lambda cmd: flags(
+    [cmd], {}, {"--vendor": (name(["nvidia", "amd", "apple", "Qwen"]), None),
+                "--family": (name(["hopper", "llama"]), None),
+                "--min-memory": (number(["24", "80"]), float_bad(0, 1_000_000)), "--format": FORMAT})))
+def test_lists(runner, a):
+    _run(runner, a)
+
+
+TINY_MEASUREMENTS = """A_decode_throughput:
+- id: A-1
+  model: Meta-Llama-3-8B
+  quant: Q4_K_M
+  hardware: NVIDIA GeForce RTX 4090 24GB
+  n_gpus: 1
+  engine: llama.cpp (llama-bench)
+  tg_tok_s: {n512: 127.7}
+B_speculative_decoding: []
+"""
+
+
+@fuzz(60)
+@given(flags(["validate", "--format", "json"], {}, {
+    "--max-median-error": (number(["0.15", "0.5"]), float_bad(0, math.inf)),
+    "--measurements": (st.sampled_from(["TINY", "TINY", "/dev/zero", "/", "/nonexistent.yaml"]), None)}))
+def test_validate(runner, tmp_path_factory, a):
+    # The packaged set takes seconds to check; a one-row file keeps each example short.
+    tiny = tmp_path_factory.getbasetemp() / "measurements.yaml"
+    tiny.write_text(TINY_MEASUREMENTS)
+    a.argv = [str(tiny) if v == "TINY" else v for v in a.argv]
+    if "--measurements" not in a.argv:
+        a.argv += ["--measurements", str(tiny)]
+    _run(runner, a)
+
+
+@fuzz(200)
+@given(flags(["probe", "--max-new-tokens", "-5"], {"--target": (name(["/nonexistent"]), None),
+                                                   "--draft": (name(["/nonexistent"]), None)},
+             {"--budget-s": (number(["1", "30"]), float_bad(0, 86400, low_open=True)),
+              "--temperature": (number(["0", "0.7"]), float_bad(0, 100)),
+              "--k-max": (number(["1", "8", "64"]), int_bad(1, 64)),
+              "--batch-sizes": (st.sampled_from(["1", "1,4", "0", "", ",", "1,,2", "-1", "\u0663", "x"]), None),
+              "--contexts": (st.sampled_from(["0", "8,16", "-1", "", "x"]), None),
+              "--device": (name(["auto", "cpu", "cuda:0"]), None)}))
+def test_probe_flags(runner, tmp_path_factory, a):
+    # --max-new-tokens -5 keeps every probe in argument checking: nothing loads torch here.
+    a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "probe.yaml")]
+    a.bad.append("--max-new-tokens=-5")
+    _run(runner, a)
+
+
+@fuzz(200)
+@given(flags(["calibrate", "--draft", "d"], {"--target": (name(TARGETS), None)},
+             {"--k": K, "--model-name": (name(["m"]), None),
+              "--llamacpp": (st.sampled_from(["/dev/zero", "/", "/nonexistent.log"]), None),
+              "--vllm-metrics": (st.sampled_from(["/dev/zero", "ftp://x/m", "/nonexistent"]), None)}))
+def test_calibrate(runner, tmp_path_factory, a):
+    a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "cal.yaml"), "--force"]
+    _run(runner, a)
+
+
+@fuzz(150)
+@given(flags(["export"], {"--server": (st.sampled_from(["vllm", "sglang", "llamacpp", "trtllm", "hf", "x"]), None)},
+             {**REQUIRED, **HARDWARE, **DRAFT, "--k": K, "--server-version": (name(["0.11.0", "b8672"]), None),
+              "--target-path": (name(["/models/t"]), None), "--draft-path": (name(["/models/d"]), None)}))
+def test_export(runner, tmp_path_factory, a):
+    a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "export" / "x.yaml"), "--force"]
+    _run(runner, a)
+
+
+@fuzz(80)
+@given(flags(["report"], REQUIRED, {**HARDWARE, "--top": TOP, "--gpu-hour-usd": PRICE}))
+def test_report(runner, tmp_path_factory, a):
+    a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "report.html"), "--force"]
+    _run(runner, a)
+
+
+@pytest.mark.parametrize("argv", [
+    ["fit", "--nope", "1"], ["fit"], ["fitt"], ["fit", "--target"], ["--debug", "fit", "--gpu", "h100-sxm"],
+    ["estimate", "--target", "meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm", "--format"],
+])
+def test_click_usage_errors_are_one_line_exit_2(runner, argv):
+    result = runner.invoke(main, argv)
+    assert result.exit_code == 2
+    assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1, result.stderr
