@@ -1,10 +1,10 @@
 """specplan command line: parses flags, calls the planner, prints the result.
 
 Exit codes (the same for every command):
-  0    success (fit/estimate: it fits; recommend/report: something fits)
-  1    it does not fit (fit, estimate); validate: an error above --max-median-error
+  0    success (fit, estimate: it fits)
+  1    it does not fit (fit, estimate); validate: a median error above --max-median-error
   2    bad input: a flag, a name, or a file; one line on stderr
-  3    no GPU where one is needed (detect, --gpu local)
+  3    this machine lacks what the command needs: no GPU (detect, --gpu local), no torch (probe)
   4    internal error (a bug): one line, `specplan --debug ...` or SPECPLAN_DEBUG=1 prints the traceback
   130  interrupted (Ctrl-C)
   141  the reader of stdout went away (e.g. `specplan models | head`); nothing more is printed

@@ -214,7 +214,7 @@ def test_probe_without_torch_says_how_to_install(monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "torch", None)
     with pytest.raises(pr.ProbeUnavailable, match=r"specplan\[probe\]") as err:
         pr.require_torch()
-    assert err.value.exit_code == 1
+    assert err.value.exit_code == 3
 
 
 # --- fitting --------------------------------------------------------------------------------------------

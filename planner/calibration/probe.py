@@ -55,9 +55,12 @@ _TIMING_SHARE = 0.5  # half of the budget for the timing grid, half for speculat
 
 
 class ProbeUnavailable(SpecplanError):
-    """torch/transformers missing: the probe is an optional extra."""
+    """torch/transformers missing: the probe is an optional extra.
 
-    exit_code = 1
+    Exit 3, like a missing GPU: this machine lacks what the command needs (1 means "does not fit").
+    """
+
+    exit_code = 3
 
 
 def require_torch() -> tuple[Any, Any]:
