@@ -259,3 +259,64 @@ def test_click_usage_errors_are_one_line_exit_2(runner, argv):
     result = runner.invoke(main, argv)
     assert result.exit_code == 2
     assert len([ln for ln in result.stderr.splitlines() if ln.strip()]) == 1, result.stderr
+
+
+def _broken(exc: BaseException):
+    def fail(*args, **kwargs):
+        raise exc
+    return fail
+
+
+def test_internal_error_is_one_line_exit_4(runner, monkeypatch):
+    import planner.outputs.catalog_view as view
+
+    monkeypatch.setattr(view, "list_gpus", _broken(ZeroDivisionError("division by zero")))
+    result = runner.invoke(main, ["gpus"])
+    assert result.exit_code == 4
+    assert result.stderr == ("specplan: internal error: ZeroDivisionError: division by zero "
+                             "(run with --debug for the traceback)\n")
+
+
+@pytest.mark.parametrize("how", [["--debug", "gpus"], ["gpus"]])
+def test_debug_prints_the_traceback(runner, monkeypatch, how):
+    import planner.outputs.catalog_view as view
+
+    monkeypatch.setattr(view, "list_gpus", _broken(KeyError("x")))
+    env = {"SPECPLAN_DEBUG": "1"} if how == ["gpus"] else {"SPECPLAN_DEBUG": ""}
+    result = runner.invoke(main, how, env=env)
+    assert result.exit_code == 4
+    assert "Traceback (most recent call last)" in result.stderr and "KeyError" in result.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("exc, code, stderr", [(KeyboardInterrupt(), 130, "specplan: interrupted\n"),
+                                               (BrokenPipeError(32, "Broken pipe"), 141, "")])
+def test_interrupt_and_closed_pipe(runner, monkeypatch, exc, code, stderr):
+    import planner.outputs.catalog_view as view
+
+    monkeypatch.setattr(view, "list_gpus", _broken(exc))
+    result = runner.invoke(main, ["gpus"])
+    assert result.exit_code == code and result.stderr == stderr
+
+
+def test_os_error_on_a_user_path_is_exit_2(runner, tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(main, ["report", "--target", "meta-llama/Llama-3.1-8B", "--gpu", "h100-sxm",
+                                  "-o", str(tmp_path / "file" / "r.html")])
+    assert result.exit_code == 2 and "is not a folder" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_control_characters_in_error_messages_are_escaped(runner):
+    result = runner.invoke(main, ["fit", "--target", "x\ny", "--gpu", "h100-sxm"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "control character" in result.stderr
+
+
+@pytest.mark.parametrize("k", ["17", "40", "64"])
+def test_estimate_supports_k_up_to_64(runner, k):
+    import json
+
+    result = runner.invoke(main, ["estimate", "--target", "meta-llama/Llama-3.1-8B", "--draft", "meta-llama/Llama-3.2-1B",
+                                  "--gpu", "h100-sxm", "--k", k, "--format", "json"])
+    assert result.exit_code in (0, 1), result.stderr
+    data = json.loads(result.stdout)
+    assert data["k"] == int(k) and data["best_k"] <= 16
+    assert data["speedup_low"] <= data["speedup"] <= data["speedup_high"]
