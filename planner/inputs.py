@@ -37,6 +37,7 @@ MAX_NESTING = 64  # containers inside containers; real configs nest 3-5 deep
 MAX_INT_DIGITS = 4300  # Python's own int/str conversion limit (sys.int_info.default_max_str_digits)
 MAX_YAML_NODES = 1_000_000  # nodes after expanding aliases: stops "billion laughs" documents
 MAX_NAME_CHARS = 4096  # PATH_MAX on Linux: a model name may be a folder path
+_TEMP_NAME_EXTRA = 14  # ".", ".XXXXXXXX", ".tmp" around the name of a file written atomically
 _SHOWN_CHARS = 80  # how much of a bad value an error message repeats
 
 
@@ -333,6 +334,14 @@ def check_output(path: str | os.PathLike[str], force: bool, what: str = "-o") ->
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
         raise SpecplanError(f"{label}: {parent} is not a folder")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    # The atomic write first creates ".NAME.XXXXXXXX.tmp" beside the file: 14 bytes more than NAME.
+    longest = name_max - _TEMP_NAME_EXTRA
+    if len(os.path.basename(target).encode("utf-8", "surrogateescape")) > longest:
+        raise SpecplanError(f"{what} {shown(path)}: the file name is longer than the {longest} bytes this folder allows")
 
 
 def check_strings(doc: Any, label: str) -> None:

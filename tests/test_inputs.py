@@ -191,3 +191,9 @@ def test_check_output_refuses_empty_folder_like_and_linked_paths(tmp_path):
         check_output(tmp_path / "link.html", force=True)
     with pytest.raises(SpecplanError, match="control character"):
         check_output(tmp_path / "a\nb.yaml", force=True)
+
+
+def test_check_output_refuses_a_name_too_long_for_the_atomic_temp_file(tmp_path):
+    with pytest.raises(SpecplanError, match="longer than the 241 bytes"):
+        check_output(tmp_path / ("n" * 250 + ".html"), force=True)
+    check_output(tmp_path / ("n" * 236 + ".html"), force=True)
