@@ -113,9 +113,21 @@ class ProbeConfig:
 
 
 def _device(torch: Any, name: str) -> Any:
+    """The torch device; a GPU that this machine (or this torch build) lacks is exit 3, not a crash."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            from planner.calibration.nvml import NoGpuError
+
+            raise NoGpuError(f"--device {name}: torch sees {count} CUDA device(s) on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        from planner.calibration.nvml import NoGpuError
+
+        raise NoGpuError(f"--device {name}: this machine's torch has no Apple GPU (MPS) backend")
+    return device
 
 
 def _dtype(torch: Any, name: str, device: Any) -> Any:
@@ -143,9 +155,9 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
                 model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
             if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
                 tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        except (OSError, ValueError, KeyError) as exc:  # no weights, an unknown architecture, a broken file
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise SpecplanError(f"{folder}: transformers cannot load it: {first}") from None
+        except Exception as exc:  # noqa: BLE001 - no weights, an unknown architecture, a broken file, the folder's own code
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise SpecplanError(f"{folder}: transformers cannot load it: {type(exc).__name__}: {first}") from None
         ident = str(folder)
     else:
         spec = find_model(source).spec
