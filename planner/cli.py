@@ -47,7 +47,9 @@ _format_option = click.option(
 )
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="Exit codes: 0 success; 1 does not fit; 2 bad input (one line on stderr); 3 no GPU (or no torch "
+                    "for probe); 4 internal error (--debug shows the traceback); 130 interrupted.")
 @click.version_option(package_name="specplan", prog_name="specplan")
 @click.option("--debug", is_flag=True, help=f"Print the traceback of an internal error (also: {DEBUG_ENV}=1).")
 @click.pass_context
