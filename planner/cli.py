@@ -345,6 +345,8 @@ def probe(output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tupl
         cfg.progress = progress
         cal = run_probe(cfg, output, force=True)
     print_calibration_summary(cal, output)
+    if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
+        raise KeyboardInterrupt  # the partial file is written; the exit code still says "interrupted" (130)
 
 
 @main.command()
