@@ -320,3 +320,21 @@ def test_estimate_supports_k_up_to_64(runner, k):
     data = json.loads(result.stdout)
     assert data["k"] == int(k) and data["best_k"] <= 16
     assert data["speedup_low"] <= data["speedup"] <= data["speedup_high"]
+
+
+def test_probe_interrupted_writes_partial_file_and_exits_130(runner, monkeypatch, tmp_path):
+    import planner.calibration.probe as pr
+    from planner.calibration.schema import CalibrationFile, ModelIdentity, write_calibration
+
+    def interrupted_probe(cfg, output, force):
+        # What run_probe does on Ctrl-C: it catches it and writes what it measured, marked partial.
+        cal = CalibrationFile(source="probe", partial=True, partial_reason="interrupted (Ctrl-C)",
+                              target=ModelIdentity(id=cfg.target), draft=ModelIdentity(id=cfg.draft))
+        write_calibration(cal, output)
+        return cal
+
+    monkeypatch.setattr(pr, "run_probe", interrupted_probe)
+    out = tmp_path / "p.yaml"
+    result = runner.invoke(main, ["probe", "--target", "t", "--draft", "d", "-o", str(out)])
+    assert result.exit_code == 130 and out.exists()
+    assert result.stderr.strip().splitlines()[-1] == "specplan: interrupted"
