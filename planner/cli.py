@@ -7,9 +7,11 @@ Exit codes, the same for every command:
   no candidate fits (report still writes its file); validate: a median |error| is over
   --max-median-error.
 * 2: bad input (flags, files, names): one line on stderr.
-* 3: this machine cannot do it: detect finds no NVIDIA GPU (NVML).
-* 4: an unexpected internal error (one line; --debug shows the traceback).
-* 130: interrupted.
+* 3: this machine lacks what the command needs: no NVIDIA GPU (detect, --gpu local), no torch (probe).
+* 4: an unexpected internal error (a bug): one line; `specplan --debug ...` or SPECPLAN_DEBUG=1
+  prints the traceback.
+* 130: interrupted (Ctrl-C).
+* 141: the reader of stdout went away (e.g. `specplan models | head`); nothing more is printed.
 
 Every command that prints data takes --format table|json|yaml; commands that write files
 print a summary of what they wrote in that format.
@@ -17,41 +19,18 @@ print a summary of what they wrote in that format.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import click
 
+from planner.cli_errors import DEBUG_ENV, EXIT_DOES_NOT_FIT
+from planner.cli_errors import ErrorHandlingGroup as _Group
+from planner.cli_types import NAME, Device, Float, Int, IntList
 from planner.errors import SpecplanError
 from planner.outputs.render import FORMATS, dump
 
 __all__ = ["main"]
-
-EXIT_DOES_NOT_FIT = 1
-
-
-class _Group(click.Group):
-    """Prints usage errors and SpecplanError as one line on stderr, exit 2, no traceback."""
-
-    def main(self, *args: Any, **kwargs: Any) -> Any:  # noqa: D102
-        kwargs["standalone_mode"] = False
-        try:
-            rv = super().main(*args, **kwargs)
-        except click.exceptions.Exit as exc:
-            sys.exit(exc.exit_code)
-        except click.Abort:
-            click.echo("specplan: aborted", err=True)
-            sys.exit(130)
-        except click.ClickException as exc:
-            ctx = getattr(exc, "ctx", None)
-            prefix = f"{ctx.command_path}: " if ctx is not None else "specplan: "
-            click.echo(f"{prefix}error: {exc.format_message()}", err=True)
-            sys.exit(exc.exit_code)
-        except SpecplanError as exc:
-            click.echo(f"specplan: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        sys.exit(rv if isinstance(rv, int) else 0)
 
 
 def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
@@ -60,16 +39,33 @@ def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
         click.echo(text.rstrip("\n"))
 
 
+# Ranges: wide enough for any real deployment, narrow enough that a typo is caught here.
+_GPUS = Int(1, 4096)
+_BATCH = Int(1, 1_000_000)
+_CONTEXT = Int(1, 100_000_000)
+_K = Int(1, 64)  # planner.speedup.K_MAX: no engine proposes longer chains
+_TOP = Int(1, 10_000)
+_UNIT = Float(0, 1)
+_MEMORY_GIB = Float(0, 1_000_000, low_open=True)
+_MIN_GIB = Float(0, 1_000_000)
+_PRICE = Float(0, 1_000_000, low_open=True)
+
 _format_option = click.option(
     "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
     help="Output: table for people, json or yaml for scripts (same fields as the table and more)."
 )
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+             epilog="Exit codes: 0 success; 1 does not fit (nothing fits); 2 bad input (one line on stderr); 3 no GPU (or no torch "
+                    "for probe); 4 internal error (--debug shows the traceback); 130 interrupted.")
 @click.version_option(package_name="specplan", prog_name="specplan")
-def main() -> None:
+@click.option("--debug", is_flag=True, help=f"Print the traceback of an internal error (also: {DEBUG_ENV}=1).")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Plan speculative-decoding deployments: catalogues, VRAM fit, speed and configs."""
+    if debug and isinstance(ctx.command, _Group):
+        ctx.command.debug = True
 
 
 def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -84,26 +80,26 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 _hardware = _options(
-    click.option("--target", required=True,
+    click.option("--target", type=NAME, required=True,
                  help="Target model: catalogue id or name (see `specplan models`), or a local folder / config.json."),
-    click.option("--gpu", required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
-    click.option("--gpus", type=int, default=1, show_default=True,
+    click.option("--gpu", type=NAME, required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
+    click.option("--gpus", type=_GPUS, default=1, show_default=True,
                  help="Number of GPUs in the group (tensor parallel or layer split); recommend and report "
                       "also try every smaller valid count."),
-    click.option("--precision", default=None,
+    click.option("--precision", type=NAME, default=None,
                  help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
-    click.option("--kv-precision", default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0."),
-    click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences decoded together (count)."),
-    click.option("--context", type=int, default=None,
+    click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0."),
+    click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences decoded together (count)."),
+    click.option("--context", type=_CONTEXT, default=None,
                  help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
-    click.option("--engine", default="auto", show_default=True,
+    click.option("--engine", default="auto", show_default=True, type=NAME,
                  help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
-    click.option("--memory-gib", type=float, default=None,
+    click.option("--memory-gib", type=_MEMORY_GIB, default=None,
                  help="Memory of one GPU in GiB, if not the catalogue's (Apple: your configuration)."),
 )
 _draft = _options(
-    click.option("--draft", default=None, help="Draft model: catalogue id or name, or a local folder / config.json."),
-    click.option("--draft-precision", default=None,
+    click.option("--draft", type=NAME, default=None, help="Draft model: catalogue id or name, or a local folder / config.json."),
+    click.option("--draft-precision", type=NAME, default=None,
                  help="Draft weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the target's)."),
     click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
 )
@@ -117,7 +113,7 @@ _calibration = click.option("--calibration", type=click.Path(dir_okay=False), de
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=5, show_default=True,
+@click.option("--k", "k", type=_K, default=5, show_default=True,
               help="Draft tokens per round (count; sizes the verification buffers).")
 @_format_option
 def fit(fmt: str, **flags: Any) -> int:
@@ -135,9 +131,9 @@ def fit(fmt: str, **flags: Any) -> int:
 @main.command()
 @_hardware
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (count; default: the best k).")
-@click.option("--alpha", type=float, default=None, help="Per-token acceptance probability, a fraction 0..1.")
-@click.option("--acceptance-rate", type=float, default=None,
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (count; default: the best k).")
+@click.option("--alpha", type=_UNIT, default=None, help="Per-token acceptance probability, a fraction 0..1.")
+@click.option("--acceptance-rate", type=_UNIT, default=None,
               help="Accepted / proposed draft tokens as servers report it, a fraction 0..1 "
                    "(needs the --k it was measured at).")
 @_task
@@ -163,9 +159,9 @@ _ranking = _options(
     click.option("--objective", type=click.Choice(["latency", "throughput", "cost"]), default="latency",
                  show_default=True,
                  help="Rank by tokens/s per sequence, total tokens/s of the batch, or tokens per USD (needs --gpu-hour-usd)."),
-    click.option("--top", type=int, default=10, show_default=True,
+    click.option("--top", type=_TOP, default=10, show_default=True,
                  help="Candidate rows to show (count; the no-speculation rows are added)."),
-    click.option("--gpu-hour-usd", type=float, default=None,
+    click.option("--gpu-hour-usd", type=_PRICE, default=None,
                  help="Price of one GPU in USD per GPU-hour: adds tokens per USD (needed by --objective cost)."),
 )
 
@@ -178,7 +174,7 @@ def _exit_for(candidates: list[dict[str, Any]]) -> int:
 @_hardware
 @_task
 @_ranking
-@click.option("--alpha", type=float, default=None,
+@click.option("--alpha", type=_UNIT, default=None,
               help="Per-token acceptance for every draft, a fraction 0..1 (default: each draft's prior).")
 @_calibration
 @_format_option
@@ -206,13 +202,13 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
 
 
 def _catalog_filters(vendor_help: str, family_help: str) -> Callable[[Any], Any]:
-    return _options(click.option("--vendor", default=None, help=vendor_help),
-                    click.option("--family", default=None, help=family_help))
+    return _options(click.option("--vendor", default=None, type=NAME, help=vendor_help),
+                    click.option("--family", default=None, type=NAME, help=family_help))
 
 
 @main.command()
 @_catalog_filters("Only this vendor: nvidia, amd, apple.", "Only this architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
-@click.option("--min-memory", type=float, default=None, help="Only GPUs with at least this much memory, GiB.")
+@click.option("--min-memory", type=_MIN_GIB, default=None, help="Only GPUs with at least this much memory, GiB.")
 @_format_option
 def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: str) -> None:
     """List the accelerators in the catalogue."""
@@ -224,8 +220,8 @@ def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: 
 @main.command()
 @_catalog_filters("Only this publisher: the Hugging Face organisation (meta-llama, Qwen, google...).",
                   "Only this model family, e.g. llama, qwen, gemma.")
-@click.option("--min-memory", type=float, default=None, help="Only models whose bf16 weights take at least this many GiB.")
-@click.option("--tokenizer", default=None, help="Only models with this tokenizer name (the drafts a target can use).")
+@click.option("--min-memory", type=_MIN_GIB, default=None, help="Only models whose bf16 weights take at least this many GiB.")
+@click.option("--tokenizer", type=NAME, default=None, help="Only models with this tokenizer name (the drafts a target can use).")
 @_format_option
 def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None, fmt: str) -> None:
     """List the models in the catalogue."""
@@ -237,7 +233,7 @@ def models(vendor: str | None, family: str | None, min_memory: float | None, tok
 @main.command()
 @click.option("--measurements", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A measurements YAML of the same shape (default: the packaged public set).")
-@click.option("--max-median-error", type=float, default=0.15, show_default=True,
+@click.option("--max-median-error", type=Float(0), default=0.15, show_default=True,
               help="Exit 1 when a median |relative error| exceeds this fraction (0..1).")
 @_format_option
 def validate(measurements: str | None, max_median_error: float, fmt: str) -> int:
@@ -277,10 +273,12 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
     Exit 1 when no candidate fits (the report is still written).
     """
     from planner.atomic import write_text_atomic
+    from planner.inputs import check_output
     from planner.outputs.report import build_report_data, render_report
     from planner.plan import RecommendInputs
     from planner.requests import FitInputs
 
+    check_output(output, force)
     data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                              top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration))
     write_text_atomic(output, render_report(data), force=force)
@@ -295,21 +293,21 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
               help="Server to write the configuration for.")
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A plan written by `recommend --format json` or `estimate --format json`.")
-@click.option("--target", default=None, help="Target model (when not using --from-plan).")
-@click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
-@click.option("--gpus", type=int, default=1, show_default=True, help="Number of GPUs the server runs on (tensor parallel).")
-@click.option("--precision", default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m.")
-@click.option("--kv-precision", default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences decoded together (count).")
-@click.option("--context", type=int, default=None, help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum).")
-@click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
-@click.option("--memory-gib", type=float, default=None, help="Memory of one GPU in GiB, if not the catalogue's.")
+@click.option("--target", type=NAME, default=None, help="Target model (when not using --from-plan).")
+@click.option("--gpu", type=NAME, default=None, help="GPU (when not using --from-plan).")
+@click.option("--gpus", type=_GPUS, default=1, show_default=True, help="Number of GPUs the server runs on (tensor parallel).")
+@click.option("--precision", type=NAME, default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m.")
+@click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0.")
+@click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences decoded together (count).")
+@click.option("--context", type=_CONTEXT, default=None, help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum).")
+@click.option("--engine", type=NAME, default=None, help="Engine to plan with (default: the server's own).")
+@click.option("--memory-gib", type=_MEMORY_GIB, default=None, help="Memory of one GPU in GiB, if not the catalogue's.")
 @_draft
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per round (count; default: the best k).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (count; default: the best k).")
 @_task
-@click.option("--server-version", default=None, help="Server release the config is for (interfaces changed over time).")
-@click.option("--target-path", default=None, help="Checkpoint the server should load for the target (folder, GGUF file).")
-@click.option("--draft-path", default=None, help="Checkpoint the server should load for the draft.")
+@click.option("--server-version", default=None, type=NAME, help="Server release the config is for (interfaces changed over time).")
+@click.option("--target-path", default=None, type=NAME, help="Checkpoint the server should load for the target (folder, GGUF file).")
+@click.option("--draft-path", default=None, type=NAME, help="Checkpoint the server should load for the draft.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
@@ -317,17 +315,14 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
            draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str, **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
-    import json
     from pathlib import Path
 
     from planner.exports import check_server, export_plan, plan_from_json, write_export
+    from planner.inputs import read_json
 
     check_server(server)
     if from_plan:
-        try:
-            data = json.loads(Path(from_plan).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecplanError(f"{from_plan}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        data = read_json(from_plan, "--from-plan")
     else:
         data = _plan_for_export(server, k, task, flags)
     out = Path(output)
@@ -370,60 +365,50 @@ def detect(fmt: str) -> None:
 
 
 @main.command()
-@click.option("--target", required=True, help="Target: a local folder (or a catalogue name with --random-weights).")
-@click.option("--draft", required=True, help="Draft: a local folder (or a catalogue name with --random-weights).")
+@click.option("--target", required=True, type=NAME, help="Target: a local folder (or a catalogue name with --random-weights).")
+@click.option("--draft", required=True, type=NAME, help="Draft: a local folder (or a catalogue name with --random-weights).")
 @click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
-@click.option("--budget-s", type=float, default=120.0, show_default=True, help="Time budget for the whole probe, seconds.")
+@click.option("--budget-s", type=Float(0, 86400, low_open=True), default=120.0, show_default=True, help="Time budget for the whole probe, seconds.")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts (one per line; default: built-in chat prompts).")
-@click.option("--temperature", type=float, default=0.7, show_default=True, help="Sampling temperature for the sampled rounds (0: greedy rounds only).")
-@click.option("--k-max", type=int, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
-@click.option("--batch-sizes", default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
-@click.option("--contexts", default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
-@click.option("--max-new-tokens", type=int, default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds.")
-@click.option("--device", default="auto", show_default=True, help="Device to run on: auto, cuda, cuda:N or cpu.")
+@click.option("--temperature", type=Float(0, 100), default=0.7, show_default=True, help="Sampling temperature for the sampled rounds (0: greedy rounds only).")
+@click.option("--k-max", type=_K, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
+@click.option("--batch-sizes", type=IntList(1, 4096), default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
+@click.option("--contexts", type=IntList(0, 1_000_000), default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
+@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds.")
+@click.option("--device", type=Device(), default="auto", show_default=True, help="Device to run on: auto, cpu, mps, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
               help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
-@click.option("--gpu", default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
+@click.option("--gpu", type=NAME, default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
-def probe(fmt: str, output: str, force: bool, batch_sizes: str, contexts: str, prompts: str | None, **flags: Any) -> None:
+def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...],
+          prompts: str | None, **flags: Any) -> None:
     """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
+    from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
-    if not force and __import__("os").path.exists(output):
-        raise SpecplanError(f"{output} exists; pass --force to overwrite it")
-    cfg = ProbeConfig(**flags, batch_sizes=_ints(batch_sizes, "--batch-sizes"), contexts=_ints(contexts, "--contexts"),
-                      prompts=read_prompts(prompts))
-    if cfg.k_max < 1 or cfg.k_max > 64:
-        raise SpecplanError(f"--k-max must be between 1 and 64 (got {cfg.k_max})")
+    check_output(output, force)
+    cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
     with progress_printer() as progress:
         cfg.progress = progress
         cal = run_probe(cfg, output, force=True)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
-
-
-def _ints(text: str, flag: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(x) for x in text.split(",") if x.strip())
-    except ValueError:
-        raise SpecplanError(f"{flag} expects comma-separated integers (got {text!r})") from None
-    if not values or min(values) < 0:
-        raise SpecplanError(f"{flag} expects non-negative integers (got {text!r})")
-    return values
+    if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
+        raise KeyboardInterrupt  # the partial file is written; the exit code still says "interrupted" (130)
 
 
 @main.command()
-@click.option("--vllm-metrics", default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
-@click.option("--vllm-metrics-before", default=None, help="vLLM /metrics URL or saved copy from before the window (counters are differenced).")
+@click.option("--vllm-metrics", type=NAME, default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
+@click.option("--vllm-metrics-before", type=NAME, default=None, help="vLLM /metrics URL or saved copy from before the window (counters are differenced).")
 @click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
-@click.option("--target", required=True, help="Target model the server ran (catalogue name or path).")
-@click.option("--draft", required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=int, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
-@click.option("--model-name", default=None, help="vLLM model_name label to keep (when one server serves several).")
+@click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
+@click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
+@click.option("--model-name", type=NAME, default=None, help="vLLM model_name label to keep (when one server serves several).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
@@ -432,15 +417,18 @@ def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacp
     """Turn a running server's acceptance counters into a calibration file."""
     from planner.calibration import server_metrics as sm
     from planner.calibration.schema import write_calibration
+    from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary
 
     if bool(vllm_metrics) == bool(llamacpp_files):
         raise SpecplanError("give either --vllm-metrics or --llamacpp")
+    check_output(output, force)
     if vllm_metrics:
-        before = sm.read_text_source(vllm_metrics_before) if vllm_metrics_before else None
-        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics), k, target, draft, model_name=model_name)
+        before = sm.read_text_source(vllm_metrics_before, "--vllm-metrics-before") if vllm_metrics_before else None
+        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics, "--vllm-metrics"), k, target, draft,
+                                  model_name=model_name)
     else:
-        texts = [sm.read_text_source(f) for f in llamacpp_files]
+        texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
         cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files))
     write_calibration(cal, output, force=force)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)

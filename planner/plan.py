@@ -114,12 +114,15 @@ def estimate(inp: EstimateInputs) -> Estimate:
                            req.draft_precision or req.precision, inp.task) if user else None) or calibrated_alpha(
         applied, measured_at, req.draft_precision or req.precision) or prior
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
-    by_k = mean_length_by_k(choice, K_SEARCH)
-    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band)
+    # The best k is searched over K_SEARCH; a k the user gives may lie beyond it (up to K_MAX),
+    # so the band is priced on a grid that reaches it and indexed by k - 1 below.
+    grid = K_SEARCH if not inp.k_given or inp.fit.k <= K_SEARCH[-1] else np.arange(1, inp.fit.k + 1)
+    by_k = mean_length_by_k(choice, grid)
+    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid[None, :], band)
     if by_k is not None:  # measured per-position acceptance sets the mid line
-        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH, choice.mid, by_k).speedup
+        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid, choice.mid, by_k).speedup
         prices_band = replace(prices_band, speedup=np.vstack([prices_band.speedup[0], mid, prices_band.speedup[2]]))
-    best = int(K_SEARCH[np.argmax(prices_band.speedup[1])])
+    best = int(K_SEARCH[np.argmax(prices_band.speedup[1][: len(K_SEARCH)])])
     k = inp.fit.k if inp.k_given else best
     req = replace(req, k=k)
     report = fit_report(req, fit_warnings)

@@ -6,6 +6,7 @@ works on resolved, consistent objects.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from planner.catalog.lookup import ResolvedModel, check_tokenizers, find_gpu, find_model
@@ -41,7 +42,10 @@ class FitInputs:
     allow_tokenizer_mismatch: bool = False
 
 
-def _positive(name: str, value: float) -> None:
+def _positive(name: str, value: object) -> None:
+    """A whole number >= 1: callers other than the CLI (plan files, the API) may pass anything."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecplanError(f"{name} must be a whole number (got {value!r:.40})")
     if value < 1:
         raise SpecplanError(f"{name} must be at least 1 (got {value})")
 
@@ -84,8 +88,9 @@ def _check_group(model: ResolvedModel, engine: EngineSpec, gpu: GpuSpec, gpus: i
 def _capacity(gpu: GpuSpec, memory_gib: float | None) -> float | None:
     if memory_gib is None:
         return None
-    if memory_gib <= 0:
-        raise SpecplanError(f"--memory-gib must be positive (got {memory_gib})")
+    finite = isinstance(memory_gib, int) or (isinstance(memory_gib, float) and math.isfinite(memory_gib))
+    if isinstance(memory_gib, bool) or not finite or memory_gib <= 0 or memory_gib > 1e6:
+        raise SpecplanError(f"--memory-gib must be a finite number of GiB above 0 and at most 1e6 (got {str(memory_gib)[:40]})")
     if gpu.memory_options_gib and memory_gib not in {*gpu.memory_options_gib, gpu.memory_gib}:
         sold = ", ".join(f"{m:g}" for m in sorted({*gpu.memory_options_gib, gpu.memory_gib}))
         raise SpecplanError(f"{gpu.name} is sold with {sold} GiB, not {memory_gib:g}")

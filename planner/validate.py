@@ -11,6 +11,7 @@ are listed as skipped with the reason, never silently dropped.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from planner.costmodel import decode_cost, device_profile, model_profile, roofli
 from planner.catalog.precisions import kv_format
 from planner.engines import EngineSpec, engine_spec
 from planner.errors import SpecplanError, UnknownNameError
+from planner.inputs import read_yaml, shown
 from planner import speedup as sp
 
 __all__ = ["Check", "ValidationReport", "load_measurements", "validate", "median_abs_error"]
@@ -104,13 +106,67 @@ def median_abs_error(values: list[float]) -> float:
     return float(np.median(np.abs(values))) if values else float("nan")
 
 
+_SECTIONS = ("A_decode_throughput", "B_speculative_decoding")
+_TEXT_FIELDS = ("id", "model", "hardware", "engine", "quant", "target", "draft", "method", "precision")
+_RATE_FIELDS = ("alpha", "acceptance_rate")
+_POSITIVE_FIELDS = ("decode_tok_s", "output_throughput_tok_s", "tok_s_spec", "tok_s_baseline", "speedup_overall",
+                    "mean_accepted_tokens", "mean_accepted_length", "mean_accepted_per_round")
+_REQUIRED = {"A_decode_throughput": ("id", "model", "hardware"), "B_speculative_decoding": ("id", "target")}
+_COUNT_FIELDS = {"n_gpus": (1, 4096), "k": (1, sp.K_MAX), "prompt_tokens": (0, 10**9), "output_tokens": (0, 10**9)}
+
+
 def load_measurements(path: str | Path | None = None) -> dict[str, Any]:
-    """The published measurements (the packaged copy unless a path is given)."""
-    text = Path(path).read_text(encoding="utf-8") if path else (files("planner") / "data" / "measurements.yaml").read_text(encoding="utf-8")
-    doc = safe_load(text)
+    """The published measurements (the packaged copy unless a path is given); every row's fields checked."""
+    if path:
+        label, doc = str(path), read_yaml(path, "--measurements")
+    else:
+        label, doc = "measurements.yaml", safe_load((files("planner") / "data" / "measurements.yaml").read_text(encoding="utf-8"))
     if not isinstance(doc, dict):
-        raise SpecplanError(f"{path or 'measurements.yaml'}: expected a mapping with sections A_/B_")
+        raise SpecplanError(f"{label}: expected a mapping with sections {' and '.join(_SECTIONS)}")
+    for section in _SECTIONS:
+        rows = doc.get(section, [])
+        if not isinstance(rows, list):
+            raise SpecplanError(f"{label}: {section}: expected a list of rows")
+        for n, row in enumerate(rows, start=1):
+            _check_row(row, f"{label}: {section} row {n}", _REQUIRED[section])
     return doc
+
+
+def _check_row(row: Any, where: str, required: tuple[str, ...]) -> None:
+    """Refuse a row whose fields have the wrong type or an impossible value (NaN, negative, alpha > 1)."""
+    if not isinstance(row, dict):
+        raise SpecplanError(f"{where}: expected a mapping of fields")
+    for field in required:
+        if not isinstance(row.get(field), str) or not row[field].strip():
+            raise SpecplanError(f"{where}: field {field}: missing (expected text)")
+
+    def bad(field: str, expected: str) -> SpecplanError:
+        return SpecplanError(f"{where}: field {field}: expected {expected}, got {shown(row[field], 40)}")
+
+    def number(value: Any) -> bool:
+        # Ints beyond float range count as not a number (math.isfinite(10**400) raises OverflowError).
+        if isinstance(value, int) and not isinstance(value, bool):
+            return abs(value) < 2**1000
+        return isinstance(value, float) and math.isfinite(value)
+
+    for field in _TEXT_FIELDS:
+        if row.get(field) is not None and not isinstance(row[field], str):
+            raise bad(field, "text")
+    for field in _RATE_FIELDS:
+        if row.get(field) is not None and not (number(row[field]) and 0 <= row[field] <= 1):
+            raise bad(field, "a number from 0 to 1")
+    for field in _POSITIVE_FIELDS:
+        if row.get(field) is not None and not (number(row[field]) and row[field] > 0):
+            raise bad(field, "a positive number")
+    for field, (low, high) in _COUNT_FIELDS.items():
+        value = row.get(field)
+        if value is not None and not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+            raise bad(field, f"a whole number from {low} to {high}")
+    tg = row.get("tg_tok_s")
+    if tg is not None and not (isinstance(tg, dict) and all(
+            isinstance(key, str) and re.fullmatch(r"n[0-9]{1,7}", key) and (v is None or (number(v) and v > 0))
+            for key, v in tg.items())):
+        raise bad("tg_tok_s", "a mapping nN -> positive tokens/s")
 
 
 def _clean(name: str) -> str:
@@ -214,14 +270,14 @@ def _decode_points(row: dict[str, Any]) -> list[tuple[str, float, float]]:
     if row.get("decode_tok_s") is not None:
         return [("decode", float(row["decode_tok_s"]), _DEFAULT_CONTEXT)]
     if row.get("output_throughput_tok_s") is not None:
-        ctx = row.get("prompt_tokens", 0) + row.get("output_tokens", 0) / 2
+        ctx = (row.get("prompt_tokens") or 0) + (row.get("output_tokens") or 0) / 2
         return [("decode", float(row["output_throughput_tok_s"]), ctx)]
     return []
 
 
 def _check_decode(row: dict[str, Any]) -> list[Check]:
     model, gpu, engine = _model(row["model"]), _gpu(row["hardware"]), _engine(row.get("engine"))
-    fmt, gpus = _format(row.get("quant")), int(row.get("n_gpus", 1))
+    fmt, gpus = _format(row.get("quant")), int(row.get("n_gpus") or 1)
     tensor = engine.parallelism == "tensor"
     sampling = "llama-bench" not in str(row.get("engine"))  # llama-bench times the forward pass only
     out = []
@@ -270,7 +326,7 @@ def _draft_name(row: dict[str, Any]) -> str:
 def _check_speedup(row: dict[str, Any]) -> Check:
     target = _model(re.sub(r"\s+(Q\d\S*|int4.*|fp16)$", "", str(row["target"]), flags=re.I))
     draft = _model(_draft_name(row))
-    gpu, engine = _gpu(str(row["hardware"])), _engine(row.get("engine") or row.get("method"))
+    gpu, engine = _gpu(str(row.get("hardware"))), _engine(row.get("engine") or row.get("method"))
     k = int(row["k"]) if row.get("k") else _SPECBENCH_SPS_K
     note = "" if row.get("k") else f"k={k}: Spec-Bench SpS runs transformers' default num_assistant_tokens"
     fmt = _format(row.get("precision") or _quant_in(str(row["target"])))

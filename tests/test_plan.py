@@ -87,11 +87,12 @@ def test_user_alpha_and_acceptance_rate_convert(runner):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--alpha", "1.2"], "alpha must be in [0, 1] (got 1.2)"),
-    (["--alpha", "-0.1"], "alpha must be in [0, 1]"),
-    (["--acceptance-rate", "1.5", "--k", "4"], "acceptance rate must be in [0, 1]"),
-    (["--k", "0"], "k must be between 1 and 64 (got 0)"),
-    (["--k", "65"], "k must be between 1 and 64 (got 65)"),
+    (["--alpha", "1.2"], "--alpha must be a finite decimal number at least 0 and at most 1 (got '1.2')"),
+    (["--alpha", "-0.1"], "--alpha must be a finite decimal number at least 0 and at most 1"),
+    (["--alpha", "nan"], "--alpha must be a finite decimal number at least 0 and at most 1 (got 'nan')"),
+    (["--acceptance-rate", "1.5", "--k", "4"], "--acceptance-rate must be a finite decimal number at least 0"),
+    (["--k", "0"], "--k must be at least 1 and at most 64 (got '0')"),
+    (["--k", "65"], "--k must be at least 1 and at most 64 (got '65')"),
     (["--acceptance-rate", "0.5"], "give that --k too"),
     (["--alpha", "0.7", "--acceptance-rate", "0.5", "--k", "3"], "not both"),
 ])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -58,7 +57,7 @@ _TIMING_SHARE = 0.5  # half of the budget for the timing grid, half for speculat
 class ProbeUnavailable(SpecplanError):
     """torch/transformers missing: the probe is an optional extra.
 
-    Exit 3 like a missing GPU (something this machine lacks), never 1, which means "does not fit".
+    Exit 3, like a missing GPU: this machine lacks what the command needs (1 means "does not fit").
     """
 
     exit_code = 3
@@ -117,9 +116,21 @@ class ProbeConfig:
 
 
 def _device(torch: Any, name: str) -> Any:
+    """The torch device; a GPU that this machine (or this torch build) lacks is exit 3, not a crash."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(name)
+    device = torch.device(name)
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            from planner.calibration.nvml import NoGpuError
+
+            raise NoGpuError(f"--device {name}: torch sees {count} CUDA device(s) on this machine")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        from planner.calibration.nvml import NoGpuError
+
+        raise NoGpuError(f"--device {name}: this machine's torch has no Apple GPU (MPS) backend")
+    return device
 
 
 def _dtype(torch: Any, name: str, device: Any) -> Any:
@@ -138,13 +149,18 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
     tokenizer = None
     if looks_like_path(source):
         folder = path if path.is_dir() else path.parent
-        if cfg.random_weights:
-            config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-            model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
-        else:
-            model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
-        if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
-            tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        _check_folder(folder, cfg.trust_remote_code)
+        try:
+            if cfg.random_weights:
+                config = transformers.AutoConfig.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+                model = transformers.AutoModelForCausalLM.from_config(config, trust_remote_code=cfg.trust_remote_code)
+            else:
+                model = transformers.AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+            if (folder / "tokenizer.json").is_file() or (folder / "tokenizer.model").is_file():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(folder, trust_remote_code=cfg.trust_remote_code)
+        except Exception as exc:  # noqa: BLE001 - no weights, an unknown architecture, a broken file, the folder's own code
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise SpecplanError(f"{folder}: transformers cannot load it: {type(exc).__name__}: {first}") from None
         ident = str(folder.resolve())  # a local folder is named by its absolute path everywhere
     else:
         spec = find_model(source).spec
@@ -161,6 +177,22 @@ def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, dev
     precision = {torch.bfloat16: "bf16", torch.float16: "fp16", torch.float32: "fp32"}.get(dtype)
     return LoadedModel(model, ModelIdentity(id=ident, precision=precision, total_params=params), tokenizer,
                        int(model.config.vocab_size))
+
+
+def _check_folder(folder: Path, trust_remote_code: bool) -> None:
+    """Read the folder's config.json safely before transformers does (a FIFO would block it forever).
+
+    A config whose ``auto_map`` points at Python files in the folder runs that code when loaded:
+    refused here, in one line, unless --trust-remote-code was given.
+    """
+    from planner.inputs import read_json
+
+    config = read_json(folder / "config.json", "config.json")
+    if not isinstance(config, dict):
+        raise SpecplanError(f"{folder / 'config.json'}: expected a JSON object")
+    if config.get("auto_map") and not trust_remote_code:
+        raise SpecplanError(f"{folder}: its config.json loads model code from the folder (auto_map); "
+                            "pass --trust-remote-code only if you trust that code")
 
 
 def _sync(torch: Any, device: Any) -> None:
@@ -307,18 +339,14 @@ def read_prompts(path: str | None) -> tuple[str, ...]:
     """Prompts from a JSONL file (field prompt/text/content) or a text file (one per line); built-ins if None."""
     if path is None:
         return BUILTIN_PROMPTS
+    from planner.inputs import parse_json, read_text
+
     p = Path(path)
-    try:
-        lines = [ln for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
-    except OSError as exc:
-        raise SpecplanError(f"{p}: cannot read prompts: {exc.strerror}") from None
+    lines = [ln for ln in read_text(p, "--prompts").splitlines() if ln.strip()]
     if p.suffix in {".jsonl", ".json"}:
         out = []
         for n, line in enumerate(lines, start=1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise SpecplanError(f"{p}: line {n}: invalid JSON: {exc.msg}") from None
+            row = parse_json(line, f"{p}: line {n}")
             text = row.get("prompt") or row.get("text") or row.get("content") if isinstance(row, dict) else row
             if not isinstance(text, str):
                 raise SpecplanError(f"{p}: line {n}: field prompt: expected a string")

@@ -10,14 +10,15 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from planner.atomic import write_text_atomic
-from planner.catalog.loading import format_validation_error, safe_load
+from planner.catalog.loading import format_validation_error
 from planner.catalog.schemas import Frozen
 from planner.errors import SpecplanError
+from planner.inputs import check_strings, read_yaml
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -35,6 +36,15 @@ __all__ = [
 ]
 
 SCHEMA_VERSION = 1
+K_LIMIT = 64  # planner.speedup.K_MAX: the longest draft any engine (and the probe) runs
+_Count = Annotated[int, Field(ge=0)]
+_Rate = Annotated[float, Field(ge=0, le=1)]
+
+
+class _Record(Frozen):
+    """A calibration record: frozen, no unknown keys, and no NaN or infinity in any number."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def now_iso() -> str:
@@ -42,7 +52,7 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
 
 
-class DeviceIdentity(Frozen):
+class DeviceIdentity(_Record):
     """The accelerator a calibration was measured on."""
 
     name: str = Field(description="device name as the driver reports it (NVML, torch)")
@@ -53,7 +63,7 @@ class DeviceIdentity(Frozen):
     backend: Literal["cuda", "rocm", "mps", "cpu", "unknown"] = "cuda"
 
 
-class ModelIdentity(Frozen):
+class ModelIdentity(_Record):
     """A model as measured: its catalogue id or path, and the format it ran in."""
 
     id: str
@@ -61,14 +71,14 @@ class ModelIdentity(Frozen):
     total_params: int | None = Field(None, gt=0)
 
 
-class TimingPoint(Frozen):
+class TimingPoint(_Record):
     """Repeated wall-clock times of one forward pass shape."""
 
     role: Literal["target", "draft"]
-    batch: int = Field(ge=1)
-    context: int = Field(ge=0, description="tokens already cached")
-    new_tokens: int = Field(ge=1, description="1 for decode, k+1 for verification")
-    seconds: list[float] = Field(min_length=1)
+    batch: int = Field(ge=1, le=1_000_000)
+    context: int = Field(ge=0, le=100_000_000, description="tokens already cached")
+    new_tokens: int = Field(ge=1, le=K_LIMIT + 1, description="1 for decode, k+1 for verification")
+    seconds: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
 
     @property
     def median_s(self) -> float:
@@ -78,14 +88,14 @@ class TimingPoint(Frozen):
         return s[mid] if len(s) % 2 else (s[mid - 1] + s[mid]) / 2
 
 
-class RoundsRecord(Frozen):
+class RoundsRecord(_Record):
     """Accepted / proposed draft tokens per speculative round, for one decoding mode."""
 
     mode: Literal["greedy", "sampling"]
     temperature: float = Field(ge=0)
-    k: int = Field(ge=1)
-    accepted: list[int]
-    proposed: list[int]
+    k: int = Field(ge=1, le=K_LIMIT)
+    accepted: list[_Count]
+    proposed: list[_Count]
 
     @model_validator(mode="after")
     def _consistent(self) -> RoundsRecord:
@@ -96,20 +106,20 @@ class RoundsRecord(Frozen):
         return self
 
 
-class AcceptanceCounters(Frozen):
+class AcceptanceCounters(_Record):
     """Acceptance counters read from a server over a window (deltas of cumulative counters)."""
 
     num_drafts: int | None = Field(None, ge=0, description="verification steps that had a draft")
     num_draft_tokens: int = Field(ge=0)
     num_accepted_tokens: int = Field(ge=0, description="accepted draft tokens, bonus excluded")
-    accepted_per_position: list[int] | None = Field(
+    accepted_per_position: list[_Count] | None = Field(
         None, description="drafts whose first i+1 tokens were all accepted (vLLM per_pos)"
     )
-    k: int | None = Field(None, ge=1)
+    k: int | None = Field(None, ge=1, le=K_LIMIT)
     window_s: float | None = Field(None, ge=0)
 
 
-class FittedTiming(Frozen):
+class FittedTiming(_Record):
     """Least-squares fit of one model's pass times: t = bytes / (bw * eta_mem) + overhead."""
 
     role: Literal["target", "draft"]
@@ -120,21 +130,21 @@ class FittedTiming(Frozen):
     points: int = Field(ge=1)
 
 
-class FittedAcceptance(Frozen):
+class FittedAcceptance(_Record):
     """Maximum-likelihood alpha with its interval, and the per-position view."""
 
     mode: Literal["greedy", "sampling", "server"]
     alpha: float = Field(ge=0, le=1)
     alpha_low: float = Field(ge=0, le=1)
     alpha_high: float = Field(ge=0, le=1)
-    k: int | None = Field(None, ge=1)
+    k: int | None = Field(None, ge=1, le=K_LIMIT)
     rounds: int | None = Field(None, ge=0)
-    per_position: list[float] = Field(default_factory=list, description="P(accept i | 1..i-1 accepted)")
+    per_position: list[_Rate] = Field(default_factory=list, description="P(accept i | 1..i-1 accepted)")
     geometric_p_value: float | None = Field(None, ge=0, le=1)
     decays_with_position: bool = False
 
 
-class CalibrationFile(Frozen):
+class CalibrationFile(_Record):
     """Everything one calibration measured and fitted."""
 
     schema_version: Literal[1] = SCHEMA_VERSION
@@ -157,14 +167,10 @@ class CalibrationFile(Frozen):
 def read_calibration(path: str | Path) -> CalibrationFile:
     """Read and validate a calibration file; errors name the file and the field."""
     p = Path(path)
-    try:
-        doc = safe_load(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SpecplanError(f"{p}: cannot read: {exc.strerror}") from None
-    except Exception as exc:  # yaml.YAMLError; keep the message to one line
-        raise SpecplanError(f"{p}: invalid YAML/JSON: {str(exc).splitlines()[0]}") from None
+    doc = read_yaml(p, "--calibration")
     if not isinstance(doc, dict):
         raise SpecplanError(f"{p}: expected a mapping (a specplan calibration file)")
+    check_strings(doc, str(p))
     version = doc.get("schema_version")
     if version != SCHEMA_VERSION:
         raise SpecplanError(f"{p}: field schema_version: {version!r} is not supported (expected {SCHEMA_VERSION})")

@@ -17,7 +17,8 @@ from pydantic import ValidationError
 from planner.catalog.loading import format_validation_error
 from planner.catalog.safetensors import CheckpointSummary, summarize_checkpoint
 from planner.catalog.schemas import MLASpec, MoESpec, ModelSpec
-from planner.errors import ConfigImportError
+from planner.errors import ConfigImportError, SpecplanError
+from planner.inputs import check_name, read_json, shown
 
 __all__ = ["ImportedModel", "SUPPORTED_MODEL_TYPES", "spec_from_config", "load_model_dir", "spec_to_config"]
 
@@ -33,6 +34,12 @@ _QK_NORM = {"qwen3", "qwen3_moe"}
 _FOUR_NORMS = {"gemma2"}
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 _QUANT_TO_FORMAT = {"awq": "int4-awq", "gptq": "int4-gptq", "fp8": "fp8"}
+# Upper bounds far above any released model; past them a config.json is corrupt or hostile
+# (10^12 layers would make every later sum meaningless).
+_MAX_LAYERS = 10_000
+_MAX_WIDTH = 10_000_000  # hidden, MLP and vocabulary sizes
+_MAX_HEADS = 100_000
+_MAX_CONTEXT = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -58,51 +65,83 @@ def _require(cfg: dict[str, Any], label: str, *keys: str) -> Any:
     return value
 
 
-def _moe(cfg: dict[str, Any], model_type: str) -> MoESpec | None:
+def _whole(value: Any, label: str, key: str, low: int, high: int) -> int:
+    """``value`` as a whole number from ``low`` to ``high``, or a one-line error naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigImportError(f"{label}: field {key}: expected a whole number, got {shown(value, 40)}")
+    if not low <= value <= high:
+        raise ConfigImportError(f"{label}: field {key}: {shown(value, 40)} is outside {low}..{high}")
+    return value
+
+
+def _int(cfg: dict[str, Any], label: str, *keys: str, low: int = 1, high: int = _MAX_WIDTH,
+         default: int | None = None) -> int:
+    """A required (or defaulted) integer field, checked; the first of ``keys`` present counts."""
+    key = next((k for k in keys if cfg.get(k) is not None), None)
+    if key is None:
+        if default is not None:
+            return default
+        raise ConfigImportError(f"{label}: field {keys[0]}: missing")
+    return _whole(cfg[key], label, key, low, high)
+
+
+def _opt_int(cfg: dict[str, Any], label: str, key: str, low: int = 1, high: int = _MAX_WIDTH) -> int | None:
+    return None if cfg.get(key) is None else _whole(cfg[key], label, key, low, high)
+
+
+def _moe(cfg: dict[str, Any], model_type: str, label: str, layers: int) -> MoESpec | None:
     experts = _first(cfg, "num_local_experts", "num_experts", "n_routed_experts")
-    if not experts or experts <= 1:
+    if experts is None or experts == 0 or experts == 1:
         return None
+    experts = _int(cfg, label, "num_local_experts", "num_experts", "n_routed_experts", high=_MAX_HEADS)
+    per_token = _int(cfg, label, "num_experts_per_tok", high=experts)
     if model_type.startswith("deepseek"):
-        shared = cfg.get("n_shared_experts") or 0
+        width = _int(cfg, label, "moe_intermediate_size")
+        shared = _opt_int(cfg, label, "n_shared_experts", low=0, high=_MAX_HEADS) or 0
         return MoESpec(
-            num_experts=experts, experts_per_token=cfg["num_experts_per_tok"],
-            expert_intermediate_size=cfg["moe_intermediate_size"], num_shared_experts=shared,
-            shared_expert_intermediate_size=shared * cfg["moe_intermediate_size"],
-            first_dense_layers=cfg.get("first_k_dense_replace", 0),
+            num_experts=experts, experts_per_token=per_token,
+            expert_intermediate_size=width, num_shared_experts=shared,
+            shared_expert_intermediate_size=shared * width,
+            first_dense_layers=_opt_int(cfg, label, "first_k_dense_replace", low=0, high=layers) or 0,
             router_bias=cfg.get("topk_method") == "noaux_tc",
         )
-    shared_width = cfg.get("shared_expert_intermediate_size") or 0
+    shared_width = _opt_int(cfg, label, "shared_expert_intermediate_size", low=0) or 0
     return MoESpec(
-        num_experts=experts, experts_per_token=cfg["num_experts_per_tok"],
-        expert_intermediate_size=_first(cfg, "moe_intermediate_size", "intermediate_size"),
+        num_experts=experts, experts_per_token=per_token,
+        expert_intermediate_size=_int(cfg, label, "moe_intermediate_size", "intermediate_size"),
         num_shared_experts=1 if shared_width else 0, shared_expert_intermediate_size=shared_width,
         shared_expert_gate=bool(shared_width),
     )
 
 
-def _mla(cfg: dict[str, Any]) -> MLASpec | None:
+def _mla(cfg: dict[str, Any], label: str) -> MLASpec | None:
     if cfg.get("kv_lora_rank") is None:
         return None
     return MLASpec(
-        q_lora_rank=cfg.get("q_lora_rank"), kv_lora_rank=cfg["kv_lora_rank"],
-        qk_nope_head_dim=cfg["qk_nope_head_dim"], qk_rope_head_dim=cfg["qk_rope_head_dim"],
-        v_head_dim=cfg["v_head_dim"],
+        q_lora_rank=_opt_int(cfg, label, "q_lora_rank"), kv_lora_rank=_int(cfg, label, "kv_lora_rank"),
+        qk_nope_head_dim=_int(cfg, label, "qk_nope_head_dim", high=_MAX_HEADS),
+        qk_rope_head_dim=_int(cfg, label, "qk_rope_head_dim", high=_MAX_HEADS),
+        v_head_dim=_int(cfg, label, "v_head_dim", high=_MAX_HEADS),
     )
 
 
-def _default_head_dim(cfg: dict[str, Any], hidden: int, heads: int) -> int:
+def _default_head_dim(cfg: dict[str, Any], label: str, hidden: int, heads: int) -> int:
     """Per-head query/key width: MLA's nope + rope dims, else hidden / heads (LlamaConfig's rule)."""
     if cfg.get("kv_lora_rank") is not None:
-        return int(cfg["qk_nope_head_dim"]) + int(cfg["qk_rope_head_dim"])
-    return hidden // heads
+        return (_int(cfg, label, "qk_nope_head_dim", high=_MAX_HEADS)
+                + _int(cfg, label, "qk_rope_head_dim", high=_MAX_HEADS))
+    return max(hidden // heads, 1)
 
 
-def _sliding(cfg: dict[str, Any], model_type: str, layers: int) -> tuple[int | None, int]:
-    window = cfg.get("sliding_window")
-    if not window or cfg.get("use_sliding_window") is False:
+def _sliding(cfg: dict[str, Any], model_type: str, layers: int, label: str) -> tuple[int | None, int]:
+    if not cfg.get("sliding_window") or cfg.get("use_sliding_window") is False:
         return None, 0
-    if isinstance(cfg.get("layer_types"), list):
-        return window, sum(t == "sliding_attention" for t in cfg["layer_types"])
+    window = _int(cfg, label, "sliding_window", high=_MAX_CONTEXT)
+    if "layer_types" in cfg:
+        kinds = cfg["layer_types"]
+        if not isinstance(kinds, list) or not all(isinstance(t, str) for t in kinds):
+            raise ConfigImportError(f"{label}: field layer_types: expected a list of strings")
+        return window, min(sum(t == "sliding_attention" for t in kinds), layers)
     if model_type == "gemma2":
         return window, layers // 2  # even layers slide, odd layers attend globally
     return window, layers
@@ -111,18 +150,23 @@ def _sliding(cfg: dict[str, Any], model_type: str, layers: int) -> tuple[int | N
 def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = None) -> ModelSpec:
     """Translate one config.json dict into a ModelSpec (raises ConfigImportError with the field)."""
     text = cfg.get("text_config") or {}
-    cfg = {**cfg, **text} if isinstance(text, dict) else cfg
-    model_type = str(_require(cfg, label, "model_type"))
-    if model_type not in SUPPORTED_MODEL_TYPES:
+    if not isinstance(text, dict):
+        raise ConfigImportError(f"{label}: field text_config: expected an object")
+    cfg = {**cfg, **text}
+    model_type = _require(cfg, label, "model_type")
+    if not isinstance(model_type, str) or model_type not in SUPPORTED_MODEL_TYPES:
         raise ConfigImportError(
-            f"{label}: field model_type: {model_type!r} is not supported (known: {', '.join(SUPPORTED_MODEL_TYPES)})"
+            f"{label}: field model_type: {shown(model_type, 40)} is not supported (known: {', '.join(SUPPORTED_MODEL_TYPES)})"
         )
-    layers = _require(cfg, label, "num_hidden_layers", "n_layer", "n_layers", "num_layers")
-    hidden = _require(cfg, label, "hidden_size", "d_model", "n_embd")
-    heads = _require(cfg, label, "num_attention_heads", "n_head")
-    vocab = _require(cfg, label, "vocab_size")
-    window, windowed = _sliding(cfg, model_type, layers)
-    name = model_id or cfg.get("_name_or_path") or label
+    layers = _int(cfg, label, "num_hidden_layers", "n_layer", "n_layers", "num_layers", high=_MAX_LAYERS)
+    hidden = _int(cfg, label, "hidden_size", "d_model", "n_embd")
+    heads = _int(cfg, label, "num_attention_heads", "n_head", high=_MAX_HEADS)
+    vocab = _int(cfg, label, "vocab_size")
+    window, windowed = _sliding(cfg, model_type, layers, label)
+    name = model_id or _name_or_path(cfg, label) or label
+    tied = cfg.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT)
+    if not isinstance(tied, bool):
+        raise ConfigImportError(f"{label}: field tie_word_embeddings: expected true or false, got {shown(tied, 40)}")
     raw = {
         "id": name,
         "family": model_type.split("_")[0],
@@ -134,19 +178,19 @@ def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = Non
         "num_layers": layers,
         "hidden_size": hidden,
         "num_attention_heads": heads,
-        "num_kv_heads": _first(cfg, "num_key_value_heads", default=heads),
-        "head_dim": _first(cfg, "head_dim", default=_default_head_dim(cfg, hidden, heads)),
-        "intermediate_size": _require(cfg, label, "intermediate_size", "ffn_dim", "n_inner"),
+        "num_kv_heads": _int(cfg, label, "num_key_value_heads", high=heads, default=heads),
+        "head_dim": _int(cfg, label, "head_dim", high=_MAX_HEADS, default=_default_head_dim(cfg, label, hidden, heads)),
+        "intermediate_size": _int(cfg, label, "intermediate_size", "ffn_dim", "n_inner"),
         "attention_bias": model_type in _QKV_BIAS_HARDCODED or bool(cfg.get("attention_bias")),
         "qk_norm": model_type in _QK_NORM,
         "norms_per_layer": 4 if model_type in _FOUR_NORMS else 2,
         "sliding_window_tokens": window,
         "sliding_window_layers": windowed,
-        "tie_word_embeddings": cfg.get("tie_word_embeddings", model_type in _TIED_BY_DEFAULT),
-        "max_context_tokens": _require(cfg, label, "max_position_embeddings", "n_positions"),
+        "tie_word_embeddings": tied,
+        "max_context_tokens": _int(cfg, label, "max_position_embeddings", "n_positions", high=_MAX_CONTEXT),
         "torch_dtype": _first(cfg, "torch_dtype", "dtype", default="bfloat16"),
-        "moe": _moe(cfg, model_type),
-        "mla": _mla(cfg),
+        "moe": _moe(cfg, model_type, label, layers),
+        "mla": _mla(cfg, label),
         "source": label,
     }
     try:
@@ -157,13 +201,24 @@ def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = Non
         raise ConfigImportError(f"{label}: field {err}: missing or malformed") from None
 
 
+def _name_or_path(cfg: dict[str, Any], label: str) -> str | None:
+    """config.json's ``_name_or_path``: a one-line string (it names the model in every output)."""
+    name = cfg.get("_name_or_path")
+    if name is None or name == "":
+        return None
+    if not isinstance(name, str):
+        raise ConfigImportError(f"{label}: field _name_or_path: expected a string, got {shown(name, 40)}")
+    try:
+        return check_name(name, f"{label}: field _name_or_path")
+    except SpecplanError as exc:
+        raise ConfigImportError(str(exc)) from None
+
+
 def _read_config(path: Path) -> dict[str, Any]:
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigImportError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ConfigImportError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        doc = read_json(path)
+    except SpecplanError as exc:
+        raise ConfigImportError(str(exc)) from None
     if not isinstance(doc, dict):
         raise ConfigImportError(f"{path}: expected a JSON object")
     return doc
@@ -179,12 +234,14 @@ def _tokenizer_identity(folder: Path) -> tuple[str, int] | None:
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
+        doc = read_json(path)
         vocab = doc["model"]["vocab"]
         pairs = dict(vocab) if isinstance(vocab, dict) else {str(t[0]): i for i, t in enumerate(vocab)}
         pairs.update({t["content"]: t["id"] for t in doc.get("added_tokens", [])})
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
+    except (SpecplanError, ValueError, KeyError, TypeError, IndexError, AttributeError):
         return None
+    if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in pairs.items()):
+        return None  # not a token -> id map: no identity (the vocab size stays the config's)
     digest = hashlib.sha256(json.dumps(sorted(pairs.items())).encode()).hexdigest()[:16]
     return f"sha256:{digest}", len(set(pairs.values()))
 
@@ -196,7 +253,7 @@ def load_model_dir(path: str | Path) -> ImportedModel:
     if not config.is_file():
         raise ConfigImportError(f"{path}: no config.json found")
     cfg = _read_config(config)
-    spec = spec_from_config(cfg, str(config), model_id=cfg.get("_name_or_path") or config.parent.name)
+    spec = spec_from_config(cfg, str(config), model_id=_name_or_path(cfg, str(config)) or config.parent.name)
     checkpoint = summarize_checkpoint(config.parent)
     updates: dict[str, Any] = {}
     if checkpoint is not None:
@@ -215,7 +272,12 @@ def load_model_dir(path: str | Path) -> ImportedModel:
         updates["tokenizer"], updates["tokenizer_vocab_size"] = tok
     if updates:
         spec = spec.model_copy(update=updates)
-    quant = (cfg.get("quantization_config") or {}).get("quant_method")
+    quant_cfg = cfg.get("quantization_config") or {}
+    if not isinstance(quant_cfg, dict):
+        raise ConfigImportError(f"{config}: field quantization_config: expected an object")
+    quant = quant_cfg.get("quant_method")
+    if quant is not None and not isinstance(quant, str):
+        raise ConfigImportError(f"{config}: field quantization_config.quant_method: expected a string")
     return ImportedModel(spec=spec, checkpoint=checkpoint, precision=_QUANT_TO_FORMAT.get(str(quant)))
 
 
