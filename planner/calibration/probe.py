@@ -142,10 +142,10 @@ def _dtype(torch: Any, name: str, device: Any) -> Any:
 def load_model(source: str, cfg: ProbeConfig, torch: Any, transformers: Any, device: Any) -> LoadedModel:
     """Load from a local folder, or build random weights from a folder's or the catalogue's config."""
     from planner.catalog.hf_config import spec_to_config
-    from planner.catalog.lookup import find_model, looks_like_path
+    from planner.catalog.lookup import expand_path, find_model, looks_like_path
 
     dtype = _dtype(torch, cfg.dtype, device)
-    path = Path(source).expanduser()
+    path = expand_path(source)
     tokenizer = None
     if looks_like_path(source):
         folder = path if path.is_dir() else path.parent

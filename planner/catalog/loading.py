@@ -84,7 +84,9 @@ def safe_load(text: str) -> Any:
 
 def _read_yaml(file: Traversable, label: str) -> Any:
     try:
-        return safe_load(file.read_text(encoding="utf-8"))
+        return safe_load(file.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise CatalogError(f"{label}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -124,6 +126,8 @@ def _validate(schema: type[Entry], raw: Any, label: str, position: int) -> Entry
         return schema.model_validate(raw)
     except ValidationError as err:
         raise CatalogError(format_validation_error(label, entry_label, err)) from None
+    except (OverflowError, ValueError) as err:  # e.g. 1e400 (inf) where an integer belongs
+        raise CatalogError(f"{label}: entry {entry_label}: {type(err).__name__}: {err}") from None
 
 
 # Fields of a model entry that the loader fills in; a YAML file setting them would contradict it.

@@ -21,7 +21,7 @@ from planner.errors import ConfigImportError, IncompatiblePairError, SpecplanErr
 
 _TOKENIZER_CONFIG_CAP_BYTES = 8 * 1024 * 1024  # tokenizer_config.json with its template is well under this
 
-__all__ = ["ResolvedModel", "find_gpu", "find_model", "model_name", "check_tokenizers", "looks_like_path"]
+__all__ = ["ResolvedModel", "find_gpu", "find_model", "model_name", "check_tokenizers", "looks_like_path", "expand_path"]
 
 
 @dataclass(frozen=True)
@@ -50,8 +50,16 @@ def looks_like_path(name: str) -> bool:
         return True
     try:
         return Path(name).expanduser().exists()
-    except (OSError, ValueError):  # a name too long for a path, or with a NUL byte, is no folder
+    except (OSError, ValueError, RuntimeError):  # too long for a path, a NUL byte, ~nosuchuser: no folder
         return False
+
+
+def expand_path(name: str) -> Path:
+    """``name`` as a path with ``~`` / ``~user`` expanded; an unknown user is bad input, not a crash."""
+    try:
+        return Path(name).expanduser()
+    except RuntimeError as exc:  # pathlib: "Could not determine home directory."
+        raise SpecplanError(f"{name!r}: cannot expand '~' in this path: {exc}") from None
 
 
 def _refuse_control_characters(name: str) -> None:
@@ -63,7 +71,7 @@ def _refuse_control_characters(name: str) -> None:
 
 def _local_folder(name: str) -> Path:
     """The absolute path a local model name points at: the folder, also for its config.json."""
-    path = Path(name).expanduser().resolve()
+    path = expand_path(name).resolve()
     return path.parent if path.name == "config.json" and path.is_file() else path
 
 
@@ -138,7 +146,7 @@ def find_model(name: str) -> ResolvedModel:
     shown = model_name(name)
     if looks_like_path(name.strip()):
         try:
-            imported = load_model_dir(Path(name.strip()).expanduser())
+            imported = load_model_dir(expand_path(name.strip()))
         except OSError as exc:  # a path the system cannot even look at (too long, no permission)
             raise ConfigImportError(f"{shown}: cannot read the model folder: {exc.strerror or exc}") from None
         spec = imported.spec.model_copy(update={"kind": _local_kind(Path(shown))})
