@@ -8,6 +8,7 @@ width is unlimited, so scripts and `grep` always see whole rows.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -39,12 +40,25 @@ def console() -> Console:
     Sentences are soft-wrapped (rich never inserts a newline into a printed line, so
     an id or path in a sentence stays whole); the terminal wraps them for display.
     """
-    from rich.console import Console
-
     width = None
     if "COLUMNS" not in os.environ and not sys.stdout.isatty():
         width = PIPE_WIDTH
-    return Console(highlight=False, soft_wrap=True, width=width)
+    return _console_class()(highlight=False, soft_wrap=True, width=width)
+
+
+@functools.lru_cache(maxsize=1)
+def _console_class() -> type[Console]:
+    """rich's Console, except that a closed pipe is left to the CLI (exit 141, like other tools).
+
+    rich's own handler exits 1 there, which this CLI reserves for "does not fit".
+    """
+    from rich.console import Console
+
+    class _PipeAwareConsole(Console):
+        def on_broken_pipe(self) -> None:
+            raise BrokenPipeError
+
+    return _PipeAwareConsole
 
 
 def print_line(text: str | Text, out: Console | None = None) -> None:
