@@ -240,47 +240,58 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
               type=click.Choice(["vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"]),
               help="Server to configure.")
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A plan written by `recommend --format json` or `estimate --format json`.")
+              help="A plan written by `recommend --format json` or `estimate --format json`; planning flags "
+                   "given with it re-plan from its settings.")
 @click.option("--target", default=None, help="Target model (when not using --from-plan).")
 @click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
-@click.option("--gpus", type=int, default=1, show_default=True)
-@click.option("--precision", default=None)
-@click.option("--kv-precision", default=None)
-@click.option("--batch", type=int, default=1, show_default=True)
-@click.option("--context", type=int, default=None)
+@click.option("--gpus", type=int, default=1, show_default=True, help="GPUs in the group (tensor parallel).")
+@click.option("--precision", default=None, help="Target weight format (default: the engine's).")
+@click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", type=int, default=None, help="Tokens per sequence, prompt + output.")
 @click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
-@click.option("--memory-gib", type=float, default=None)
+@click.option("--memory-gib", type=float, default=None, help="Memory of one GPU in GiB if not the catalogue's.")
 @_draft
 @click.option("--k", "k", type=int, default=None, help="Draft tokens per round (default: the best k).")
 @_task
-@click.option("--server-version", default=None, help="Server release the config is for (interfaces changed over time).")
+@click.option("--server-version", default=None,
+              help="Server release the config is for, as the server prints it (0.9.2; llama.cpp: b8672 or its "
+                   "--version line).")
 @click.option("--target-path", default=None, help="Checkpoint the server should load for the target (folder, GGUF file).")
 @click.option("--draft-path", default=None, help="Checkpoint the server should load for the draft.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+              help="Main file, written under exactly this name (e.g. vllm.yaml); companion files (command line, "
+                   "env file) sit beside it, named after its stem.")
+@click.option("--force", is_flag=True, help="Overwrite existing regular files.")
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
            draft_path: str | None, output: str, force: bool, k: int | None, task: str, **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
-    import json
     from pathlib import Path
 
-    from planner.exports import check_server, export_plan, plan_from_json, write_export
+    from planner.atomic import check_target
+    from planner.exports import check_server, export_plan, output_name, plan_from_json, read_plan_file, write_export
+    from planner.exports.replan import PLANNING_FLAGS, flag_names, replan_settings
 
     check_server(server)
+    folder, name = output_name(output)
+    check_target(folder / name, force)  # before planning: an existing -o is refused at once
+    ctx = click.get_current_context()
+    values = {"k": k, "task": task, **flags}
+    given = {key: values[key] for key in PLANNING_FLAGS
+             if ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}
     if from_plan:
-        try:
-            data = json.loads(Path(from_plan).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise SpecplanError(f"{from_plan}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+        data = read_plan_file(from_plan)
+        if given:
+            k, task, flags = replan_settings(data, given)
+            click.echo(f"re-planning {from_plan} with {flag_names(given)}", err=True)
+            data = _plan_for_export(server, k, task, flags)
     else:
         data = _plan_for_export(server, k, task, flags)
-    out = Path(output)
     result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
-                         draft_path=draft_path, stem=out.stem)
-    written = write_export(result, out.parent, force=force)
+                         draft_path=draft_path, main_file=name)
+    written = write_export(result, folder, force=force)
     click.echo(result.summary)
-    click.echo("wrote " + ", ".join(str(p) for p in written))
+    click.echo("wrote " + ", ".join(str(Path(p)) for p in written))
 
 
 _SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}

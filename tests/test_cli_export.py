@@ -34,8 +34,9 @@ def test_export_from_a_saved_plan(runner, tmp_path):
     out = tmp_path / "llama.sh"
     result = runner.invoke(main, ["export", "--server", "llamacpp", "--from-plan", str(path), "-o", str(out)])
     assert result.exit_code == 0, result.output
-    words = shlex.split((tmp_path / "llama-serve.sh").read_text(), comments=True)
+    words = shlex.split(out.read_text(), comments=True)  # -o names the main file itself
     assert "llama-server" in words and "99" in words
+    assert (tmp_path / "llama.env").is_file() and "llama.env" in result.stdout
 
 
 def test_export_refusals(runner, tmp_path):

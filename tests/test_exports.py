@@ -29,7 +29,8 @@ from planner.exports import (
     server_lines,
     write_export,
 )
-from planner.exports.common import parse_version, select_line, server_args
+from planner.exports.names import served_name
+from planner.exports.versions import parse_build, parse_version, select_line, server_args
 from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
 from planner.plan import EstimateInputs, RecommendInputs, estimate, recommend
 from planner.requests import FitInputs
@@ -113,8 +114,8 @@ def _parse_script(text: str) -> tuple[dict[str, str], dict[str, str], list[str]]
     lines = _body(text)
     assert lines[0] == "set -euo pipefail"
     for i, line in enumerate(lines[1:], start=1):
-        if m := re.fullmatch(r'(\w+)="\$\{\1:-(.*)\}"', line):
-            variables[m.group(1)] = m.group(2)
+        if m := re.fullmatch(r'if \[ -z "\$\{(\w+):-\}" \]; then \1=(.*); fi', line):
+            (variables[m.group(1)],) = shlex.split(m.group(2))
         elif line.startswith("export "):
             (word,) = shlex.split(line[len("export "):])
             name, _, value = word.partition("=")
@@ -161,7 +162,7 @@ def _check_vllm(plan: ExportPlan, version: str | None) -> None:
     assert set(exp.files) == {"vllm.yaml", "vllm-serve.sh"}
     cfg = yaml.safe_load(exp.files["vllm.yaml"])
     assert set(cfg) <= set(accepted["config_keys"]), set(cfg) - set(accepted["config_keys"])
-    assert cfg["model"] == plan.target and cfg["tensor-parallel-size"] == plan.tensor_parallel
+    assert cfg["model"] == served_name(plan.target) and cfg["tensor-parallel-size"] == plan.tensor_parallel
     assert cfg["max-model-len"] == plan.context and cfg["max-num-seqs"] == plan.batch
     assert 0.9 <= cfg["gpu-memory-utilization"] <= 0.95
     assert cfg.get("kv-cache-dtype", "auto") in accepted["kv_cache_dtypes"]
@@ -174,20 +175,20 @@ def _check_vllm(plan: ExportPlan, version: str | None) -> None:
         spec = json.loads(cfg["speculative-config"])
         assert set(spec) <= set(accepted["speculative_config_keys"]), set(spec)
         assert spec["method"] == "draft_model" and spec["method"] in accepted["speculative_methods"]
-        assert spec["model"] == plan.draft and spec["num_speculative_tokens"] == plan.k
+        assert spec["model"] == served_name(plan.draft) and spec["num_speculative_tokens"] == plan.k
         assert spec["draft_tensor_parallel_size"] == plan.draft_tensor_parallel in (1, plan.tensor_parallel)
         assert spec["max_model_len"] <= plan.context
         assert spec.get("quantization") == ("fp8" if plan.draft_precision == "fp8" else None)
         _no_placeholder(spec, "speculative-config")
     else:
-        assert cfg["speculative-model"] == plan.draft and cfg["num-speculative-tokens"] == plan.k
+        assert cfg["speculative-model"] == served_name(plan.draft) and cfg["num-speculative-tokens"] == plan.k
         assert cfg["speculative-draft-tensor-parallel-size"] == plan.draft_tensor_parallel
     _no_placeholder(cfg, "vllm.yaml")
     _, env, words = _parse_script(exp.files["vllm-serve.sh"])
-    assert words[:3] == ["vllm", "serve", plan.target]
+    assert words[:3] == ["vllm", "serve", served_name(plan.target)]
     opts = _options(words, 3)
     assert {f for f, _ in opts} <= set(accepted["cli_flags"])
-    assert dict(opts)["--config"].endswith("/vllm.yaml")
+    assert dict(opts)["--config"] == '$(dirname -- $0)/vllm.yaml'  # shlex.split of "$(dirname -- "$0")"/vllm.yaml
     assert set(env) <= set(accepted.get("env", ()))
     _no_placeholder(words, "vllm-serve.sh")
     for text in exp.files.values():
@@ -199,10 +200,10 @@ def _check_sglang(plan: ExportPlan) -> None:
     accepted = _line("sglang", None)
     cfg = yaml.safe_load(exp.files["sglang.yaml"])
     assert set(cfg) <= set(accepted["config_keys"]), set(cfg) - set(accepted["config_keys"])
-    assert cfg["model-path"] == plan.target and cfg["tp-size"] == plan.tensor_parallel
+    assert cfg["model-path"] == served_name(plan.target) and cfg["tp-size"] == plan.tensor_parallel
     assert cfg["context-length"] == plan.context and cfg["max-running-requests"] == plan.batch
     assert cfg["speculative-algorithm"] == "STANDALONE" in accepted["speculative_algorithms"]
-    assert cfg["speculative-draft-model-path"] == plan.draft
+    assert cfg["speculative-draft-model-path"] == served_name(plan.draft)
     # steps / topk / num-draft-tokens: all three, one chain of k, verification budget k + 1
     assert (cfg["speculative-num-steps"], cfg["speculative-eagle-topk"], cfg["speculative-num-draft-tokens"]) == (
         plan.k, 1, plan.k + 1)
@@ -227,15 +228,16 @@ def _check_trtllm(plan: ExportPlan, version: str | None) -> None:
     assert cfg["kv_cache_config"]["dtype"] in accepted["kv_cache_dtypes"]
     spec = cfg["speculative_config"]
     assert set(spec) <= set(accepted["speculative_config_keys"]), set(spec)
-    assert spec["decoding_type"] == "DraftTarget" in accepted["decoding_types"]
+    assert spec["decoding_type"] == accepted["draft_target_decoding_type"] in accepted["decoding_types"]
+    assert spec["decoding_type"] == ("DraftTarget" if select_line("trtllm", version).name == "1.0-1.1" else "Draft_Target")
     assert spec["max_draft_len"] == plan.k
     draft_key = "speculative_model_dir" if select_line("trtllm", version).name == "1.0-1.1" else "speculative_model"
-    assert spec[draft_key] == plan.draft
+    assert spec[draft_key] == served_name(plan.draft)
     assert cfg["tensor_parallel_size"] == plan.tensor_parallel and cfg["max_seq_len"] == plan.context
     assert cfg["max_batch_size"] == plan.batch and 0 < cfg["kv_cache_config"]["free_gpu_memory_fraction"] <= 0.95
     _no_placeholder(cfg, "trtllm.yaml")
     _, _, words = _parse_script(exp.files["trtllm-serve.sh"])
-    assert words[:2] == ["trtllm-serve", plan.target]
+    assert words[:2] == ["trtllm-serve", served_name(plan.target)]
     assert {f for f, _ in _options(words, 2)} <= set(accepted["cli_flags"])
     for text in exp.files.values():
         _check_header(text, plan, "trtllm")
@@ -290,7 +292,7 @@ def _check_hf(plan: ExportPlan, version: str | None) -> None:
     compile(text, name, "exec")
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    assert constants["TARGET"] == plan.target and constants["ASSISTANT"] == plan.draft
+    assert constants["TARGET"] == served_name(plan.target) and constants["ASSISTANT"] == served_name(plan.draft)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
 
     def kwargs(func: str) -> list[dict[str, Any]]:
@@ -321,7 +323,8 @@ def _check_hf(plan: ExportPlan, version: str | None) -> None:
 # --- accepted files, every server and line -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [None, "0.14.0", "0.20.1", "0.9.2", "0.8.5", "0.7.3", "0.6.0"])
+@pytest.mark.parametrize("version", [None, "0.33.0", "0.25.0", "0.15.0", "0.20.1", "0.24.1", "0.9.2", "0.8.5",
+                                     "0.8.2", "0.8.1", "0.8.0", "0.7.3", "0.6.0"])
 def test_vllm_files_use_only_accepted_arguments(est_8b, rec_70b, est_fp8, version):
     for plan in _plans(est_8b, rec_70b, est_fp8):
         _check_vllm(plan, version)
@@ -332,10 +335,14 @@ def test_vllm_old_flags_and_v0_engine(est_8b):
     old = export_plan(plan, "vllm", "0.7.3")
     assert "speculative-model" in yaml.safe_load(old.files["vllm.yaml"])
     assert "--use-v2-block-manager" in old.files["vllm-serve.sh"]
+    assert _parse_script(old.files["vllm-serve.sh"])[1] == {"VLLM_USE_V1": "0"}
+    v081 = export_plan(plan, "vllm", "0.8.1")  # --speculative-config only from 0.8.2
+    assert "speculative-model" in yaml.safe_load(v081.files["vllm.yaml"])
     v0 = export_plan(plan, "vllm", "0.9")
     assert _parse_script(v0.files["vllm-serve.sh"])[1] == {"VLLM_USE_V1": "0"}
+    assert "speculative-config" in yaml.safe_load(export_plan(plan, "vllm", "0.8.2").files["vllm.yaml"])
     current = export_plan(plan, "vllm")
-    assert current.line == "0.14+" and "VLLM_USE_V1" not in current.files["vllm-serve.sh"]
+    assert current.line == "0.25+" and "VLLM_USE_V1" not in current.files["vllm-serve.sh"]
 
 
 def test_vllm_draft_stays_on_one_gpu_when_heads_do_not_split(est_qwen_tp4):
@@ -374,7 +381,8 @@ def test_trtllm_quantized_checkpoints_come_from_flags(rec_70b, est_fp8):
     assert cfg["kv_cache_config"]["dtype"] == "fp8" and cfg["enable_chunked_prefill"] is True
 
 
-@pytest.mark.parametrize("version", [None, "spec-draft", "b9500", "classic", "b8672", "b4200"])
+@pytest.mark.parametrize("version", [None, "spec-draft", "b9500", "classic", "b8672", "b4200", "b8940", "b9174",
+                                     "version: 11312 (0c1e570)", "0.5.0-dev (build 11312, commit 0c1e570)"])
 def test_llamacpp_files_use_only_accepted_arguments(est_gguf, version):
     plan = plan_from_json(est_gguf)
     resolved = _check_llamacpp(plan, version)
@@ -467,7 +475,7 @@ def test_servers_without_draft_models_are_refused(est_8b, server, alternative):
     assert alternative in str(err.value)
 
 
-@pytest.mark.parametrize("version", ["0.10.0", "0.11.2", "0.12", "0.13.0"])
+@pytest.mark.parametrize("version", ["0.10.0", "0.11.2", "0.12", "0.13.0", "0.14.0", "0.14.1"])
 def test_vllm_releases_without_draft_models_are_refused(est_8b, version):
     with pytest.raises(SpecplanError, match="cannot run a draft model"):
         export_plan(plan_from_json(est_8b), "vllm", version)
@@ -526,8 +534,14 @@ def test_unknown_server_and_version(est_8b):
     plan = plan_from_json(est_8b)
     with pytest.raises(SpecplanError, match="unknown server"):
         export_plan(plan, "nginx")
-    with pytest.raises(SpecplanError, match="version"):
-        export_plan(plan, "vllm", "latest")
+    with pytest.raises(SpecplanError, match="release number"):
+        export_plan(plan, "vllm", "tomorrow")
+    with pytest.raises(SpecplanError, match="cannot read a release number"):
+        export_plan(plan, "vllm", "0.9.2; rm -rf /")
+    with pytest.raises(SpecplanError, match="control character"):
+        export_plan(plan, "vllm", "0.9.2\n")
+    with pytest.raises(SpecplanError, match="build number"):
+        export_plan(plan, "llamacpp", "version: eleven")
 
 
 # --- data and writing ----------------------------------------------------------------------------------------
@@ -547,10 +561,14 @@ def test_server_args_files_name_their_sources(server):
 
 
 def test_versions_parse_and_select_lines():
-    assert parse_version("v0.14.0rc1") == (0, 14, 0, 1) and parse_version("b8672") == (8672,)
-    assert select_line("vllm", "0.9.2").name == "0.8-0.9"
-    assert select_line("vllm", "0.14").name == "0.14+"
-    assert select_line("llamacpp", "b9173").name == "classic" and select_line("llamacpp", "b9174").name == "spec-draft"
+    assert parse_version("v0.14.0rc1") == (0, 14, 0, 1) and parse_build("b8672") == (8672,)
+    assert parse_build("version: 11312 (0c1e570)") == parse_build("0.5.0-dev (build 11312, commit 0c1e570)") == (11312,)
+    assert select_line("vllm", "0.9.2").name == "0.8.2-0.9" and select_line("vllm", "0.8.1").name == "0.6-0.8.1"
+    assert select_line("vllm", "0.15").name == "0.15-0.24" and select_line("vllm", "0.25.0").name == "0.25+"
+    assert select_line("llamacpp", "b8940").name == "classic" and select_line("llamacpp", "b9174").name == "spec-draft"
+    assert select_line("llamacpp", "0.5.0-dev (build 11312, commit 0c1e570)").name == "spec-draft"
+    with pytest.raises(SpecplanError, match="PR #22397"):
+        select_line("llamacpp", "b9000")
     assert select_line("trtllm", "1.2.0rc5").name == "1.2+"
     assert set(SERVERS) == {"vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"}
 
