@@ -99,7 +99,9 @@ def export_plan(plan: ExportPlan, server: str, server_version: str | None = None
             check_word(value, flag)
     module = _EXPORTERS[key]
     line = select_line(key, server_version)
-    names = FileNames(check_text(main_file, "-o") if main_file else module.DEFAULT_MAIN)
+    if main_file is not None and (not check_text(main_file, "-o") or "/" in main_file or main_file in (".", "..")):
+        raise SpecplanError(f"main file {main_file!r} must be a file name without a folder")
+    names = FileNames(main_file or module.DEFAULT_MAIN)
     export = module.export(plan, line, names, target_path, draft_path)
     if plan.speedup < WORTHWHILE_SPEEDUP:
         export = replace(export, summary=f"{export.summary}\nwarning: predicted {plan.speedup:.2f}x, speculation does "
