@@ -593,3 +593,79 @@ def test_plan_that_does_not_pay_exports_with_a_warning(est_8b):
     exp = export_plan(slow, "vllm")
     assert "does not pay" in exp.summary
     assert all("WARNING: the plan predicts 0.80x" in text for text in exp.files.values())
+
+
+# --- vocabularies, draft formats, names ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def est_qwen_32b() -> dict[str, Any]:
+    """Qwen2.5-32B pads its embedding to 152064 rows, Qwen2.5-0.5B to 151936 (one tokenizer)."""
+    return _estimate(target="qwen2.5-32b", draft="qwen2.5-0.5b", gpu="h100-sxm")
+
+
+def test_vllm_different_padded_vocabularies(est_qwen_32b, est_8b):
+    plan = plan_from_json(est_qwen_32b)
+    for version in (None, "0.25.0", "0.33.0"):
+        exp = export_plan(plan, "vllm", version)
+        spec = json.loads(yaml.safe_load(exp.files["vllm.yaml"])["speculative-config"])
+        assert spec["use_heterogeneous_vocab"] is True
+        assert "use_heterogeneous_vocab" in _line("vllm", version)["speculative_config_keys"]
+        assert "152064" in exp.files["vllm.yaml"] and "151936" in exp.files["vllm.yaml"]
+    for version in ("0.15.0", "0.24.0", "0.9.2", "0.7.3"):
+        with pytest.raises(SpecplanError, match="vocab_size 152064, draft 151936") as err:
+            export_plan(plan, "vllm", version)
+        assert "0.25" in str(err.value)
+    same = json.loads(yaml.safe_load(export_plan(plan_from_json(est_8b), "vllm").files["vllm.yaml"])["speculative-config"])
+    assert "use_heterogeneous_vocab" not in same
+    assert "use_heterogeneous_vocab" not in _line("vllm", "0.24.0")["speculative_config_keys"]
+
+
+def test_sglang_draft_quantization_flag_only_from_0_5_7(est_8b):
+    fp8_draft = plan_from_json(_estimate(target="llama-3.1-8b", draft="llama-3.2-1b", gpu="h100-sxm",
+                                         draft_precision="fp8"))
+    new = yaml.safe_load(export_plan(fp8_draft, "sglang").files["sglang.yaml"])
+    assert new["speculative-draft-model-quantization"] == "fp8"
+    with pytest.raises(SpecplanError, match="0.5.7"):
+        export_plan(fp8_draft, "sglang", "0.5.3")
+    accepted = _line("sglang", "0.5.6")
+    old_plain = yaml.safe_load(export_plan(plan_from_json(est_8b), "sglang", "0.5.6").files["sglang.yaml"])
+    assert set(old_plain) <= set(accepted["config_keys"]) and "speculative-draft-model-quantization" not in accepted[
+        "config_keys"]
+    awq = plan_from_json(_estimate(target="llama-3.1-8b", draft="llama-3.2-1b", gpu="h100-sxm",
+                                   draft_precision="int4-awq"))
+    old_awq = yaml.safe_load(export_plan(awq, "sglang", "0.5.3", draft_path="/models/1B-AWQ").files["sglang.yaml"])
+    assert "speculative-draft-model-quantization" not in old_awq  # read from the checkpoint's quantization_config
+
+
+INSTRUCT = ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+
+
+def test_models_are_written_exactly_as_the_plan_names_them(rec_70b, est_8b, tmp_path):
+    target, draft = INSTRUCT
+    plan = plan_from_json({**est_8b, "target": target, "draft": draft})
+    vllm_cfg = yaml.safe_load(export_plan(plan, "vllm").files["vllm.yaml"])
+    assert vllm_cfg["model"] == target and json.loads(vllm_cfg["speculative-config"])["model"] == draft
+    sg = yaml.safe_load(export_plan(plan, "sglang").files["sglang.yaml"])
+    assert (sg["model-path"], sg["speculative-draft-model-path"]) == INSTRUCT
+    trt = yaml.safe_load(export_plan(plan, "trtllm").files["trtllm.yaml"])
+    assert trt["speculative_config"]["speculative_model"] == draft
+    assert f"trtllm-serve {target} " in export_plan(plan, "trtllm").files["trtllm-serve.sh"].replace("\\\n  ", "")
+    hf_text = export_plan(plan, "hf").files["hf_assisted.py"]
+    assert f"TARGET = {target!r}" in hf_text and f"ASSISTANT = {draft!r}" in hf_text
+    variables, _, _ = _parse_script(export_plan(plan, "llamacpp").files["llamacpp-serve.sh"])
+    assert variables == {"TARGET_GGUF": "Llama-3.1-70B-Instruct-BF16.gguf", "DRAFT_GGUF": "Llama-3.2-1B-Instruct-BF16.gguf"}
+    folder = tmp_path / "my-support-bot-8b"
+    local = plan_from_json({**est_8b, "target": str(folder)})
+    assert yaml.safe_load(export_plan(local, "vllm").files["vllm.yaml"])["model"] == str(folder)
+    alias = plan_from_json({**est_8b, "target": "llama-3.1-8b", "draft": "llama-3.2-1b"})
+    aliased = yaml.safe_load(export_plan(alias, "vllm").files["vllm.yaml"])
+    assert aliased["model"] == "meta-llama/Llama-3.1-8B"  # a short alias is no Hub id: its entry's id is written
+
+
+def test_trtllm_decoding_type_follows_the_line(est_8b):
+    plan = plan_from_json(est_8b)
+    current = yaml.safe_load(export_plan(plan, "trtllm").files["trtllm.yaml"])["speculative_config"]
+    assert current["decoding_type"] == "Draft_Target" and "speculative_model" in current
+    old = yaml.safe_load(export_plan(plan, "trtllm", "1.1.0").files["trtllm.yaml"])["speculative_config"]
+    assert old["decoding_type"] == "DraftTarget" and "speculative_model_dir" in old
