@@ -263,3 +263,63 @@ def test_generated_names_are_refused_or_stay_data(base_plan, stub_bin, tmp_path_
     root = tmp_path_factory.mktemp("gen")
     for server in SCRIPT_SERVERS:
         _export_and_run(data, server, root / server, stub_bin, main=f"{stem}.x")
+
+
+# --- any value in any field: an export or one line, never another exception ----------------------------------
+
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12) | st.sampled_from(["bf16", "fp8", "q4_k_m", "int4-awq", "vllm", "llamacpp", "nope", "h100-sxm"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _nested_keys(plan: dict[str, Any]) -> list[tuple[Any, ...]]:
+    keys: list[tuple[Any, ...]] = [(k,) for k in plan]
+    if "fit" in plan:
+        keys += [("fit", k) for k in plan["fit"]] + [("fit", "per_gpu_gib", k) for k in plan["fit"]["per_gpu_gib"]]
+    for i, cand in enumerate(plan.get("candidates", [])[:3]):
+        keys += [("candidates", i, k) for k in cand] + [("candidates", i, "per_gpu_gib", k) for k in cand["per_gpu_gib"]]
+    return keys
+
+
+@pytest.fixture(scope="module")
+def base_rec() -> dict[str, Any]:
+    from planner.outputs.plan_view import recommendation_to_dict
+    from planner.plan import RecommendInputs, recommend
+
+    rec = recommend(RecommendInputs(FitInputs(target="llama-3.1-8b", gpu="h100-sxm")))
+    return recommendation_to_dict(rec, "chat", "latency")
+
+
+def _mutate(plan: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
+    """Set ``value`` at ``path`` where the path still exists (an earlier change may have replaced a parent)."""
+    holder: Any = plan
+    for key in path[:-1]:
+        if isinstance(holder, dict) and isinstance(key, str) and key in holder:
+            holder = holder[key]
+        elif isinstance(holder, list) and isinstance(key, int) and key < len(holder):
+            holder = holder[key]
+        else:
+            return
+    last = path[-1]
+    if isinstance(holder, dict) and isinstance(last, str):
+        holder[last] = value
+
+
+@pytest.mark.parametrize("which", ["estimate", "recommend"])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_plan_field_value_gives_an_export_or_one_line(base_plan, base_rec, which, data):
+    base = base_plan if which == "estimate" else base_rec
+    plan = json.loads(json.dumps(base))
+    for _ in range(data.draw(st.integers(1, 3))):
+        _mutate(plan, data.draw(st.sampled_from(_nested_keys(base))), data.draw(_JSON_VALUES))
+    server = data.draw(st.sampled_from(("vllm", "sglang", "llamacpp", "trtllm", "hf")))
+    try:
+        exp = export_plan(plan_from_json(plan), server, data.draw(st.sampled_from([None, "0.9.2", "b8672", "1.1"])))
+    except SpecplanError as err:
+        assert "\n" not in str(err)
+        return
+    assert exp.files and all(isinstance(t, str) for t in exp.files.values())
