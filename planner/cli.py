@@ -263,8 +263,10 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
               help="Main file, written under exactly this name (e.g. vllm.yaml); companion files (command line, "
                    "env file) sit beside it, named after its stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing regular files.")
+@_format_option
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
-           draft_path: str | None, output: str, force: bool, k: int | None, task: str, **flags: Any) -> None:
+           draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str,
+           **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
     from pathlib import Path
 
@@ -290,8 +292,9 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
     result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
                          draft_path=draft_path, main_file=name)
     written = write_export(result, folder, force=force)
-    click.echo(result.summary)
-    click.echo("wrote " + ", ".join(str(Path(p)) for p in written))
+    data = {"server": result.server, "line": result.line, "summary": result.summary.splitlines(),
+            "files": [str(Path(p)) for p in written], "replanned_with": flag_names(given) if from_plan and given else None}
+    _emit(data, fmt, lambda d: click.echo("\n".join([*d["summary"], "wrote " + ", ".join(d["files"])])))
 
 
 _SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}

@@ -212,3 +212,12 @@ def test_server_version_takes_llama_cpp_version_lines(runner, tmp_path):
         result = runner.invoke(main, ["export", "--server", "llamacpp", *PLAN_ARGS, "--server-version", bad,
                                       "-o", str(tmp_path / "z.sh")])
         _one_line_error(result)
+
+
+def test_export_reports_in_json_too(runner, tmp_path):
+    result = runner.invoke(main, ["export", "--server", "vllm", *PLAN_ARGS, "-o", str(tmp_path / "v.yaml"),
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["files"] == [str(tmp_path / "v.yaml"), str(tmp_path / "v-serve.sh")]
+    assert data["server"] == "vllm" and data["line"] == "0.25+" and data["replanned_with"] is None
