@@ -122,7 +122,10 @@ def _fault_delay() -> None:
 
 
 def _write_temp(p: _Pending) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.target.name[:_TEMP_PREFIX_CHARS]}.", suffix=".tmp", dir=p.target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.target.name[:_TEMP_PREFIX_CHARS]}.", suffix=".tmp", dir=p.target.parent)
+    except OSError as exc:  # report the file the user named, not the temporary's random name
+        raise OSError(exc.errno, exc.strerror, str(p.target)) from None
     p.temp = Path(tmp)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         os.fchmod(f.fileno(), p.mode)  # mkstemp makes files 0600
@@ -228,8 +231,17 @@ def write_files_atomic(files: Mapping[str | os.PathLike[str], str], force: bool 
         print("specplan: terminated while writing; no file was written", file=sys.stderr)
         raise SystemExit(128 + int(exc.args[0])) from None
     except OSError as exc:
-        raise _os_error(Path(exc.filename) if exc.filename else pending[0].target, exc) from None
+        raise _os_error(_target_of(exc, pending), exc) from None
     return [p.target for p in pending]
+
+
+def _target_of(exc: OSError, pending: list[_Pending]) -> Path:
+    """The target an OSError is about (a temporary's error is its target's)."""
+    where = str(exc.filename) if exc.filename else None
+    for p in pending:
+        if where in (str(p.temp), str(p.target)):
+            return p.target
+    return Path(where) if where else pending[0].target
 
 
 def write_text_atomic(path: str | Path, text: str, force: bool = True) -> Path:
