@@ -669,3 +669,19 @@ def test_trtllm_decoding_type_follows_the_line(est_8b):
     assert current["decoding_type"] == "Draft_Target" and "speculative_model" in current
     old = yaml.safe_load(export_plan(plan, "trtllm", "1.1.0").files["trtllm.yaml"])["speculative_config"]
     assert old["decoding_type"] == "DraftTarget" and "speculative_model_dir" in old
+
+
+def test_facts_come_from_the_plans_catalogue_ids_names_from_its_names(est_qwen_32b):
+    """A plan names a fine-tune (or a folder) and records the catalogue release its figures came from."""
+    data = {**est_qwen_32b, "target": "acme/qwen-32b-support", "target_catalog_id": "Qwen/Qwen2.5-32B",
+            "draft": "/srv/models/qwen-0.5b-ft", "draft_catalog_id": "Qwen/Qwen2.5-0.5B"}
+    exp = export_plan(plan_from_json(data), "vllm")
+    cfg = yaml.safe_load(exp.files["vllm.yaml"])
+    spec = json.loads(cfg["speculative-config"])
+    assert (cfg["model"], spec["model"]) == ("acme/qwen-32b-support", "/srv/models/qwen-0.5b-ft")
+    assert spec["use_heterogeneous_vocab"] is True  # 152064 vs 151936, read from the catalogue releases
+    assert spec["max_model_len"] <= 32768  # the draft's context limit from its release
+    with pytest.raises(SpecplanError, match="tokenizer"):
+        plan_from_json({**data, "draft_catalog_id": "meta-llama/Llama-3.2-1B"})
+    with pytest.raises(SpecplanError, match="control character"):
+        plan_from_json({**data, "target_catalog_id": "Qwen/Qwen2.5-32B\n"})

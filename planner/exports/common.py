@@ -76,6 +76,10 @@ class ExportPlan:
     draft_tensor_parallel: int = 1  # GPUs the draft is split over (1 or tensor_parallel)
     memory_gib: tuple[tuple[str, float], ...] = ()  # per-GPU components: target_weights, draft_weights, ...
     warnings: tuple[str, ...] = ()
+    # the catalogue releases the plan's figures came from (None: a folder's config.json, or not recorded);
+    # architecture facts are looked up there, the names above are what the files say
+    target_catalog_id: str | None = None
+    draft_catalog_id: str | None = None
 
     def component(self, name: str) -> float:
         """One per-GPU memory component in GiB (0 when the plan does not list it)."""
@@ -129,7 +133,7 @@ def check_runs(plan: ExportPlan, engine_name: str, label: str) -> None:
 
 def draft_max_context(plan: ExportPlan) -> int:
     """The draft's context limit: the plan's context, cut to the draft's maximum when known."""
-    spec = model_facts(plan.draft)
+    spec = model_facts(plan.draft, plan.draft_catalog_id)
     return min(plan.context, spec.max_context_tokens) if spec is not None else plan.context
 
 

@@ -103,9 +103,9 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
             f"for batch {plan.batch}: re-plan with --batch 1, or serve the pair with vLLM or SGLang"
         )
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", frozenset())
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", frozenset())
+                            LABEL, "draft", "--draft-path", frozenset(), catalog_id=plan.draft_catalog_id)
     notes = [
         (f"num_assistant_tokens {plan.k} with schedule \"constant\": the draft proposes exactly k tokens per step "
         "(assistant_confidence_threshold may still stop it early)."),

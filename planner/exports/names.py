@@ -34,8 +34,13 @@ def _is_local(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or os.path.isabs(name)
 
 
-def model_facts(name: str | None) -> ModelSpec | None:
-    """Architecture facts of a model: its catalogue entry, or a local folder's config.json when readable."""
+def model_facts(name: str | None, catalog_id: str | None = None) -> ModelSpec | None:
+    """Architecture facts of a model: its catalogue entry, or a local folder's config.json when readable.
+
+    ``catalog_id`` (a plan's ``*_catalog_id``) names the catalogue release the plan used.
+    """
+    if catalog_id and (entry := catalogue_model(catalog_id)) is not None:
+        return entry
     if not name:
         return None
     entry = catalogue_model(name)
@@ -61,7 +66,7 @@ def served_name(name: str) -> str:
 
 
 def model_reference(name: str, precision: str, override: str | None, server_label: str, role: str,
-                    flag: str, online: frozenset[str] = frozenset({"fp8"})) -> str:
+                    flag: str, online: frozenset[str] = frozenset({"fp8"}), catalog_id: str | None = None) -> str:
     """What to load for ``name`` at ``precision``: the override path, or the plan's id or path.
 
     A catalogue id names the 16-bit checkpoint on the Hub. Formats the server only loads
@@ -71,7 +76,7 @@ def model_reference(name: str, precision: str, override: str | None, server_labe
     if override:
         return check_word(override, flag)
     served = served_name(name)
-    if catalogue_model(name) is None:
+    if catalogue_model(catalog_id or name) is None:
         return served  # a local folder or an id of the user's own checkpoint: taken as quantized as planned
     if precision in PRE_QUANTIZED or (precision == "fp8" and "fp8" not in online):
         raise SpecplanError(
@@ -83,8 +88,9 @@ def model_reference(name: str, precision: str, override: str | None, server_labe
     return served
 
 
-def vocab_sizes(target: str, draft: str | None) -> tuple[int | None, int | None]:
+def vocab_sizes(target: str, draft: str | None, target_catalog_id: str | None = None,
+                draft_catalog_id: str | None = None) -> tuple[int | None, int | None]:
     """Padded embedding rows (config.json ``vocab_size``) of target and draft, None where unknown."""
-    t, d = model_facts(target), model_facts(draft)
+    t, d = model_facts(target, target_catalog_id), model_facts(draft, draft_catalog_id)
     return (t.vocab_size if t else None), (d.vocab_size if d else None)
 

@@ -236,7 +236,8 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         fits = _bool(src, "fits", where)
         draft_precision = _text(src, "draft_precision", where, required=False) or common["precision"]
         draft = _text(src, "draft", where, word=True)
-        draft_tp = _draft_tp_from_catalogue(draft, common["engine"], common["gpu"], gpus)  # type: ignore[arg-type]
+        draft_catalog_id = _text(src, "draft_catalog_id", where, required=False)
+        draft_tp = _draft_tp_from_catalogue(draft_catalog_id or draft, common["engine"], common["gpu"], gpus)  # type: ignore[arg-type]
     else:  # estimate: one configuration with its fit block
         src, where = data, ""
         fit = _obj(data, "fit", "")
@@ -248,6 +249,7 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         draft_precision = _text(data, "draft_precision", "", required=False)
         draft = _text(data, "draft", "", required=False, word=True)
         draft_tp = _int(fit, "draft_tp", "fit.", 1, _MAX_GPUS, required=False) or 1
+        draft_catalog_id = _text(data, "draft_catalog_id", "", required=False)
     memory = _memory(mem, f"{where}per_gpu_gib." if where else "fit.")
     by_name = dict(memory)
     plan = ExportPlan(
@@ -260,6 +262,7 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         alpha_source=_text(src, "alpha_source", where, required=False),
         vram_total_gib=by_name.get("total", 0.0), vram_capacity_gib=by_name.get("capacity", 0.0),
         fits=fits, draft_tensor_parallel=draft_tp, memory_gib=memory, warnings=warnings,
+        target_catalog_id=_text(data, "target_catalog_id", "", required=False), draft_catalog_id=draft_catalog_id,
     )
     return plan
 
@@ -283,7 +286,8 @@ def check_plan(plan: ExportPlan) -> None:
             f"draft {plan.draft} does not share target {plan.target}'s tokenizer (the plan was made with "
             "--allow-tokenizer-mismatch); servers verify draft token ids against the target's, so acceptance would be ~0"
         )
-    target, draft = catalogue_model(plan.target), catalogue_model(plan.draft)
+    target = catalogue_model(plan.target_catalog_id or plan.target)
+    draft = catalogue_model(plan.draft_catalog_id or plan.draft)
     if target is not None and draft is not None and target.tokenizer != draft.tokenizer:
         raise SpecplanError(
             f"draft {plan.draft} uses tokenizer {draft.tokenizer!r} but target {plan.target} uses {target.tokenizer!r}; "

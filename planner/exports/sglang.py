@@ -121,9 +121,9 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
             "heads do not divide evenly); use vLLM (draft_tensor_parallel_size 1) or a draft whose heads divide"
         )
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", _ONLINE)
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", _ONLINE)
+                            LABEL, "draft", "--draft-path", _ONLINE, catalog_id=plan.draft_catalog_id)
     fraction, low, high = mem_fraction_static(plan)
     prec = weight_format(plan.precision).name
     cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,

@@ -81,9 +81,9 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     """trtllm-serve YAML + command line for the plan."""
     check_runs(plan, SERVER, LABEL)
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", frozenset())
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", frozenset())
+                            LABEL, "draft", "--draft-path", frozenset(), catalog_id=plan.draft_catalog_id)
     fraction, share = free_gpu_memory_fraction(plan)
     old = line.name == _OLD_LINE
     draft_key = "speculative_model_dir" if old else "speculative_model"

@@ -92,7 +92,7 @@ def _target_keys(plan: ExportPlan, model: str, utilization: float) -> dict[str, 
 
 def _vocab(plan: ExportPlan, line: ServerLine) -> tuple[dict[str, Any], list[str]]:
     """Speculative-config keys and header notes for the pair's vocabulary sizes on this line."""
-    target_vocab, draft_vocab = vocab_sizes(plan.target, plan.draft)
+    target_vocab, draft_vocab = vocab_sizes(plan.target, plan.draft, plan.target_catalog_id, plan.draft_catalog_id)
     if target_vocab is None or draft_vocab is None:
         unknown = plan.target if target_vocab is None else plan.draft
         return {}, [f"vocab_size of {unknown} unknown here: vLLM >= 0.15 refuses a pair whose config.json vocab_size "
@@ -160,9 +160,9 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     """vLLM YAML + command line for the plan on the given release line."""
     check_runs(plan, SERVER, LABEL)
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", _ONLINE)
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", _ONLINE)
+                            LABEL, "draft", "--draft-path", _ONLINE, catalog_id=plan.draft_catalog_id)
     utilization, share = gpu_memory_utilization(plan)
     cfg = _target_keys(plan, target, utilization)
     notes = [
