@@ -242,13 +242,14 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A plan written by `recommend --format json` or `estimate --format json`; planning flags "
                    "given with it re-plan from its settings.")
-@click.option("--target", default=None, help="Target model (when not using --from-plan).")
-@click.option("--gpu", default=None, help="GPU (when not using --from-plan).")
+@click.option("--target", default=None, help="Target model: Hub id, catalogue name or a folder (without --from-plan).")
+@click.option("--gpu", default=None, help="GPU: catalogue id, name or alias (without --from-plan).")
 @click.option("--gpus", type=int, default=1, show_default=True, help="GPUs in the group (tensor parallel).")
 @click.option("--precision", default=None, help="Target weight format (default: the engine's).")
 @click.option("--kv-precision", default=None, help="KV-cache format: fp16 (default), fp8, q8_0, q4_0.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences.")
-@click.option("--context", type=int, default=None, help="Tokens per sequence, prompt + output.")
+@click.option("--context", type=int, default=None,
+              help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum).")
 @click.option("--engine", default=None, help="Engine to plan with (default: the server's own).")
 @click.option("--memory-gib", type=float, default=None, help="Memory of one GPU in GiB if not the catalogue's.")
 @_draft
