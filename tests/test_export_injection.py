@@ -248,7 +248,7 @@ def _accepts(check, value: str) -> bool:
     return True
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(target=st.text(_NAME_CHARS, min_size=1, max_size=24), draft=st.text(_NAME_CHARS, min_size=1, max_size=24),
        stem=st.text(_NAME_CHARS, min_size=1, max_size=16))
 def test_generated_names_are_refused_or_stay_data(base_plan, stub_bin, tmp_path_factory, target, draft, stem):
@@ -309,7 +309,7 @@ def _mutate(plan: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
 
 
 @pytest.mark.parametrize("which", ["estimate", "recommend"])
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
 def test_any_plan_field_value_gives_an_export_or_one_line(base_plan, base_rec, which, data):
     base = base_plan if which == "estimate" else base_rec
