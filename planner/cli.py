@@ -292,11 +292,13 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
               type=click.Choice(["vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"]),
               help="Server to write the configuration for.")
 @click.option("--from-plan", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A plan written by `recommend --format json` or `estimate --format json`.")
-@click.option("--target", type=NAME, default=None, help="Target model (when not using --from-plan).")
-@click.option("--gpu", type=NAME, default=None, help="GPU (when not using --from-plan).")
+              help="A plan written by `recommend --format json` or `estimate --format json`; planning flags "
+                   "given with it re-plan from its settings.")
+@click.option("--target", type=NAME, default=None,
+              help="Target model: Hub id, catalogue name or a folder (without --from-plan).")
+@click.option("--gpu", type=NAME, default=None, help="GPU: catalogue id, name or alias (without --from-plan).")
 @click.option("--gpus", type=_GPUS, default=1, show_default=True, help="Number of GPUs the server runs on (tensor parallel).")
-@click.option("--precision", type=NAME, default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m.")
+@click.option("--precision", type=NAME, default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the engine's).")
 @click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0.")
 @click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences decoded together (count).")
 @click.option("--context", type=_CONTEXT, default=None, help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum).")
@@ -305,31 +307,48 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 @_draft
 @click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (count; default: the best k).")
 @_task
-@click.option("--server-version", default=None, type=NAME, help="Server release the config is for (interfaces changed over time).")
-@click.option("--target-path", default=None, type=NAME, help="Checkpoint the server should load for the target (folder, GGUF file).")
+@click.option("--server-version", default=None, type=NAME,
+              help="Server release the config is for, as the server prints it (0.9.2; llama.cpp: b8672 or its "
+                   "--version line).")
+@click.option("--target-path", default=None, type=NAME,
+              help="Checkpoint the server should load for the target (folder, GGUF file).")
 @click.option("--draft-path", default=None, type=NAME, help="Checkpoint the server should load for the draft.")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="Main file (e.g. vllm.yaml); companion files (command line, env file) take its name as a stem.")
-@click.option("--force", is_flag=True, help="Overwrite existing files.")
+              help="Main file, written under exactly this name (e.g. vllm.yaml); companion files (command line, "
+                   "env file) sit beside it, named after its stem.")
+@click.option("--force", is_flag=True, help="Overwrite existing regular files.")
 @_format_option
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
-           draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str, **flags: Any) -> None:
+           draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str,
+           **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
     from pathlib import Path
 
-    from planner.exports import check_server, export_plan, plan_from_json, write_export
-    from planner.inputs import read_json
+    from planner.atomic import check_target
+    from planner.exports import check_server, export_plan, output_name, plan_from_json, read_plan_file, write_export
+    from planner.exports.replan import PLANNING_FLAGS, flag_names, replan_settings
 
     check_server(server)
+    folder, name = output_name(output)
+    check_target(folder / name, force)  # before planning: an existing -o is refused at once
+    ctx = click.get_current_context()
+    values = {"k": k, "task": task, **flags}
+    given = {key: values[key] for key in PLANNING_FLAGS
+             if ctx.get_parameter_source(key) not in (None, click.core.ParameterSource.DEFAULT)}
     if from_plan:
-        data = read_json(from_plan, "--from-plan")
+        data = read_plan_file(from_plan)
+        if given:
+            k, task, flags = replan_settings(data, given)
+            click.echo(f"re-planning {from_plan} with {flag_names(given)}", err=True)
+            data = _plan_for_export(server, k, task, flags)
     else:
         data = _plan_for_export(server, k, task, flags)
-    out = Path(output)
     result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
-                         draft_path=draft_path, stem=out.stem)
-    written = write_export(result, out.parent, force=force)
-    _emit({"server": server, "summary": result.summary, "wrote": [str(p) for p in written]}, fmt, _print_written)
+                         draft_path=draft_path, main_file=name)
+    written = write_export(result, folder, force=force)
+    data = {"server": result.server, "line": result.line, "summary": result.summary.splitlines(),
+            "wrote": [str(Path(p)) for p in written], "replanned_with": flag_names(given) if from_plan and given else None}
+    _emit(data, fmt, lambda d: click.echo("\n".join([*d["summary"], "wrote " + ", ".join(d["wrote"])])))
 
 
 _SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}

@@ -29,7 +29,8 @@ from planner.exports import (
     server_lines,
     write_export,
 )
-from planner.exports.common import parse_version, select_line, server_args
+from planner.exports.names import served_name
+from planner.exports.versions import parse_build, parse_version, select_line, server_args
 from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
 from planner.plan import EstimateInputs, RecommendInputs, estimate, recommend
 from planner.requests import FitInputs
@@ -113,8 +114,8 @@ def _parse_script(text: str) -> tuple[dict[str, str], dict[str, str], list[str]]
     lines = _body(text)
     assert lines[0] == "set -euo pipefail"
     for i, line in enumerate(lines[1:], start=1):
-        if m := re.fullmatch(r'(\w+)="\$\{\1:-(.*)\}"', line):
-            variables[m.group(1)] = m.group(2)
+        if m := re.fullmatch(r'if \[ -z "\$\{(\w+):-\}" \]; then \1=(.*); fi', line):
+            (variables[m.group(1)],) = shlex.split(m.group(2))
         elif line.startswith("export "):
             (word,) = shlex.split(line[len("export "):])
             name, _, value = word.partition("=")
@@ -161,7 +162,7 @@ def _check_vllm(plan: ExportPlan, version: str | None) -> None:
     assert set(exp.files) == {"vllm.yaml", "vllm-serve.sh"}
     cfg = yaml.safe_load(exp.files["vllm.yaml"])
     assert set(cfg) <= set(accepted["config_keys"]), set(cfg) - set(accepted["config_keys"])
-    assert cfg["model"] == plan.target and cfg["tensor-parallel-size"] == plan.tensor_parallel
+    assert cfg["model"] == served_name(plan.target) and cfg["tensor-parallel-size"] == plan.tensor_parallel
     assert cfg["max-model-len"] == plan.context and cfg["max-num-seqs"] == plan.batch
     assert 0.9 <= cfg["gpu-memory-utilization"] <= 0.95
     assert cfg.get("kv-cache-dtype", "auto") in accepted["kv_cache_dtypes"]
@@ -174,20 +175,20 @@ def _check_vllm(plan: ExportPlan, version: str | None) -> None:
         spec = json.loads(cfg["speculative-config"])
         assert set(spec) <= set(accepted["speculative_config_keys"]), set(spec)
         assert spec["method"] == "draft_model" and spec["method"] in accepted["speculative_methods"]
-        assert spec["model"] == plan.draft and spec["num_speculative_tokens"] == plan.k
+        assert spec["model"] == served_name(plan.draft) and spec["num_speculative_tokens"] == plan.k
         assert spec["draft_tensor_parallel_size"] == plan.draft_tensor_parallel in (1, plan.tensor_parallel)
         assert spec["max_model_len"] <= plan.context
         assert spec.get("quantization") == ("fp8" if plan.draft_precision == "fp8" else None)
         _no_placeholder(spec, "speculative-config")
     else:
-        assert cfg["speculative-model"] == plan.draft and cfg["num-speculative-tokens"] == plan.k
+        assert cfg["speculative-model"] == served_name(plan.draft) and cfg["num-speculative-tokens"] == plan.k
         assert cfg["speculative-draft-tensor-parallel-size"] == plan.draft_tensor_parallel
     _no_placeholder(cfg, "vllm.yaml")
     _, env, words = _parse_script(exp.files["vllm-serve.sh"])
-    assert words[:3] == ["vllm", "serve", plan.target]
+    assert words[:3] == ["vllm", "serve", served_name(plan.target)]
     opts = _options(words, 3)
     assert {f for f, _ in opts} <= set(accepted["cli_flags"])
-    assert dict(opts)["--config"].endswith("/vllm.yaml")
+    assert dict(opts)["--config"] == '$(dirname -- $0)/vllm.yaml'  # shlex.split of "$(dirname -- "$0")"/vllm.yaml
     assert set(env) <= set(accepted.get("env", ()))
     _no_placeholder(words, "vllm-serve.sh")
     for text in exp.files.values():
@@ -199,10 +200,10 @@ def _check_sglang(plan: ExportPlan) -> None:
     accepted = _line("sglang", None)
     cfg = yaml.safe_load(exp.files["sglang.yaml"])
     assert set(cfg) <= set(accepted["config_keys"]), set(cfg) - set(accepted["config_keys"])
-    assert cfg["model-path"] == plan.target and cfg["tp-size"] == plan.tensor_parallel
+    assert cfg["model-path"] == served_name(plan.target) and cfg["tp-size"] == plan.tensor_parallel
     assert cfg["context-length"] == plan.context and cfg["max-running-requests"] == plan.batch
     assert cfg["speculative-algorithm"] == "STANDALONE" in accepted["speculative_algorithms"]
-    assert cfg["speculative-draft-model-path"] == plan.draft
+    assert cfg["speculative-draft-model-path"] == served_name(plan.draft)
     # steps / topk / num-draft-tokens: all three, one chain of k, verification budget k + 1
     assert (cfg["speculative-num-steps"], cfg["speculative-eagle-topk"], cfg["speculative-num-draft-tokens"]) == (
         plan.k, 1, plan.k + 1)
@@ -227,15 +228,16 @@ def _check_trtllm(plan: ExportPlan, version: str | None) -> None:
     assert cfg["kv_cache_config"]["dtype"] in accepted["kv_cache_dtypes"]
     spec = cfg["speculative_config"]
     assert set(spec) <= set(accepted["speculative_config_keys"]), set(spec)
-    assert spec["decoding_type"] == "DraftTarget" in accepted["decoding_types"]
+    assert spec["decoding_type"] == accepted["draft_target_decoding_type"] in accepted["decoding_types"]
+    assert spec["decoding_type"] == ("DraftTarget" if select_line("trtllm", version).name == "1.0-1.1" else "Draft_Target")
     assert spec["max_draft_len"] == plan.k
     draft_key = "speculative_model_dir" if select_line("trtllm", version).name == "1.0-1.1" else "speculative_model"
-    assert spec[draft_key] == plan.draft
+    assert spec[draft_key] == served_name(plan.draft)
     assert cfg["tensor_parallel_size"] == plan.tensor_parallel and cfg["max_seq_len"] == plan.context
     assert cfg["max_batch_size"] == plan.batch and 0 < cfg["kv_cache_config"]["free_gpu_memory_fraction"] <= 0.95
     _no_placeholder(cfg, "trtllm.yaml")
     _, _, words = _parse_script(exp.files["trtllm-serve.sh"])
-    assert words[:2] == ["trtllm-serve", plan.target]
+    assert words[:2] == ["trtllm-serve", served_name(plan.target)]
     assert {f for f, _ in _options(words, 2)} <= set(accepted["cli_flags"])
     for text in exp.files.values():
         _check_header(text, plan, "trtllm")
@@ -290,7 +292,7 @@ def _check_hf(plan: ExportPlan, version: str | None) -> None:
     compile(text, name, "exec")
     constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
                  for t in n.targets if isinstance(t, ast.Name) and isinstance(n.value, ast.Constant)}
-    assert constants["TARGET"] == plan.target and constants["ASSISTANT"] == plan.draft
+    assert constants["TARGET"] == served_name(plan.target) and constants["ASSISTANT"] == served_name(plan.draft)
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
 
     def kwargs(func: str) -> list[dict[str, Any]]:
@@ -321,7 +323,8 @@ def _check_hf(plan: ExportPlan, version: str | None) -> None:
 # --- accepted files, every server and line -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("version", [None, "0.14.0", "0.20.1", "0.9.2", "0.8.5", "0.7.3", "0.6.0"])
+@pytest.mark.parametrize("version", [None, "0.33.0", "0.25.0", "0.15.0", "0.20.1", "0.24.1", "0.9.2", "0.8.5",
+                                     "0.8.2", "0.8.1", "0.8.0", "0.7.3", "0.6.0"])
 def test_vllm_files_use_only_accepted_arguments(est_8b, rec_70b, est_fp8, version):
     for plan in _plans(est_8b, rec_70b, est_fp8):
         _check_vllm(plan, version)
@@ -332,10 +335,14 @@ def test_vllm_old_flags_and_v0_engine(est_8b):
     old = export_plan(plan, "vllm", "0.7.3")
     assert "speculative-model" in yaml.safe_load(old.files["vllm.yaml"])
     assert "--use-v2-block-manager" in old.files["vllm-serve.sh"]
+    assert _parse_script(old.files["vllm-serve.sh"])[1] == {"VLLM_USE_V1": "0"}
+    v081 = export_plan(plan, "vllm", "0.8.1")  # --speculative-config only from 0.8.2
+    assert "speculative-model" in yaml.safe_load(v081.files["vllm.yaml"])
     v0 = export_plan(plan, "vllm", "0.9")
     assert _parse_script(v0.files["vllm-serve.sh"])[1] == {"VLLM_USE_V1": "0"}
+    assert "speculative-config" in yaml.safe_load(export_plan(plan, "vllm", "0.8.2").files["vllm.yaml"])
     current = export_plan(plan, "vllm")
-    assert current.line == "0.14+" and "VLLM_USE_V1" not in current.files["vllm-serve.sh"]
+    assert current.line == "0.25+" and "VLLM_USE_V1" not in current.files["vllm-serve.sh"]
 
 
 def test_vllm_draft_stays_on_one_gpu_when_heads_do_not_split(est_qwen_tp4):
@@ -374,7 +381,8 @@ def test_trtllm_quantized_checkpoints_come_from_flags(rec_70b, est_fp8):
     assert cfg["kv_cache_config"]["dtype"] == "fp8" and cfg["enable_chunked_prefill"] is True
 
 
-@pytest.mark.parametrize("version", [None, "spec-draft", "b9500", "classic", "b8672", "b4200"])
+@pytest.mark.parametrize("version", [None, "spec-draft", "b9500", "classic", "b8672", "b4200", "b8940", "b9174",
+                                     "version: 11312 (0c1e570)", "0.5.0-dev (build 11312, commit 0c1e570)"])
 def test_llamacpp_files_use_only_accepted_arguments(est_gguf, version):
     plan = plan_from_json(est_gguf)
     resolved = _check_llamacpp(plan, version)
@@ -455,9 +463,12 @@ def test_tokenizer_mismatch_is_refused(est_8b):
     forced = _estimate(target="llama-3.1-8b", draft="qwen2.5-0.5b", gpu="h100-sxm", allow_tokenizer_mismatch=True)
     with pytest.raises(SpecplanError, match="tokenizer"):
         plan_from_json(forced)
-    edited = {**est_8b, "draft": "Qwen/Qwen2.5-0.5B"}
+    edited = {**est_8b, "draft": "Qwen/Qwen2.5-0.5B", "draft_catalog_id": "Qwen/Qwen2.5-0.5B"}
     with pytest.raises(SpecplanError, match="tokenizer"):
         plan_from_json(edited)
+    # a name edited without its recorded release would be checked against the wrong facts: refused
+    with pytest.raises(SpecplanError, match="edited by hand"):
+        plan_from_json({**est_8b, "draft": "Qwen/Qwen2.5-0.5B"})
 
 
 @pytest.mark.parametrize("server, alternative", [("ollama", "--server llamacpp"), ("tgi", "--server vllm")])
@@ -467,7 +478,7 @@ def test_servers_without_draft_models_are_refused(est_8b, server, alternative):
     assert alternative in str(err.value)
 
 
-@pytest.mark.parametrize("version", ["0.10.0", "0.11.2", "0.12", "0.13.0"])
+@pytest.mark.parametrize("version", ["0.10.0", "0.11.2", "0.12", "0.13.0", "0.14.0", "0.14.1"])
 def test_vllm_releases_without_draft_models_are_refused(est_8b, version):
     with pytest.raises(SpecplanError, match="cannot run a draft model"):
         export_plan(plan_from_json(est_8b), "vllm", version)
@@ -526,8 +537,14 @@ def test_unknown_server_and_version(est_8b):
     plan = plan_from_json(est_8b)
     with pytest.raises(SpecplanError, match="unknown server"):
         export_plan(plan, "nginx")
-    with pytest.raises(SpecplanError, match="version"):
-        export_plan(plan, "vllm", "latest")
+    with pytest.raises(SpecplanError, match="release number"):
+        export_plan(plan, "vllm", "tomorrow")
+    with pytest.raises(SpecplanError, match="cannot read a release number"):
+        export_plan(plan, "vllm", "0.9.2; rm -rf /")
+    with pytest.raises(SpecplanError, match="control character"):
+        export_plan(plan, "vllm", "0.9.2\n")
+    with pytest.raises(SpecplanError, match="build number"):
+        export_plan(plan, "llamacpp", "version: eleven")
 
 
 # --- data and writing ----------------------------------------------------------------------------------------
@@ -547,10 +564,14 @@ def test_server_args_files_name_their_sources(server):
 
 
 def test_versions_parse_and_select_lines():
-    assert parse_version("v0.14.0rc1") == (0, 14, 0, 1) and parse_version("b8672") == (8672,)
-    assert select_line("vllm", "0.9.2").name == "0.8-0.9"
-    assert select_line("vllm", "0.14").name == "0.14+"
-    assert select_line("llamacpp", "b9173").name == "classic" and select_line("llamacpp", "b9174").name == "spec-draft"
+    assert parse_version("v0.14.0rc1") == (0, 14, 0, 1) and parse_build("b8672") == (8672,)
+    assert parse_build("version: 11312 (0c1e570)") == parse_build("0.5.0-dev (build 11312, commit 0c1e570)") == (11312,)
+    assert select_line("vllm", "0.9.2").name == "0.8.2-0.9" and select_line("vllm", "0.8.1").name == "0.6-0.8.1"
+    assert select_line("vllm", "0.15").name == "0.15-0.24" and select_line("vllm", "0.25.0").name == "0.25+"
+    assert select_line("llamacpp", "b8940").name == "classic" and select_line("llamacpp", "b9174").name == "spec-draft"
+    assert select_line("llamacpp", "0.5.0-dev (build 11312, commit 0c1e570)").name == "spec-draft"
+    with pytest.raises(SpecplanError, match="PR #22397"):
+        select_line("llamacpp", "b9000")
     assert select_line("trtllm", "1.2.0rc5").name == "1.2+"
     assert set(SERVERS) == {"vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi"}
 
@@ -575,3 +596,97 @@ def test_plan_that_does_not_pay_exports_with_a_warning(est_8b):
     exp = export_plan(slow, "vllm")
     assert "does not pay" in exp.summary
     assert all("WARNING: the plan predicts 0.80x" in text for text in exp.files.values())
+
+
+# --- vocabularies, draft formats, names ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def est_qwen_32b() -> dict[str, Any]:
+    """Qwen2.5-32B pads its embedding to 152064 rows, Qwen2.5-0.5B to 151936 (one tokenizer)."""
+    return _estimate(target="qwen2.5-32b", draft="qwen2.5-0.5b", gpu="h100-sxm")
+
+
+def test_vllm_different_padded_vocabularies(est_qwen_32b, est_8b):
+    plan = plan_from_json(est_qwen_32b)
+    for version in (None, "0.25.0", "0.33.0"):
+        exp = export_plan(plan, "vllm", version)
+        spec = json.loads(yaml.safe_load(exp.files["vllm.yaml"])["speculative-config"])
+        assert spec["use_heterogeneous_vocab"] is True
+        assert "use_heterogeneous_vocab" in _line("vllm", version)["speculative_config_keys"]
+        assert "152064" in exp.files["vllm.yaml"] and "151936" in exp.files["vllm.yaml"]
+    for version in ("0.15.0", "0.24.0", "0.9.2", "0.7.3"):
+        with pytest.raises(SpecplanError, match="vocab_size 152064, draft 151936") as err:
+            export_plan(plan, "vllm", version)
+        assert "0.25" in str(err.value)
+    same = json.loads(yaml.safe_load(export_plan(plan_from_json(est_8b), "vllm").files["vllm.yaml"])["speculative-config"])
+    assert "use_heterogeneous_vocab" not in same
+    assert "use_heterogeneous_vocab" not in _line("vllm", "0.24.0")["speculative_config_keys"]
+
+
+def test_sglang_draft_quantization_flag_only_from_0_5_7(est_8b):
+    fp8_draft = plan_from_json(_estimate(target="llama-3.1-8b", draft="llama-3.2-1b", gpu="h100-sxm",
+                                         draft_precision="fp8"))
+    new = yaml.safe_load(export_plan(fp8_draft, "sglang").files["sglang.yaml"])
+    assert new["speculative-draft-model-quantization"] == "fp8"
+    with pytest.raises(SpecplanError, match="0.5.7"):
+        export_plan(fp8_draft, "sglang", "0.5.3")
+    accepted = _line("sglang", "0.5.6")
+    old_plain = yaml.safe_load(export_plan(plan_from_json(est_8b), "sglang", "0.5.6").files["sglang.yaml"])
+    assert set(old_plain) <= set(accepted["config_keys"]) and "speculative-draft-model-quantization" not in accepted[
+        "config_keys"]
+    awq = plan_from_json(_estimate(target="llama-3.1-8b", draft="llama-3.2-1b", gpu="h100-sxm",
+                                   draft_precision="int4-awq"))
+    old_awq = yaml.safe_load(export_plan(awq, "sglang", "0.5.3", draft_path="/models/1B-AWQ").files["sglang.yaml"])
+    assert "speculative-draft-model-quantization" not in old_awq  # read from the checkpoint's quantization_config
+
+
+INSTRUCT = ("meta-llama/Llama-3.1-70B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+
+
+def test_models_are_written_exactly_as_the_plan_names_them(rec_70b, est_8b, tmp_path):
+    target, draft = INSTRUCT
+    # the names edited by hand: the recorded catalogue releases go with them (else the plan is refused)
+    plan = plan_from_json({**est_8b, "target": target, "draft": draft, "target_catalog_id": target,
+                           "draft_catalog_id": draft})
+    vllm_cfg = yaml.safe_load(export_plan(plan, "vllm").files["vllm.yaml"])
+    assert vllm_cfg["model"] == target and json.loads(vllm_cfg["speculative-config"])["model"] == draft
+    sg = yaml.safe_load(export_plan(plan, "sglang").files["sglang.yaml"])
+    assert (sg["model-path"], sg["speculative-draft-model-path"]) == INSTRUCT
+    trt = yaml.safe_load(export_plan(plan, "trtllm").files["trtllm.yaml"])
+    assert trt["speculative_config"]["speculative_model"] == draft
+    assert f"trtllm-serve {target} " in export_plan(plan, "trtllm").files["trtllm-serve.sh"].replace("\\\n  ", "")
+    hf_text = export_plan(plan, "hf").files["hf_assisted.py"]
+    assert f"TARGET = {target!r}" in hf_text and f"ASSISTANT = {draft!r}" in hf_text
+    variables, _, _ = _parse_script(export_plan(plan, "llamacpp").files["llamacpp-serve.sh"])
+    assert variables == {"TARGET_GGUF": "Llama-3.1-70B-Instruct-BF16.gguf", "DRAFT_GGUF": "Llama-3.2-1B-Instruct-BF16.gguf"}
+    folder = tmp_path / "my-support-bot-8b"
+    local = plan_from_json({**est_8b, "target": str(folder)})
+    assert yaml.safe_load(export_plan(local, "vllm").files["vllm.yaml"])["model"] == str(folder)
+    alias = plan_from_json({**est_8b, "target": "llama-3.1-8b", "draft": "llama-3.2-1b"})
+    aliased = yaml.safe_load(export_plan(alias, "vllm").files["vllm.yaml"])
+    assert aliased["model"] == "meta-llama/Llama-3.1-8B"  # a short alias is no Hub id: its entry's id is written
+
+
+def test_trtllm_decoding_type_follows_the_line(est_8b):
+    plan = plan_from_json(est_8b)
+    current = yaml.safe_load(export_plan(plan, "trtllm").files["trtllm.yaml"])["speculative_config"]
+    assert current["decoding_type"] == "Draft_Target" and "speculative_model" in current
+    old = yaml.safe_load(export_plan(plan, "trtllm", "1.1.0").files["trtllm.yaml"])["speculative_config"]
+    assert old["decoding_type"] == "DraftTarget" and "speculative_model_dir" in old
+
+
+def test_facts_come_from_the_plans_catalogue_ids_names_from_its_names(est_qwen_32b):
+    """A plan names a fine-tune (or a folder) and records the catalogue release its figures came from."""
+    data = {**est_qwen_32b, "target": "acme/qwen-32b-support", "target_catalog_id": "Qwen/Qwen2.5-32B",
+            "draft": "/srv/models/qwen-0.5b-ft", "draft_catalog_id": "Qwen/Qwen2.5-0.5B"}
+    exp = export_plan(plan_from_json(data), "vllm")
+    cfg = yaml.safe_load(exp.files["vllm.yaml"])
+    spec = json.loads(cfg["speculative-config"])
+    assert (cfg["model"], spec["model"]) == ("acme/qwen-32b-support", "/srv/models/qwen-0.5b-ft")
+    assert spec["use_heterogeneous_vocab"] is True  # 152064 vs 151936, read from the catalogue releases
+    assert spec["max_model_len"] <= 32768  # the draft's context limit from its release
+    with pytest.raises(SpecplanError, match="tokenizer"):
+        plan_from_json({**data, "draft_catalog_id": "meta-llama/Llama-3.2-1B"})
+    with pytest.raises(SpecplanError, match="control character"):
+        plan_from_json({**data, "target_catalog_id": "Qwen/Qwen2.5-32B\n"})

@@ -3,12 +3,13 @@
 ``export_plan(plan, server, server_version)`` turns a planned target + draft
 configuration into the files that server reads, each starting with a comment block
 (what specplan predicted, when, and how to measure acceptance afterwards).
-``plan_from_json`` makes the plan from the JSON of ``specplan estimate`` or
-``specplan recommend``; ``write_export`` writes the files atomically.
+``read_plan_file`` / ``plan_from_json`` make the plan from the JSON of ``specplan
+estimate`` or ``specplan recommend``; ``write_export`` writes the files as one atomic set.
 
 Refused with the reason (SpecplanError): a plan without a draft or that does not fit,
 a draft with another tokenizer, formats the server cannot run, server releases that
-cannot run a draft model (vLLM 0.10-0.13), and Ollama / TGI, which have no draft-model
+cannot run this draft model (vLLM 0.10-0.14; vLLM 0.15-0.24 when the vocabularies
+differ), names with control characters, and Ollama / TGI, which have no draft-model
 speculative decoding.
 """
 
@@ -18,18 +19,13 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from planner.atomic import write_text_atomic
+from planner.atomic import write_files_atomic
 from planner.errors import SpecplanError
 from planner.exports import hf, llamacpp, ollama, sglang, tgi, trtllm, vllm
-from planner.exports.common import (
-    WORTHWHILE_SPEEDUP,
-    Export,
-    ExportPlan,
-    check_plan,
-    plan_from_json,
-    select_line,
-    server_args,
-)
+from planner.exports.common import WORTHWHILE_SPEEDUP, Export, ExportPlan, FileNames
+from planner.exports.plan_file import check_plan, plan_from_json, read_plan_file
+from planner.exports.text import check_text, check_word
+from planner.exports.versions import select_line, server_args
 
 __all__ = [
     "SERVERS",
@@ -37,20 +33,24 @@ __all__ = [
     "ExportPlan",
     "export_plan",
     "plan_from_json",
+    "read_plan_file",
     "write_export",
-    "server_lines", "check_server"]
+    "output_name",
+    "server_lines",
+    "check_server",
+]
 
 SERVERS = ("vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi")
 _EXPORTERS = {"vllm": vllm, "sglang": sglang, "llamacpp": llamacpp, "trtllm": trtllm, "hf": hf}
 _REFUSERS = {"ollama": ollama, "tgi": tgi}
 _ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "llama-server": "llamacpp", "tensorrt-llm": "trtllm",
             "tensorrtllm": "trtllm", "transformers": "hf", "huggingface": "hf", "text-generation-inference": "tgi"}
-_EXECUTABLE = 0o755
-_READABLE = 0o644
+_EXECUTABLE = 0o777  # scripts (files starting with #!); less the umask, like open() + chmod +x
+_READABLE = 0o666
 
 
 def _server_name(server: str) -> str:
-    key = server.strip().lower()
+    key = check_text(server, "--server").strip().lower()
     key = _ALIASES.get(key, key)
     if key not in SERVERS:
         raise SpecplanError(f"unknown server {server!r}; choose from {', '.join(SERVERS)}")
@@ -74,19 +74,35 @@ def check_server(server: str) -> None:
         _REFUSERS[key].refuse()
 
 
+def output_name(output: str) -> tuple[Path, str]:
+    """The folder and file name ``-o`` names; refused when it names no file or holds control characters."""
+    check_text(output, "-o")
+    if not output or output.endswith(("/", os.sep)) or Path(output).name in ("", ".", ".."):
+        raise SpecplanError(f"-o {output!r} names no file; give a file name such as vllm.yaml")
+    path = Path(output)
+    return path.parent, path.name
+
+
 def export_plan(plan: ExportPlan, server: str, server_version: str | None = None, *,
-                target_path: str | None = None, draft_path: str | None = None, stem: str | None = None) -> Export:
+                target_path: str | None = None, draft_path: str | None = None, main_file: str | None = None) -> Export:
     """The files ``server`` reads for ``plan`` (release line from ``server_version``; None: the current one).
 
     ``target_path`` / ``draft_path`` replace the plan's model ids (a quantized export,
-    a GGUF file, a local folder); ``stem`` names the files (default: the server name).
+    a GGUF file, a local folder); ``main_file`` names the main file (default: one per
+    server, e.g. vllm.yaml), and the companion files are named after its stem.
     """
     check_server(server)
     key = _server_name(server)
     check_plan(plan)
+    for value, flag in ((target_path, "--target-path"), (draft_path, "--draft-path")):
+        if value is not None:
+            check_word(value, flag)
     module = _EXPORTERS[key]
     line = select_line(key, server_version)
-    export = module.export(plan, line, stem or key, target_path, draft_path)
+    if main_file is not None and (not check_text(main_file, "-o") or "/" in main_file or main_file in (".", "..")):
+        raise SpecplanError(f"main file {main_file!r} must be a file name without a folder")
+    names = FileNames(main_file or module.DEFAULT_MAIN)
+    export = module.export(plan, line, names, target_path, draft_path)
     if plan.speedup < WORTHWHILE_SPEEDUP:
         export = replace(export, summary=f"{export.summary}\nwarning: predicted {plan.speedup:.2f}x, speculation does "
                          "not pay for this configuration")
@@ -94,17 +110,12 @@ def export_plan(plan: ExportPlan, server: str, server_version: str | None = None
 
 
 def write_export(export: Export, directory: str | os.PathLike[str], force: bool = False) -> list[Path]:
-    """Write every file of ``export`` into ``directory`` atomically; nothing is written if one exists without force."""
+    """Write every file of ``export`` into ``directory`` as one atomic set (planner/atomic.py says how).
+
+    Without ``force`` nothing is written when one of the files exists; with it only
+    regular files are replaced.
+    """
     folder = Path(directory)
-    targets = [folder / name for name in export.files]
-    if not force:
-        existing = [str(p) for p in targets if p.exists()]
-        if existing:
-            raise SpecplanError(f"{', '.join(existing)} exists; pass --force to overwrite")
-    written = []
-    for path, text in zip(targets, export.files.values(), strict=True):
-        write_text_atomic(path, text, force=True)
-        # mkstemp makes files 0600; scripts must run and configs be readable by the server's user.
-        path.chmod(_EXECUTABLE if path.suffix == ".sh" else _READABLE)
-        written.append(path)
-    return written
+    files = {folder / name: text for name, text in export.files.items()}
+    modes = {name: _EXECUTABLE if text.startswith("#!") else _READABLE for name, text in export.files.items()}
+    return write_files_atomic(files, force=force, modes=modes)

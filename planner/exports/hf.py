@@ -10,6 +10,7 @@ comments, and the assistant model is a generate() argument, not a config field.
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from planner.catalog.precisions import weight_format
@@ -17,17 +18,19 @@ from planner.errors import SpecplanError
 from planner.exports.common import (
     Export,
     ExportPlan,
-    ServerLine,
+    FileNames,
     check_runs,
     comment_block,
     header,
-    model_reference,
 )
+from planner.exports.names import model_reference
+from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "export"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export"]
 
 SERVER = "hf"
 LABEL = "HF transformers"
+DEFAULT_MAIN = "hf_assisted.py"
 _TORCH_DTYPE = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}
 _OLD_LINE = "4.35-4.55"
 _DEMO_PROMPT = "Explain speculative decoding in three sentences."
@@ -90,7 +93,8 @@ def _measure() -> list[str]:
     ]
 
 
-def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
+           draft_path: str | None) -> Export:
     """A runnable Python file for assisted generation with the plan's pair."""
     check_runs(plan, SERVER, LABEL)
     if plan.batch != 1:
@@ -99,9 +103,9 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
             f"for batch {plan.batch}: re-plan with --batch 1, or serve the pair with vLLM or SGLang"
         )
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", frozenset())
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", frozenset())
+                            LABEL, "draft", "--draft-path", frozenset(), catalog_id=plan.draft_catalog_id)
     notes = [
         (f"num_assistant_tokens {plan.k} with schedule \"constant\": the draft proposes exactly k tokens per step "
         "(assistant_confidence_threshold may still stop it early)."),
@@ -110,9 +114,9 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
     if line.name == _OLD_LINE:
         notes.append("transformers before 4.56 names the load dtype torch_dtype= (4.56 renamed it dtype=).")
     head = header(plan, LABEL, line, _measure(), notes)
-    text = comment_block(head + [f"Run: python {stem}_assisted.py \"your prompt\" [--compare]"]) + _snippet(
+    text = comment_block(head + [f"Run: python {shlex.quote(names.main)} \"your prompt\" [--compare]"]) + _snippet(
         plan, line, target, draft)
-    files: dict[str, Any] = {f"{stem}_assisted.py": text}
-    summary = (f"{LABEL} {line.name}: {', '.join(files)}; assistant {draft}, num_assistant_tokens {plan.k} "
+    files: dict[str, Any] = {names.main: text}
+    summary = (f"{LABEL} {line.name}: assistant {draft}, num_assistant_tokens {plan.k} "
                f"(constant); predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,14 +1,16 @@
 """llama.cpp ``llama-server``: the command line and the same settings as LLAMA_ARG_* environment variables.
 
-Two release lines (planner/exports/server_args/llamacpp.yaml): ``classic`` builds take
-``-md --draft-max --draft-min --draft-p-min -ngld -cd``; builds after llama.cpp PR #22964
-(2026-05, cut-over taken at b9174) take ``--spec-draft-model --spec-type draft-simple
---spec-draft-n-max ...`` and refuse the old names.
+Release lines (planner/exports/server_args/llamacpp.yaml): ``classic`` builds (b4180 to
+b8940) take ``-md --draft-max --draft-min --draft-p-min -ngld -cd``; llama.cpp PR #22397
+(2026-04-26) removed ``--draft-max/--draft-min``, and builds from b9174 (after PR #22964)
+take ``--spec-draft-model --spec-type draft-simple --spec-draft-n-max ...``; the builds in
+between are refused. ``--server-version`` takes llama-server's own ``--version`` line.
 
 llama.cpp loads GGUF files. A plan names Hugging Face repos, whose GGUF file names
 cannot be known: the files default to ``<repo name>-<QUANT>.gguf`` (the usual naming of
-community GGUF exports) in the variables TARGET_GGUF / DRAFT_GGUF, which the user
-overrides, or ``--target-path`` / ``--draft-path`` set.
+community GGUF exports), from the name exactly as the plan gives it, in the variables
+TARGET_GGUF / DRAFT_GGUF, which the user overrides, or ``--target-path`` /
+``--draft-path`` set.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ from planner.catalog.precisions import weight_format
 from planner.exports.common import (
     Export,
     ExportPlan,
-    ServerLine,
+    FileNames,
     Var,
     check_runs,
     comment_block,
     header,
     shell_script,
 )
+from planner.exports.names import served_name
+from planner.exports.text import check_word
+from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "export", "gguf_name"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gguf_name"]
 
 SERVER = "llamacpp"
 LABEL = "llama.cpp llama-server"
+DEFAULT_MAIN = "llamacpp-serve.sh"
 _GGUF_TYPE = {"bf16": "BF16", "fp16": "F16", "q8_0": "Q8_0", "q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q4_k_m": "Q4_K_M",
               "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
 _ALL_LAYERS = 99  # more layers than any catalogued model has: everything on the GPU
@@ -45,11 +51,15 @@ _SAFE_ENV_VALUE = re.compile(r"^[A-Za-z0-9_./:+@-]+$")
 
 
 def gguf_name(model: str, precision: str) -> str:
-    """The file name a plan's model most likely has as GGUF: ``Llama-3.1-8B-Q4_K_M.gguf``."""
+    """The file name a plan's model most likely has as GGUF: ``Llama-3.1-8B-Instruct-Q4_K_M.gguf``.
+
+    Derived from the name as the plan gives it (a short catalogue alias: from its Hub id).
+    """
     if model.endswith(".gguf"):
-        return model
-    base = PurePosixPath(model.rstrip("/")).name or model
-    return f"{base}-{_GGUF_TYPE[weight_format(precision).name]}.gguf"
+        return check_word(model, "model name")
+    name = served_name(model)
+    base = PurePosixPath(name.rstrip("/")).name or name
+    return check_word(f"{base}-{_GGUF_TYPE[weight_format(precision).name]}.gguf", "GGUF file name")
 
 
 def _settings(plan: ExportPlan, line: ServerLine) -> list[tuple[str, str, Any]]:
@@ -99,13 +109,14 @@ def _measure(plan: ExportPlan) -> list[str]:
         "object with draft_n (draft tokens proposed) and draft_n_accepted (accepted) when drafting happened:",
         "acceptance rate = draft_n_accepted / draft_n. The server log prints",
         "\"draft acceptance rate = 0.57576 (  171 accepted /   297 generated)\".",
-        (f"Calibrate the plan: specplan calibrate --llamacpp responses.json --target {plan.target} --draft {plan.draft} "
-        f"--k {plan.k} -o calibration.yaml (saved responses or the server log)."),
+        (f"Calibrate the plan: specplan calibrate --llamacpp responses.json --target {shlex.quote(plan.target)} "
+         f"--draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml (saved responses or the server log)."),
         "The Prometheus /metrics endpoint (--metrics) has no draft-acceptance metric.",
     ]
 
 
-def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
+           draft_path: str | None) -> Export:
     """llama-server command line and env file for the plan."""
     check_runs(plan, SERVER, LABEL)
     draft_prec = plan.draft_precision or plan.precision
@@ -126,7 +137,7 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         "  2026 master default 0.00 was reported to collapse acceptance, llama.cpp issue #25908).",
     ]
     if classic:
-        notes.append(f"classic line (builds before b9174): -cd {plan.context} gives each slot's draft the same context.")
+        notes.append(f"classic line (builds b4180-b8940): -cd {plan.context} gives each slot's draft the same context.")
     else:
         notes.append("spec-draft line (b9174 and later, llama.cpp PR #22964): --spec-type draft-simple selects the "
                      "draft model; no draft-context flag exists, the draft follows the slot context.")
@@ -143,10 +154,11 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         if isinstance(value, Var):
             value = target_file if value.name == "TARGET_GGUF" else draft_file
         env_lines.append(f"{name}={_env_value(str(value))}\n")
-    env_head = head + ["Use: set -a; . ./" + f"{stem}.env" + "; set +a; llama-server   (or docker run --env-file "
-                       f"{stem}.env ...)."]
-    files = {f"{stem}-serve.sh": script, f"{stem}.env": comment_block(env_head) + "".join(env_lines)}
-    summary = (f"{LABEL} {line.name}: {', '.join(files)}; draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
+    env_name = names.companion(".env")
+    env_head = head + [f"Use: set -a; . ./{shlex.quote(env_name)}; set +a; llama-server   (or docker run --env-file "
+                       f"{shlex.quote(env_name)} ...)."]
+    files = {names.main: script, env_name: comment_block(env_head) + "".join(env_lines)}
+    summary = (f"{LABEL} {line.name}: draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
                f"{plan.context} tokens, all layers on GPU; predicted {plan.speedup:.2f}x "
                f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,5 +1,9 @@
 """SGLang: a ``launch_server --config`` YAML running the draft as ``STANDALONE``, and the command line.
 
+From 0.5.7 the draft's weight format is named with ``--speculative-draft-model-quantization``;
+before it the draft inherits the target's ``--quantization``, so a draft format that would
+need the flag is refused with the reason (planner/exports/server_args/sglang.yaml).
+
 With ``--speculative-eagle-topk 1`` the draft proposes one chain: ``speculative-num-steps``
 is the planner's k and ``speculative-num-draft-tokens`` is k + 1 (SGLang docs: "If
 topk=1, it is adjusted to num_steps + 1"); the three are set together, as the docs ask.
@@ -7,6 +11,7 @@ topk=1, it is adjusted to num_steps + 1"); the three are set together, as the do
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
@@ -16,24 +21,27 @@ from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports.common import (
     MARGIN,
+    TORCH_DTYPE_NAMES,
+    BesideScript,
     Export,
     ExportPlan,
-    ServerLine,
+    FileNames,
     check_runs,
-    TORCH_DTYPE_NAMES,
     comment_block,
     fraction_down,
     fraction_up,
     header,
-    model_reference,
     needed_gib,
     shell_script,
 )
+from planner.exports.names import model_reference
+from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "export", "mem_fraction_static"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "mem_fraction_static"]
 
 SERVER = "sglang"
 LABEL = "SGLang"
+DEFAULT_MAIN = "sglang.yaml"
 _MAX_FRACTION = 0.95  # the rest of the GPU must hold CUDA graphs, activations and the draft's buffers
 _DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # SGLang quantizes 16-bit checkpoints to fp8 when loading ("online quantization")
@@ -71,6 +79,26 @@ def _draft_quantization(plan: ExportPlan) -> str | None:
     return "unquant" if target not in _DTYPE else None  # a 16-bit draft next to a quantized target
 
 
+def _older_draft_format(plan: ExportPlan, line: ServerLine, target_quant: str | None, quant: str) -> None:
+    """Refuse a draft format that a line without --speculative-draft-model-quantization cannot load.
+
+    There the draft is loaded with the target's --quantization: that is right when the
+    two agree, or when the target has none and the draft's checkpoint names its own
+    (AWQ/GPTQ/int8 exports); fp8 of the draft alone, or a 16-bit draft next to an
+    fp8-on-load target, cannot be said.
+    """
+    draft = weight_format(plan.draft_precision or plan.precision).name
+    if target_quant == quant or quant == "unquant" and target_quant is None:
+        return
+    if target_quant is None and quant in ("awq", "gptq", "w8a8_int8"):
+        return
+    raise SpecplanError(
+        f"{LABEL} {line.name} has no --speculative-draft-model-quantization (it arrives in 0.5.7): the draft would be "
+        f"loaded with the target's quantization ({target_quant or 'none'}), not as {draft}; use SGLang >= 0.5.7 or "
+        "re-plan with --draft-precision equal to the target's"
+    )
+
+
 def _measure() -> list[str]:
     return [
         "Prometheus GET /metrics (enable-metrics is set): sglang:spec_accept_length (gauge, accepted draft tokens",
@@ -82,7 +110,8 @@ def _measure() -> list[str]:
     ]
 
 
-def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
+           draft_path: str | None) -> Export:
     """SGLang YAML + command line for the plan."""
     check_runs(plan, SERVER, LABEL)
     if plan.draft_tensor_parallel != plan.tensor_parallel:
@@ -92,9 +121,9 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
             "heads do not divide evenly); use vLLM (draft_tensor_parallel_size 1) or a draft whose heads divide"
         )
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", _ONLINE)
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", _ONLINE)
+                            LABEL, "draft", "--draft-path", _ONLINE, catalog_id=plan.draft_catalog_id)
     fraction, low, high = mem_fraction_static(plan)
     prec = weight_format(plan.precision).name
     cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,
@@ -113,7 +142,10 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         "speculative-num-draft-tokens": (plan.k or 0) + 1,
     })
     if (quant := _draft_quantization(plan)) is not None:
-        cfg["speculative-draft-model-quantization"] = quant
+        if line.args.get("draft_quantization_flag"):
+            cfg["speculative-draft-model-quantization"] = quant
+        else:
+            _older_draft_format(plan, line, cfg.get("quantization"), quant)
     cfg["enable-metrics"] = True
     notes = [
         f"mem-fraction-static {fraction:.2f}: weights of both models + KV cache need {low - MARGIN:.2f} of each GPU, and",
@@ -121,14 +153,18 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         f"speculative-num-steps {plan.k} with eagle-topk 1 drafts one chain of k tokens; num-draft-tokens = k + 1.",
     ]
     head = header(plan, LABEL, line, _measure(), notes)
-    config_name = f"{stem}.yaml"
+    script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
-    options = [("--config", f'"$(dirname "$0")/{config_name}"')]
+    options = [("--config", BesideScript(names.main))]
     files = {
-        config_name: comment_block(head + [f"Run: python3 -m sglang.launch_server --config {config_name}"]) + body,
-        f"{stem}-serve.sh": shell_script(head, ["python3", "-m", "sglang.launch_server"], options),
+        names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: python3 -m "
+                                          f"sglang.launch_server --config {shlex.quote(names.main)})"]) + body,
+        script_name: shell_script(head, ["python3", "-m", "sglang.launch_server"], options),
     }
-    summary = (f"{LABEL} {line.name}: {', '.join(files)}; STANDALONE draft {draft}, k={plan.k}, tp {plan.tensor_parallel}, "
+    summary = (f"{LABEL} {line.name}: STANDALONE draft {draft}, k={plan.k}, tp {plan.tensor_parallel}, "
                f"mem-fraction-static {fraction:.2f}; predicted {plan.speedup:.2f}x "
                f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    if not names.main.lower().endswith((".yaml", ".yml")):
+        # server_args_config_parser.py _validate_yaml_file: "path.suffix.lower() not in [".yaml", ".yml"]"
+        summary += f"\nwarning: SGLang reads --config only from a .yaml or .yml file, not {names.main}: give -o such a name"
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,14 +1,16 @@
-"""TensorRT-LLM: a ``trtllm-serve`` YAML (PyTorch backend) with ``speculative_config: DraftTarget``.
+"""TensorRT-LLM: a ``trtllm-serve`` YAML (PyTorch backend) with a draft-target ``speculative_config``.
 
 Release lines (planner/exports/server_args/trtllm.yaml): 1.0-1.1 read the YAML through
-``--extra_llm_api_options`` and name the draft ``speculative_model_dir``; 1.2 and later
-take ``--config`` and ``speculative_model`` (the old spellings stay aliases).
+``--extra_llm_api_options``, name the draft ``speculative_model_dir`` and the type
+``DraftTarget``; 1.2 and later take ``--config``, ``speculative_model`` (the old spellings
+stay aliases) and the type ``Draft_Target`` (the tag of llm_args' discriminated union).
 TensorRT-LLM loads quantized weights only from quantized checkpoints (ModelOpt
 exports); it does not quantize a 16-bit checkpoint when loading.
 """
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 import yaml
@@ -18,23 +20,26 @@ from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports.common import (
     MARGIN,
+    TORCH_DTYPE_NAMES,
+    BesideScript,
     Export,
     ExportPlan,
-    ServerLine,
+    FileNames,
     check_runs,
-    TORCH_DTYPE_NAMES,
     comment_block,
     fraction_up,
     header,
-    model_reference,
     needed_gib,
     shell_script,
 )
+from planner.exports.names import model_reference
+from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "export", "free_gpu_memory_fraction"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "free_gpu_memory_fraction"]
 
 SERVER = "trtllm"
 LABEL = "TensorRT-LLM"
+DEFAULT_MAIN = "trtllm.yaml"
 _MAX_FRACTION = 0.95
 _DTYPE = TORCH_DTYPE_NAMES
 _CHUNK_TOKENS = 8192  # max_num_tokens default; longer prompts need chunked prefill (as the plan assumed)
@@ -71,13 +76,14 @@ def _measure() -> list[str]:
     ]
 
 
-def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
+           draft_path: str | None) -> Export:
     """trtllm-serve YAML + command line for the plan."""
     check_runs(plan, SERVER, LABEL)
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", frozenset())
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", frozenset())
+                            LABEL, "draft", "--draft-path", frozenset(), catalog_id=plan.draft_catalog_id)
     fraction, share = free_gpu_memory_fraction(plan)
     old = line.name == _OLD_LINE
     draft_key = "speculative_model_dir" if old else "speculative_model"
@@ -90,28 +96,31 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         cfg["enable_chunked_prefill"] = True
     cfg["kv_cache_config"] = {"free_gpu_memory_fraction": fraction,
                               "dtype": "fp8" if plan.kv_precision == "fp8" else "auto"}
-    cfg["speculative_config"] = {"decoding_type": "DraftTarget", "max_draft_len": plan.k, draft_key: draft}
+    decoding_type = line.args["draft_target_decoding_type"]
+    cfg["speculative_config"] = {"decoding_type": decoding_type, "max_draft_len": plan.k, draft_key: draft}
     cfg["disable_overlap_scheduler"] = True
     cfg["enable_iter_perf_stats"] = True
     flag = "--extra_llm_api_options" if old else "--config"
     notes = [
         f"kv_cache_config.free_gpu_memory_fraction {fraction:.2f}: the plan's KV cache needs {share:.2f} of the memory",
-        "  left after weights and activations; TensorRT-LLM's default 0.90 unless more is needed. DraftTarget gives the",
+        "  left after weights and activations; TensorRT-LLM's default 0.90 unless more is needed. Draft-target gives the",
         "  draft the target's KV settings (TensorRT-LLM issue #9279), so its KV cache comes out of the same memory.",
-        "disable_overlap_scheduler: true, as the DraftTarget example of the speculative-decoding docs sets it.",
+        "disable_overlap_scheduler: true, as the draft-target example of the speculative-decoding docs sets it.",
+        f"decoding_type {decoding_type}: the spelling the {line.name} line's llm_args parses.",
         f"The draft is loaded with the target's parallel mapping (tensor_parallel_size {plan.tensor_parallel}).",
     ]
     if old:
         notes.append("1.0-1.1 line: the YAML goes to --extra_llm_api_options and the draft key is speculative_model_dir.")
     head = header(plan, LABEL, line, _measure(), notes)
-    config_name = f"{stem}.yaml"
+    script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
-    options = [(flag, f'"$(dirname "$0")/{config_name}"')]
+    options = [(flag, BesideScript(names.main))]
     files = {
-        config_name: comment_block(head + [f"Run: trtllm-serve {target} {flag} {config_name}"]) + body,
-        f"{stem}-serve.sh": shell_script(head, ["trtllm-serve", target], options),
+        names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: trtllm-serve "
+                                          f"{shlex.quote(target)} {flag} {shlex.quote(names.main)})"]) + body,
+        script_name: shell_script(head, ["trtllm-serve", target], options),
     }
-    summary = (f"{LABEL} {line.name}: {', '.join(files)}; DraftTarget {draft}, max_draft_len {plan.k}, tp "
+    summary = (f"{LABEL} {line.name}: {decoding_type} {draft}, max_draft_len {plan.k}, tp "
                f"{plan.tensor_parallel}, free_gpu_memory_fraction {fraction:.2f}; predicted {plan.speedup:.2f}x "
                f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

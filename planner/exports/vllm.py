@@ -1,14 +1,18 @@
 """vLLM: a ``vllm serve --config`` YAML with the draft model, and the matching command line.
 
-Release lines (planner/exports/server_args/vllm.yaml): 0.6-0.7 take the separate
-``--speculative-model`` / ``--num-speculative-tokens`` flags; 0.8-0.9 take
-``--speculative-config`` JSON and run a draft model on the V0 engine; 0.10-0.13 cannot
-run a draft model and are refused; >= 0.14 run ``method: draft_model`` on V1.
+Release lines (planner/exports/server_args/vllm.yaml, which also says what each line
+needs): 0.6-0.8.1 take the separate ``--speculative-model`` / ``--num-speculative-tokens``
+flags; 0.8.2-0.9 take ``--speculative-config`` JSON and run a draft model on the V0
+engine; 0.10-0.14 cannot run a draft model and are refused; >= 0.15 run ``method:
+draft_model`` on V1. A pair whose config.json vocab_size differ (Qwen2.5-32B's 152064
+against Qwen2.5-0.5B's 151936) gets ``use_heterogeneous_vocab: true`` from 0.25 and is
+refused with the reason on 0.15-0.24.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 from typing import Any
 
 import yaml
@@ -18,31 +22,32 @@ from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports.common import (
     MARGIN,
+    TORCH_DTYPE_NAMES,
+    BesideScript,
     Export,
     ExportPlan,
-    ServerLine,
+    FileNames,
     check_runs,
-    TORCH_DTYPE_NAMES,
     comment_block,
     draft_max_context,
     fraction_up,
     header,
-    model_reference,
     needed_gib,
     shell_script,
 )
+from planner.exports.names import model_reference, vocab_sizes
+from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "export", "gpu_memory_utilization"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gpu_memory_utilization"]
 
 SERVER = "vllm"
 LABEL = "vLLM"
+DEFAULT_MAIN = "vllm.yaml"
 # Above this vLLM leaves too little for what its profiler does not see (NCCL buffers, CUDA
 # graphs, allocator fragmentation): vLLM issue #9995 reports OOM at 0.99 with a draft model.
 _MAX_UTILIZATION = 0.95
 _DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # vLLM quantizes 16-bit checkpoints to fp8 when loading
-_V1_LINE = "0.14+"
-_OLD_FLAGS_LINE = "0.6-0.7"
 
 
 def gpu_memory_utilization(plan: ExportPlan) -> tuple[float, float]:
@@ -85,7 +90,24 @@ def _target_keys(plan: ExportPlan, model: str, utilization: float) -> dict[str, 
     return cfg
 
 
-def _speculative_config(plan: ExportPlan, draft: str, line: ServerLine) -> dict[str, Any]:
+def _vocab(plan: ExportPlan, line: ServerLine) -> tuple[dict[str, Any], list[str]]:
+    """Speculative-config keys and header notes for the pair's vocabulary sizes on this line."""
+    target_vocab, draft_vocab = vocab_sizes(plan.target, plan.draft, plan.target_catalog_id, plan.draft_catalog_id)
+    if target_vocab is None or draft_vocab is None:
+        unknown = plan.target if target_vocab is None else plan.draft
+        return {}, [f"vocab_size of {unknown} unknown here: vLLM >= 0.15 refuses a pair whose config.json vocab_size "
+                    "differ unless speculative_config use_heterogeneous_vocab is true (vLLM >= 0.25)."]
+    if target_vocab == draft_vocab:
+        return {}, []
+    sizes = f"target vocab_size {target_vocab}, draft {draft_vocab}"
+    if "refuse_different_vocab" in line.args:
+        raise SpecplanError(f"{LABEL} {line.name}: {sizes}: {' '.join(line.args['refuse_different_vocab'].split())}")
+    key = line.args["different_vocab"]
+    return {key: True}, [f"{key}: true: {sizes} (padded embedding rows of one shared tokenizer); vLLM checks "
+                         "vocab_size equality otherwise."]
+
+
+def _speculative_config(plan: ExportPlan, draft: str, extra: dict[str, Any]) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "model": draft,
         "method": "draft_model",
@@ -95,7 +117,7 @@ def _speculative_config(plan: ExportPlan, draft: str, line: ServerLine) -> dict[
     }
     if weight_format(plan.draft_precision or plan.precision).name == "fp8":
         spec["quantization"] = "fp8"
-    return spec
+    return spec | extra
 
 
 def _old_flags(plan: ExportPlan, draft: str) -> dict[str, Any]:
@@ -112,9 +134,10 @@ def _old_flags(plan: ExportPlan, draft: str) -> dict[str, Any]:
 
 def _measure(line: ServerLine, plan: ExportPlan) -> list[str]:
     calibrate = (f"specplan calibrate --vllm-metrics http://localhost:8000/metrics --vllm-metrics-before before.txt "
-                 f"--target {plan.target} --draft {plan.draft} --k {plan.k} -o calibration.yaml "
-                 "(save before.txt with `curl -s http://localhost:8000/metrics` before the traffic window)")
-    if line.name == _V1_LINE:
+                 f"--target {shlex.quote(plan.target)} --draft {shlex.quote(plan.draft or '')} --k {plan.k} "
+                 "-o calibration.yaml (save before.txt with `curl -s http://localhost:8000/metrics` before the "
+                 "traffic window)")
+    if line.args.get("metrics") == "v1":
         return [
             "Prometheus GET /metrics (V1 engine): vllm:spec_decode_num_accepted_tokens_total (A, bonus token excluded),",
             "vllm:spec_decode_num_draft_tokens_total (D), vllm:spec_decode_num_drafts_total (S) and",
@@ -132,13 +155,14 @@ def _measure(line: ServerLine, plan: ExportPlan) -> list[str]:
     ]
 
 
-def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | None, draft_path: str | None) -> Export:
+def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
+           draft_path: str | None) -> Export:
     """vLLM YAML + command line for the plan on the given release line."""
     check_runs(plan, SERVER, LABEL)
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
-                             "--target-path", _ONLINE)
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
-                            LABEL, "draft", "--draft-path", _ONLINE)
+                            LABEL, "draft", "--draft-path", _ONLINE, catalog_id=plan.draft_catalog_id)
     utilization, share = gpu_memory_utilization(plan)
     cfg = _target_keys(plan, target, utilization)
     notes = [
@@ -147,28 +171,29 @@ def export(plan: ExportPlan, line: ServerLine, stem: str, target_path: str | Non
         (f"draft_tensor_parallel_size {plan.draft_tensor_parallel}: vLLM accepts only 1 or the target's "
         f"tensor-parallel-size ({plan.tensor_parallel})."),
     ]
-    env: dict[str, str] = {}
-    cli_extra: list[tuple[str, Any]] = []
-    if line.name == _OLD_FLAGS_LINE:
+    env = {str(k): str(v) for k, v in (line.args.get("set_env") or {}).items()}
+    cli_extra: list[tuple[str, Any]] = [(flag, None) for flag in line.args.get("extra_cli") or ()]
+    extra, vocab_notes = _vocab(plan, line)
+    notes += vocab_notes
+    if line.args["speculative_style"] == "flags":
         cfg.update(_old_flags(plan, draft))
-        cli_extra = [("--use-v2-block-manager", None)]
-        notes.append("0.6-0.7 line: separate --speculative-* flags; --use-v2-block-manager is required by 0.6.0-0.6.1 "
-                     "and has no effect later.")
+        notes.append(f"{line.name} line: separate --speculative-* flags; --use-v2-block-manager is required by "
+                     "0.6.0-0.6.1 and has no effect later.")
     else:
-        cfg["speculative-config"] = json.dumps(_speculative_config(plan, draft, line))
-        if line.name != _V1_LINE:
-            env["VLLM_USE_V1"] = "0"
-            notes.append("0.8-0.9 line: a draft model runs on the V0 engine only; the script sets VLLM_USE_V1=0 "
-                         "(set it yourself when you pass only the YAML).")
+        cfg["speculative-config"] = json.dumps(_speculative_config(plan, draft, extra))
+    if env:
+        notes.append(f"{line.name} line: a draft model runs on the V0 engine only; the script sets "
+                     + ", ".join(f"{k}={v}" for k, v in env.items()) + " (set it yourself when you pass only the YAML).")
     head = header(plan, LABEL, line, _measure(line, plan), notes)
-    config_name = f"{stem}.yaml"
+    script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
-    options = [("--config", f'"$(dirname "$0")/{config_name}"'), *cli_extra]
+    options = [("--config", BesideScript(names.main)), *cli_extra]
     files = {
-        config_name: comment_block(head + [f"Run: vllm serve {target} --config {config_name}"]) + body,
-        f"{stem}-serve.sh": shell_script(head, ["vllm", "serve", target], options, env=env),
+        names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: vllm serve "
+                                          f"{shlex.quote(target)} --config {shlex.quote(names.main)})"]) + body,
+        script_name: shell_script(head, ["vllm", "serve", target], options, env=env),
     }
-    summary = (f"{LABEL} {line.name}: {', '.join(files)}; draft {draft}, k={plan.k}, tp {plan.tensor_parallel} "
+    summary = (f"{LABEL} {line.name}: draft {draft}, k={plan.k}, tp {plan.tensor_parallel} "
                f"(draft {plan.draft_tensor_parallel}), gpu-memory-utilization {cfg['gpu-memory-utilization']:.2f}; "
                f"predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -1,0 +1,314 @@
+"""Plans to export: the JSON of ``specplan estimate`` / ``recommend``, read and checked strictly.
+
+A plan file is data someone else may have written, so it is read like any input: only a
+regular file under ``PLAN_FILE_MAX_BYTES`` (a FIFO or device is refused without being
+read), UTF-8, JSON without NaN/Infinity. Every field the exports use is then checked for
+its type and range (numbers finite, k between 1 and ``MAX_K``, GPUs at least 1, ...) and
+every string with ``check_text``; anything else is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Mapping
+from typing import Any
+
+from planner.errors import SpecplanError
+from planner.exports.common import ExportPlan
+from planner.exports.names import catalogue_model
+from planner.exports.text import check_text, check_word
+
+__all__ = ["PLAN_FILE_MAX_BYTES", "MAX_K", "read_plan_file", "parse_plan_text", "plan_from_json", "parse_plan", "check_plan"]
+
+PLAN_FILE_MAX_BYTES = 16 * 1024 * 1024  # a recommend JSON is a few kB; this is room, not a target
+MAX_K = 64  # draft tokens per round the planner considers (servers take at most this many)
+_MAX_GPUS = 4096
+_MAX_BATCH = 1_000_000
+_MAX_CONTEXT = 100_000_000  # tokens; far above any model's window
+_MAX_GIB = 1e6
+_MAX_SPEEDUP = 1000.0
+_MAX_LIST = 10_000
+
+
+def read_plan_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON object in ``path``; one-line SpecplanError for anything that is not one."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except OSError as exc:
+        raise SpecplanError(f"{path}: cannot open the plan file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecplanError(f"{path}: not a regular file; a plan must be a file written by `specplan "
+                                "estimate/recommend --format json`")
+        if info.st_size > PLAN_FILE_MAX_BYTES:
+            raise SpecplanError(f"{path}: {info.st_size} bytes; a plan file may have at most {PLAN_FILE_MAX_BYTES}")
+        raw = os.read(fd, PLAN_FILE_MAX_BYTES + 1)
+    except OSError as exc:
+        raise SpecplanError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > PLAN_FILE_MAX_BYTES:
+        raise SpecplanError(f"{path}: more than {PLAN_FILE_MAX_BYTES} bytes; not a plan file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecplanError(f"{path}: not UTF-8 text (byte {exc.start}); not a plan file") from None
+    return parse_plan_text(text, str(path))
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number a plan may hold")
+
+
+def parse_plan_text(text: str, where: str) -> dict[str, Any]:
+    """The JSON object in ``text`` (``where`` names it in errors)."""
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        raise SpecplanError(f"{where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # NaN/Infinity, an integer over 4,300 digits, deep nesting
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise SpecplanError(f"{where}: not a plan file: {first}") from None
+    if not isinstance(data, dict):
+        raise SpecplanError(f"{where}: not a specplan plan (expected a JSON object)")
+    return data
+
+
+# --- typed fields ------------------------------------------------------------------------------------------
+
+
+def _get(d: Mapping[str, Any], key: str, where: str, required: bool) -> Any:
+    if key not in d or d[key] is None:
+        if required:
+            raise SpecplanError(f"plan: {where}{key} is missing")
+        return None
+    return d[key]
+
+
+def _int(d: Mapping[str, Any], key: str, where: str, low: int, high: int, required: bool = True) -> int | None:
+    v = _get(d, key, where, required)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise SpecplanError(f"plan: {where}{key} must be a whole number (got {type(v).__name__})")
+    if not low <= v <= high:
+        raise SpecplanError(f"plan: {where}{key} must be between {low} and {high} (got {v})")
+    return v
+
+
+def _num(d: Mapping[str, Any], key: str, where: str, low: float, high: float, required: bool = True,
+         open_low: bool = False) -> float | None:
+    v = _get(d, key, where, required)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise SpecplanError(f"plan: {where}{key} must be a number (got {type(v).__name__})")
+    v = float(v)
+    if not math.isfinite(v) or v < low or v > high or (open_low and v == low):
+        bound = f"above {low}" if open_low else f"at least {low}"
+        raise SpecplanError(f"plan: {where}{key} must be a finite number {bound} and at most {high} (got {v})")
+    return v
+
+
+def _bool(d: Mapping[str, Any], key: str, where: str) -> bool:
+    v = _get(d, key, where, True)
+    if not isinstance(v, bool):
+        raise SpecplanError(f"plan: {where}{key} must be true or false (got {type(v).__name__})")
+    return v
+
+
+def _text(d: Mapping[str, Any], key: str, where: str, required: bool = True, word: bool = False) -> str | None:
+    v = _get(d, key, where, required)
+    if v is None:
+        return None
+    return (check_word if word else check_text)(v, f"plan: {where}{key}")
+
+
+def _obj(d: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    v = d.get(key)
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise SpecplanError(f"plan: {where}{key} must be an object (got {type(v).__name__})")
+    return v
+
+
+def _list(d: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    v = d.get(key)
+    if v is None:
+        return []
+    if not isinstance(v, list):
+        raise SpecplanError(f"plan: {where}{key} must be a list (got {type(v).__name__})")
+    if len(v) > _MAX_LIST:
+        raise SpecplanError(f"plan: {where}{key} has {len(v)} entries; at most {_MAX_LIST}")
+    return v
+
+
+def _memory(per_gpu: dict[str, Any], where: str) -> tuple[tuple[str, float], ...]:
+    out = []
+    for name in per_gpu:
+        check_text(name, f"plan: {where}per_gpu_gib key")
+        out.append((name, _num(per_gpu, name, f"{where}per_gpu_gib.", 0.0, _MAX_GIB)))
+    return tuple((k, v) for k, v in out if v is not None)
+
+
+# --- plans -----------------------------------------------------------------------------------------------
+
+
+def _first_runnable(candidates: list[Any], need_fit: bool = True) -> tuple[int, dict[str, Any]]:
+    """The best-ranked candidate that has a draft and fits; refuse with the reason otherwise.
+
+    Without ``need_fit`` (a plan about to be re-planned) the best one with a draft will do.
+    """
+    if not candidates:
+        raise SpecplanError("the plan has no candidates to export")
+    for i, c in enumerate(candidates):
+        if not isinstance(c, dict):
+            raise SpecplanError(f"plan: candidates[{i}] must be an object (got {type(c).__name__})")
+    with_draft = [(i, c) for i, c in enumerate(candidates) if c.get("draft")]
+    if not with_draft:
+        raise SpecplanError("no candidate of the plan uses a draft model: there is no speculative decoding to export")
+    for i, cand in with_draft:
+        if _bool(cand, "fits", f"candidates[{i}]."):
+            return i, cand
+    if not need_fit:
+        return with_draft[0]
+    i, worst = with_draft[0]
+    mem = dict(_memory(_obj(worst, "per_gpu_gib", f"candidates[{i}]."), f"candidates[{i}]."))
+    raise SpecplanError(
+        f"no candidate with a draft fits in memory (best: {_text(worst, 'draft', f'candidates[{i}].')} needs "
+        f"{mem.get('total', float('nan')):.1f} of {mem.get('capacity', float('nan')):.1f} GiB per GPU); re-plan "
+        "with more GPUs or smaller formats"
+    )
+
+
+def _draft_tp_from_catalogue(draft: str, engine: str, gpu: str, gpus: int) -> int:
+    """The planner's rule (memory.draft_tp_degree) for a plan that does not record the draft's split."""
+    if gpus == 1:
+        return 1
+    from planner.catalog.lookup import find_gpu
+    from planner.engines import engine_spec
+    from planner.memory import valid_group_sizes
+
+    spec = catalogue_model(draft)
+    try:
+        eng, hw = engine_spec(engine), find_gpu(gpu)
+    except SpecplanError:
+        return 1
+    if spec is None or not eng.draft_shares_tp:
+        return 1
+    return gpus if gpus in valid_group_sizes(spec, eng, hw) else 1
+
+
+def plan_from_json(data: Any) -> ExportPlan:
+    """An ExportPlan from ``estimate --format json`` or ``recommend --format json`` output.
+
+    From a recommendation the first candidate that has a draft and fits is taken
+    (candidates are ranked best first); a plan without one is refused.
+    """
+    plan = parse_plan(data)
+    check_plan(plan)
+    return plan
+
+
+def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
+    """The plan's configuration with every field checked, but not whether it can be exported."""
+    if not isinstance(data, dict) or "target" not in data:
+        raise SpecplanError("not a specplan plan: expected the JSON of `specplan estimate` or `specplan recommend`")
+    warnings = tuple(check_text(w, "plan: warnings[]") for w in _list(data, "warnings", ""))
+    common = {
+        "target": _text(data, "target", "", word=True), "gpu": _text(data, "gpu", ""),
+        "engine": _text(data, "engine", ""), "precision": _text(data, "precision", ""),
+        "kv_precision": _text(data, "kv_precision", ""),
+        "context": _int(data, "context", "", 1, _MAX_CONTEXT), "batch": _int(data, "batch", "", 1, _MAX_BATCH),
+        "created_at": _text(data, "created_at", "", required=False) or "unknown",
+    }
+    if "candidates" in data:  # recommend: the first runnable candidate
+        i, src = _first_runnable(_list(data, "candidates", ""), need_fit)
+        where = f"candidates[{i}]."
+        mem = _obj(src, "per_gpu_gib", where)
+        gpus = _int(src, "gpus", where, 1, _MAX_GPUS, required=False) or _int(data, "gpus", "", 1, _MAX_GPUS)
+        fits = _bool(src, "fits", where)
+        draft_precision = _text(src, "draft_precision", where, required=False) or common["precision"]
+        draft = _text(src, "draft", where, word=True)
+        draft_catalog_id = _text(src, "draft_catalog_id", where, required=False)
+        draft_tp = _draft_tp_from_catalogue(draft_catalog_id or draft, common["engine"], common["gpu"], gpus)  # type: ignore[arg-type]
+    else:  # estimate: one configuration with its fit block
+        src, where = data, ""
+        fit = _obj(data, "fit", "")
+        mem = dict(_obj(fit, "per_gpu_gib", "fit."))
+        if "capacity_gib" in fit:
+            mem.setdefault("capacity", fit["capacity_gib"])
+        gpus = _int(data, "gpus", "", 1, _MAX_GPUS)
+        fits = _bool(fit, "fits", "fit.") if "fits" in fit else False
+        draft_precision = _text(data, "draft_precision", "", required=False)
+        draft = _text(data, "draft", "", required=False, word=True)
+        draft_tp = _int(fit, "draft_tp", "fit.", 1, _MAX_GPUS, required=False) or 1
+        draft_catalog_id = _text(data, "draft_catalog_id", "", required=False)
+    target_catalog_id = _text(data, "target_catalog_id", "", required=False)
+    _check_release(common["target"], target_catalog_id, "target_catalog_id")  # type: ignore[arg-type]
+    _check_release(draft, draft_catalog_id, f"{where}draft_catalog_id")
+    memory = _memory(mem, f"{where}per_gpu_gib." if where else "fit.")
+    by_name = dict(memory)
+    plan = ExportPlan(
+        **common, draft=draft, k=_int(src, "k", where, 1, MAX_K, required=False), tensor_parallel=gpus,  # type: ignore[arg-type]
+        draft_precision=draft_precision,
+        speedup=_num(src, "speedup", where, 0.0, _MAX_SPEEDUP, required=False, open_low=True) or 1.0,
+        speedup_low=_num(src, "speedup_low", where, 0.0, _MAX_SPEEDUP, required=False, open_low=True) or 1.0,
+        speedup_high=_num(src, "speedup_high", where, 0.0, _MAX_SPEEDUP, required=False, open_low=True) or 1.0,
+        alpha=_num(src, "alpha", where, 0.0, 1.0, required=False),
+        alpha_source=_text(src, "alpha_source", where, required=False),
+        vram_total_gib=by_name.get("total", 0.0), vram_capacity_gib=by_name.get("capacity", 0.0),
+        fits=fits, draft_tensor_parallel=draft_tp, memory_gib=memory, warnings=warnings,
+        target_catalog_id=target_catalog_id, draft_catalog_id=draft_catalog_id,
+    )
+    return plan
+
+
+def _check_release(name: str | None, catalog_id: str | None, field: str) -> None:
+    """Refuse a plan whose model name and recorded catalogue release disagree (a hand-edited plan).
+
+    Exports take architecture facts (vocabulary, tokenizer) from the recorded release, so a name
+    edited to another catalogue model would otherwise be checked against the wrong facts.
+    """
+    if not name or not catalog_id:
+        return
+    named, recorded = catalogue_model(name), catalogue_model(catalog_id)
+    if named is not None and recorded is not None and named.id != recorded.id:
+        raise SpecplanError(
+            f"plan field {field} is {catalog_id!r} but the model is named {name!r} ({named.id} in the "
+            "catalogue): the plan was edited by hand; re-plan with `specplan estimate`/`recommend`"
+        )
+
+
+def check_plan(plan: ExportPlan) -> None:
+    """Refuse plans no server can run as speculative decoding: no draft, no fit, foreign tokens."""
+    if not plan.draft or not plan.k:
+        raise SpecplanError("the plan has no draft model: there is no speculative decoding to export")
+    if plan.vram_capacity_gib <= 0:
+        raise SpecplanError("the plan records no GPU memory capacity; re-run `specplan estimate`/`recommend` to make it")
+    if not plan.fits:
+        raise SpecplanError(
+            f"the plan does not fit: {plan.vram_total_gib:.1f} of {plan.vram_capacity_gib:.1f} GiB per GPU on "
+            f"{plan.tensor_parallel} x {plan.gpu}; re-plan (more GPUs, smaller formats, shorter context) first"
+        )
+    if plan.draft_tensor_parallel not in (1, plan.tensor_parallel):
+        raise SpecplanError(f"plan: fit.draft_tp must be 1 or the plan's gpus ({plan.tensor_parallel}), "
+                            f"got {plan.draft_tensor_parallel}")
+    if any("allow-tokenizer-mismatch" in w for w in plan.warnings):
+        raise SpecplanError(
+            f"draft {plan.draft} does not share target {plan.target}'s tokenizer (the plan was made with "
+            "--allow-tokenizer-mismatch); servers verify draft token ids against the target's, so acceptance would be ~0"
+        )
+    target = catalogue_model(plan.target_catalog_id or plan.target)
+    draft = catalogue_model(plan.draft_catalog_id or plan.draft)
+    if target is not None and draft is not None and target.tokenizer != draft.tokenizer:
+        raise SpecplanError(
+            f"draft {plan.draft} uses tokenizer {draft.tokenizer!r} but target {plan.target} uses {target.tokenizer!r}; "
+            "token ids would not match"
+        )

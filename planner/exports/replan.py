@@ -1,0 +1,59 @@
+"""``export --from-plan FILE`` with planning flags: the plan's settings, changed by the flags, re-planned.
+
+A saved plan is a finished calculation; a flag such as ``--k`` or ``--context`` given
+with it would be silently wrong if ignored and wrong in another way if patched into the
+numbers (speedup and memory depend on it). So the plan's settings (target, GPU, formats,
+batch, context, draft, its precision and k) are taken as planning inputs, the flags given
+replace theirs, and the pair is planned again, as ``export --target ... --draft ...``
+would. The best k depends on all of these, so the planner chooses k again unless ``--k``
+is given.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.exports.plan_file import parse_plan
+from planner.exports.text import check_text
+
+__all__ = ["PLANNING_FLAGS", "replan_settings", "flag_names"]
+
+# export's planning options (click parameter names) and how they are spelled on the command line
+PLANNING_FLAGS = {
+    "target": "--target", "gpu": "--gpu", "gpus": "--gpus", "precision": "--precision",
+    "kv_precision": "--kv-precision", "batch": "--batch", "context": "--context", "engine": "--engine",
+    "memory_gib": "--memory-gib", "draft": "--draft", "draft_precision": "--draft-precision",
+    "allow_tokenizer_mismatch": "--allow-tokenizer-mismatch", "k": "--k", "task": "--task",
+}
+
+
+def flag_names(given: dict[str, Any]) -> str:
+    """The given planning flags as typed, for messages: ``--k 4 --context 8192``."""
+    parts = []
+    for key, value in given.items():
+        flag = PLANNING_FLAGS[key]
+        parts.append(flag if value is True else f"{flag} {value}")
+    return " ".join(parts)
+
+
+def replan_settings(data: Any, given: dict[str, Any]) -> tuple[int | None, str, dict[str, Any]]:
+    """(k, task, planning flags) for re-planning ``data`` (a plan's JSON) with the ``given`` flags.
+
+    ``given`` holds only the flags the user typed (click parameter names -> values).
+    """
+    plan = parse_plan(data, need_fit=False)  # every field checked; a plan that did not fit may be re-planned
+    flags: dict[str, Any] = {
+        "target": plan.target, "gpu": plan.gpu, "gpus": plan.tensor_parallel, "precision": plan.precision,
+        "kv_precision": plan.kv_precision, "batch": plan.batch, "context": plan.context, "engine": plan.engine,
+        "draft": plan.draft, "draft_precision": plan.draft_precision if plan.draft else None,
+        "memory_gib": None, "allow_tokenizer_mismatch": False,
+    }
+    if "draft" in given and "draft_precision" not in given:
+        flags["draft_precision"] = None  # another draft: its own default format, not the old draft's
+    task = check_text(data.get("task") or "chat", "plan: task") if isinstance(data, dict) else "chat"
+    for key, value in given.items():
+        if key == "task":
+            task = value
+        elif key != "k":
+            flags[key] = value
+    return given.get("k"), task, flags  # k None: the planner picks the best k for the new settings
