@@ -9,19 +9,18 @@ every string with ``check_text``; anything else is one line and exit 2.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import stat
 from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import SpecplanError
+from planner.inputs import parse_json, read_bytes
 from planner.exports.common import ExportPlan
 from planner.exports.names import catalogue_model
 from planner.exports.text import check_text, check_word
 
-__all__ = ["PLAN_FILE_MAX_BYTES", "MAX_K", "read_plan_file", "parse_plan_text", "plan_from_json", "parse_plan", "check_plan"]
+__all__ = ["PLAN_FILE_MAX_BYTES", "MAX_K", "read_plan_file", "plan_from_json", "parse_plan", "check_plan"]
 
 PLAN_FILE_MAX_BYTES = 16 * 1024 * 1024  # a recommend JSON is a few kB; this is room, not a target
 MAX_K = 64  # draft tokens per round the planner considers (servers take at most this many)
@@ -34,48 +33,15 @@ _MAX_LIST = 10_000
 
 
 def read_plan_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON object in ``path``; one-line SpecplanError for anything that is not one."""
-    try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
-    except OSError as exc:
-        raise SpecplanError(f"{path}: cannot open the plan file: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise SpecplanError(f"{path}: not a regular file; a plan must be a file written by `specplan "
-                                "estimate/recommend --format json`")
-        if info.st_size > PLAN_FILE_MAX_BYTES:
-            raise SpecplanError(f"{path}: {info.st_size} bytes; a plan file may have at most {PLAN_FILE_MAX_BYTES}")
-        raw = os.read(fd, PLAN_FILE_MAX_BYTES + 1)
-    except OSError as exc:
-        raise SpecplanError(f"{path}: cannot read the plan file: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    if len(raw) > PLAN_FILE_MAX_BYTES:
-        raise SpecplanError(f"{path}: more than {PLAN_FILE_MAX_BYTES} bytes; not a plan file")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecplanError(f"{path}: not UTF-8 text (byte {exc.start}); not a plan file") from None
-    return parse_plan_text(text, str(path))
+    """The JSON object in ``path``; one-line SpecplanError for anything that is not one.
 
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a number a plan may hold")
-
-
-def parse_plan_text(text: str, where: str) -> dict[str, Any]:
-    """The JSON object in ``text`` (``where`` names it in errors)."""
-    try:
-        data = json.loads(text, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        raise SpecplanError(f"{where}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:  # NaN/Infinity, an integer over 4,300 digits, deep nesting
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise SpecplanError(f"{where}: not a plan file: {first}") from None
+    Read through planner.inputs like every user file (regular files only, strict UTF-8, no
+    NaN, deep nesting or huge integers), with the plan's own, smaller size cap.
+    """
+    label = f"--from-plan {path}"
+    data = parse_json(read_bytes(path, "--from-plan", max_bytes=PLAN_FILE_MAX_BYTES), label)
     if not isinstance(data, dict):
-        raise SpecplanError(f"{where}: not a specplan plan (expected a JSON object)")
+        raise SpecplanError(f"{label}: not a specplan plan (expected a JSON object)")
     return data
 
 
