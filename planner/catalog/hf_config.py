@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -201,17 +202,30 @@ def spec_from_config(cfg: dict[str, Any], label: str, model_id: str | None = Non
         raise ConfigImportError(f"{label}: field {err}: missing or malformed") from None
 
 
+# transformers writes into ``_name_or_path`` the string from_pretrained was given: a Hub repo id or
+# the folder the checkpoint was saved from. Both are made of the POSIX portable file-name characters
+# (Hub ids are a subset) plus path separators, a drive colon, '~', spaces and '+', '@', '=', ','.
+# Anything else (markup, quotes, shell syntax) means a damaged or hand-edited config: refused.
+_NAME_OR_PATH = re.compile(r"[A-Za-z0-9._\-/\\:~ +@=,]+")
+
+
 def _name_or_path(cfg: dict[str, Any], label: str) -> str | None:
-    """config.json's ``_name_or_path``: a one-line string (it names the model in every output)."""
+    """config.json's ``_name_or_path``: a Hub repo id or a saved-from path, on one line."""
     name = cfg.get("_name_or_path")
     if name is None or name == "":
         return None
     if not isinstance(name, str):
         raise ConfigImportError(f"{label}: field _name_or_path: expected a string, got {shown(name, 40)}")
     try:
-        return check_name(name, f"{label}: field _name_or_path")
+        name = check_name(name, f"{label}: field _name_or_path")
     except SpecplanError as exc:
         raise ConfigImportError(str(exc)) from None
+    if not _NAME_OR_PATH.fullmatch(name):
+        raise ConfigImportError(
+            f"{label}: field _name_or_path {shown(name, 60)} is neither a Hugging Face repo id nor a path "
+            "(letters, digits, . _ - / \\ : ~ space + @ = , only)"
+        )
+    return name
 
 
 def _read_config(path: Path) -> dict[str, Any]:

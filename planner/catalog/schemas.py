@@ -6,7 +6,8 @@ keys, so a typo in a YAML file fails validation instead of silently defaulting.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -30,10 +31,35 @@ MemoryClass = Literal["hbm", "gddr", "unified"]
 ReleaseKind = Literal["base", "instruct", "reasoning", "draft"]
 
 
+# No catalogue figure comes near this (the largest is a parameter count, ~1e13); a number past it is
+# a typo or a hostile file (10**400 layers), and would overflow float arithmetic downstream.
+MAX_CATALOG_NUMBER = 1e15
+
+
+def _sane_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # compared as integers: a 400-digit int does not fit a float
+        if abs(value) > int(MAX_CATALOG_NUMBER):
+            raise ValueError(f"number out of range (at most {MAX_CATALOG_NUMBER:.0e})")
+    elif isinstance(value, float):
+        if not math.isfinite(value) or abs(value) > MAX_CATALOG_NUMBER:
+            raise ValueError(f"number out of range (|x| must be finite and at most {MAX_CATALOG_NUMBER:.0e})")
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _sane_number(item)
+    return value
+
+
 class Frozen(BaseModel):
-    """Base for immutable, strict data records."""
+    """Base for immutable, strict data records; every number in them is finite and bounded."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _numbers_in_range(cls, value: Any) -> Any:
+        return _sane_number(value)
 
 
 def _source_present(value: str | list[str]) -> str | list[str]:
