@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from planner.cli import main
+from planner.errors import SpecplanError
 from planner.outputs.report import build_report_data, render_report
 from planner.plan import RecommendInputs as ReportInputs
 from planner.outputs.svg import Series, line_chart
@@ -51,9 +52,13 @@ def test_user_text_is_escaped(tmp_path):
     cfg = json.loads(src.read_text())
     cfg["_name_or_path"] = "<script>alert(1)</script>"
     (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SpecplanError, match="neither a Hugging Face repo id nor a path"):
+        build_report_data(ReportInputs(FitInputs(target=str(folder), gpu="h100-sxm")))  # markup is no model name
+    cfg["_name_or_path"] = "my-org/fine-tune"
+    (folder / "config.json").write_text(json.dumps(cfg))
     out = render_report(build_report_data(ReportInputs(FitInputs(target=str(folder), gpu="h100-sxm"))))
-    # The folder is named by its absolute path (issue 8), escaped; config.json's name is not shown.
-    assert "<script>alert(1)</script>" not in out and "evil<i>" not in out
+    # The folder is named by its absolute path (issue 8), escaped.
+    assert "evil<i>" not in out
     assert f"{tmp_path}/evil&lt;i&gt;&amp;" in out
     chart = line_chart([Series("<i>x</i>", [1, 2], [1, 2])], "t<", "x & y", "y")
     assert "<i>x</i>" not in chart and "&lt;i&gt;x&lt;/i&gt;" in chart
