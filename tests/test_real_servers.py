@@ -1,0 +1,141 @@
+"""specplan's vLLM and SGLang exports, run through those servers' own start-up code.
+
+For each plan below, each server, and each release with a venv built by
+``bash .ci/server_venvs.sh`` (newest and an older line; .ci/server-venvs/*.txt), the test runs
+``specplan export --server-version RELEASE``, then the exported ``-serve.sh`` under bash with a
+stand-in for the server command that hands the argv to the real server's parser and config
+classes (tests/real_servers/check_*.py, inside that release's CPU-only venv). The models'
+config.json files come from an offline Hub cache written from specplan's catalogue.
+
+The server must accept the file (PASS) and hold the values specplan wrote. Where specplan
+refuses the plan for a release instead, the refusal must be one line with exit 2, and it
+must be needed: the release's own parser must reject what specplan writes for the newest
+release (else the refusal turns away a configuration the server takes).
+
+Without the venvs the tests skip, except under CI=true, where a missing venv fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.cli import main
+from tests.real_servers.harness import Release, find_venv, releases, run_serve_script
+from tests.real_servers.hub import add_model
+
+pytestmark = pytest.mark.real_servers
+
+LLAMA = ("--target", "meta-llama/Llama-3.1-70B-Instruct", "--draft", "meta-llama/Llama-3.2-1B-Instruct")
+QWEN = ("--target", "Qwen/Qwen2.5-32B-Instruct", "--draft", "Qwen/Qwen2.5-0.5B-Instruct")  # 152064 vs 151936 rows
+AWQ_DRAFT = "specplan-test/Llama-3.2-1B-Instruct-AWQ"  # a name for a pre-quantized checkpoint; offline only
+
+
+@dataclass(frozen=True)
+class Case:
+    """A plan to export: specplan flags, and the pre-quantized checkpoints it names (id -> (base, format))."""
+
+    flags: tuple[str, ...]
+    checkpoints: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+
+CASES = {
+    "llama70b-1b-tp4": Case((*LLAMA, "--gpu", "h100-sxm", "--gpus", "4")),
+    "qwen32b-0.5b-vocab": Case((*QWEN, "--gpu", "h100-sxm", "--gpus", "1")),
+    "qwen32b-0.5b-tp4-draft-tp1": Case((*QWEN, "--gpu", "h100-sxm", "--gpus", "4")),
+    "llama-fp8-draft": Case((*LLAMA, "--gpu", "h100-sxm", "--gpus", "4", "--draft-precision", "fp8")),
+    "llama-awq-draft": Case((*LLAMA, "--gpu", "h100-sxm", "--gpus", "4", "--draft-precision", "int4-awq",
+                             "--draft-path", AWQ_DRAFT),
+                            {AWQ_DRAFT: ("meta-llama/Llama-3.2-1B-Instruct", "int4-awq")}),
+}
+SERVERS = ("vllm", "sglang")
+PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
+          for case in CASES for server in SERVERS for release in releases(server)]
+
+
+def _python(release: Release) -> Path:
+    python, why = find_venv(release)
+    if python is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    return python
+
+
+def _export(runner, case: Case, release: Release, version: str, out: Path):
+    """(exit code, stderr, the exported YAML as a dict or None)."""
+    out.mkdir(parents=True, exist_ok=True)
+    result = runner.invoke(main, ["export", "--server", release.server, "--server-version", version,
+                                  *case.flags, "-o", str(out / f"{release.server}.yaml")])
+    cfg = None
+    if result.exit_code == 0:
+        cfg = yaml.safe_load((out / f"{release.server}.yaml").read_text(encoding="utf-8"))
+    return result.exit_code, result.stderr, cfg
+
+
+def _vllm_spec(cfg: dict) -> dict:
+    spec = cfg.get("speculative-config")
+    return json.loads(spec) if isinstance(spec, str) else spec or {}
+
+
+def _model_ids(server: str, cfg: dict) -> list[str]:
+    if server == "vllm":
+        return [cfg["model"], _vllm_spec(cfg).get("model") or cfg.get("speculative-model")]
+    return [cfg["model-path"], cfg["speculative-draft-model-path"]]
+
+
+def _hub(tmp: Path, case: Case, server: str, cfg: dict) -> Path:
+    """An offline Hub cache with a config.json for every model id the export names."""
+    hub = tmp / "hub"
+    for repo_id in _model_ids(server, cfg):
+        base, fmt = case.checkpoints.get(repo_id, (repo_id, None))
+        add_model(hub, repo_id, base, fmt)
+    return hub
+
+
+def _expected_facts(server: str, cfg: dict) -> dict:
+    """What the server must hold after reading the file: the values specplan wrote."""
+    if server == "vllm":
+        spec = _vllm_spec(cfg)
+        return {"tensor_parallel_size": cfg["tensor-parallel-size"], "max_model_len": cfg["max-model-len"],
+                "max_num_seqs": cfg["max-num-seqs"], "gpu_memory_utilization": cfg["gpu-memory-utilization"],
+                "method": spec["method"], "num_speculative_tokens": spec["num_speculative_tokens"],
+                "draft_model": spec["model"], "draft_tensor_parallel_size": spec["draft_tensor_parallel_size"],
+                "draft_max_model_len": spec["max_model_len"]}
+    keys = ("tp-size", "context-length", "max-running-requests", "mem-fraction-static", "speculative-algorithm",
+            "speculative-draft-model-path", "speculative-num-steps", "speculative-eagle-topk",
+            "speculative-num-draft-tokens", "speculative-draft-model-quantization")
+    return {key.replace("-", "_"): cfg[key] for key in keys if key in cfg}
+
+
+def _check(case: Case, release: Release, python: Path, cfg: dict, out: Path) -> dict:
+    hub = _hub(out, case, release.server, cfg)
+    return run_serve_script(out / f"{release.server}-serve.sh", release.server, python, hub, out)
+
+
+@pytest.mark.parametrize(("case_name", "release"), PARAMS)
+def test_server_accepts_export(case_name: str, release: Release, runner, tmp_path: Path) -> None:
+    python = _python(release)
+    case = CASES[case_name]
+    code, stderr, cfg = _export(runner, case, release, release.version, tmp_path / "own")
+    if code == 0:
+        verdict = _check(case, release, python, cfg, tmp_path / "own")
+        assert verdict["result"] == "PASS", f"{release.name} rejected the export at {verdict['step']}: {verdict['message']}"
+        facts = verdict["facts"]
+        wrong = {k: (v, facts.get(k)) for k, v in _expected_facts(release.server, cfg).items() if facts.get(k) != v}
+        assert not wrong, f"{release.name} holds other values than the file says (file, server): {wrong}"
+        return
+    assert code == 2 and stderr.startswith("specplan: error: ") and stderr.count("\n") == 1, (code, stderr)
+    newest = releases(release.server)[0]
+    code_new, _, cfg_new = _export(runner, case, release, newest.version, tmp_path / "newest")
+    if code_new != 0:
+        return  # refused on every line: the plan itself is refused, with its reason
+    verdict = _check(case, release, python, cfg_new, tmp_path / "newest")
+    assert verdict["result"] == "REJECTED", (
+        f"specplan refuses this plan for {release.name} ({stderr.strip()}), but {release.name} accepts the "
+        f"{newest.name} export")
