@@ -115,7 +115,8 @@ def _expected_facts(server: str, cfg: dict) -> dict:
 
 def _check(case: Case, release: Release, python: Path, cfg: dict, out: Path) -> dict:
     hub = _hub(out, case, release.server, cfg)
-    return run_serve_script(out / f"{release.server}-serve.sh", release.server, python, hub, out)
+    gpus = int(case.flags[case.flags.index("--gpus") + 1])
+    return run_serve_script(out / f"{release.server}-serve.sh", release.server, python, hub, out, gpus)
 
 
 @pytest.mark.parametrize(("case_name", "release"), PARAMS)

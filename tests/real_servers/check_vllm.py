@@ -85,6 +85,7 @@ def main() -> int:
     walk = Walk("vllm", vllm.__version__)
     argv = sys.argv[1:]
     walk.step("CpuPlatform", _cpu_platform)
+    walk.report["environment"] = {"platform": "CpuPlatform, every quantization method allowed"}
     built = walk.step("build the `vllm serve` parser", _parser)
     parser, cmds = built if built else (None, {})
     args = walk.step("parse " + " ".join(argv), lambda: parser.parse_args(argv))

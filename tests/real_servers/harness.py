@@ -81,8 +81,11 @@ def _stub(bindir: Path, server: str, python: Path) -> None:
     stub.chmod(0o755)
 
 
-def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: Path) -> dict:
-    """Run ``bash script`` with the server's stand-in on PATH; the checker's JSON verdict."""
+def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: Path, gpus: int) -> dict:
+    """Run ``bash script`` with the server's stand-in on PATH; the checker's JSON verdict.
+
+    ``gpus``: how many GPUs the plan has (SGLang's checker answers its device probes for them).
+    """
     bindir = work / "bin"
     bindir.mkdir(parents=True, exist_ok=True)
     _stub(bindir, server, python)
@@ -94,7 +97,7 @@ def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: P
         # every read of a model id is answered from the offline cache the test wrote
         "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "HF_HOME": str(home / "hf"),
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "CUDA_VISIBLE_DEVICES": "",
-        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1", "SPECPLAN_SIMULATED_GPUS": str(gpus),
     }
     proc = subprocess.run(["bash", str(script)], env=env, cwd=work, capture_output=True, text=True,
                           timeout=CHECK_TIMEOUT_S)

@@ -19,13 +19,14 @@ __all__ = ["Walk", "run"]
 _MESSAGE_CHARS = 2000  # enough for pydantic's multi-error messages; more is a traceback dump
 
 
-def _message(exc: BaseException, stderr: str) -> str:
+def _message(exc: BaseException, stderr: str, package: str) -> str:
     if isinstance(exc, SystemExit):  # argparse prints its error and exits 2
         lines = [line for line in stderr.strip().splitlines() if line.strip()]
         return lines[-1] if lines else f"exit {exc.code}"
     text = " | ".join(line for line in f"{type(exc).__name__}: {exc}".splitlines() if line.strip())
-    frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-    where = f" [at {frame.filename.rsplit('site-packages/', 1)[-1]}:{frame.lineno}]" if frame else ""
+    # where the server raised it: its own last frame, not pydantic's or argparse's
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f"/{package}/" in f.filename]
+    where = f" [at {frames[-1].filename.rsplit('site-packages/', 1)[-1]}:{frames[-1].lineno}]" if frames else ""
     return text[:_MESSAGE_CHARS] + where
 
 
@@ -33,6 +34,7 @@ class Walk:
     """Run named steps in order; stop at the first one the server rejects."""
 
     def __init__(self, checker: str, server_version: str) -> None:
+        self.package = checker  # the server's import name: vllm, sglang
         self.report: dict = {"checker": checker, "server_version": server_version, "result": None,
                              "step": None, "message": None, "steps": [], "facts": {}}
 
@@ -45,7 +47,7 @@ class Walk:
             with contextlib.redirect_stderr(err):
                 value = fn(*args, **kwargs)
         except (Exception, SystemExit) as exc:  # noqa: BLE001  # the server's rejection, whatever its type
-            self.report.update(result="REJECTED", step=name, message=_message(exc, err.getvalue()))
+            self.report.update(result="REJECTED", step=name, message=_message(exc, err.getvalue(), self.package))
             return None
         self.report["steps"].append(name)
         return value
