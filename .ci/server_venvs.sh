@@ -25,7 +25,7 @@ dir="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/specplan/server-venvs}"
 [ $# -gt 0 ] && shift
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then
-    for f in "$reqdir"/*.txt; do names+=("$(basename "$f" .txt)"); done
+    for f in "$reqdir"/*-[0-9]*.txt; do names+=("$(basename "$f" .txt)"); done
 fi
 
 log() { printf '%s\n' "server_venvs: $*" >&2; }
@@ -77,4 +77,22 @@ for name in "${names[@]}"; do
         [ "$old" = "$venv" ] || { log "removing stale $old"; rm -rf "$old"; }
     done
 done
+
+# llama.cpp's argument definitions (common/arg.cpp), from the llama-cpp-python sdists.
+while read -r pin; do
+    case "$pin" in ""|\#*) continue ;; esac
+    out="$dir/llamacpp-src/${pin#*==}"
+    if [ -f "$out/.complete" ]; then
+        log "$pin: cached $out"
+        continue
+    fi
+    tmp="$(mktemp -d)"
+    "$python" -m pip download -q --no-deps --no-binary :all: "$pin" -d "$tmp" >&2
+    tar -xzf "$tmp"/*.tar.gz -C "$tmp" --wildcards '*/CHANGELOG.md' '*/vendor/llama.cpp/common/arg.cpp'
+    rm -rf "$out" && mkdir -p "$out"
+    cp "$tmp"/*/CHANGELOG.md "$tmp"/*/vendor/llama.cpp/common/arg.cpp "$out"/
+    rm -rf "$tmp"
+    touch "$out/.complete"
+    log "$pin: common/arg.cpp in $out"
+done < "$reqdir/llamacpp-sources.txt"
 echo "$dir"

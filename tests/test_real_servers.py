@@ -12,7 +12,13 @@ refuses the plan for a release instead, the refusal must be one line with exit 2
 must be needed: the release's own parser must reject what specplan writes for the newest
 release (else the refusal turns away a configuration the server takes).
 
-Without the venvs the tests skip, except under CI=true, where a missing venv fails.
+llama.cpp is C++: its exports are checked against its own argument definitions instead,
+common/arg.cpp of a llama.cpp release per line (vendored by the llama-cpp-python sdist, kept
+by .ci/server_venvs.sh): every flag the exported script passes and every variable of its
+.env file must be a llama-server option that is not a removed one, and so must every flag
+and variable planner/exports/server_args/llamacpp.yaml lists for that line.
+
+Without the venvs (or sources) the tests skip, except under CI=true, where their absence fails.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ import pytest
 import yaml
 
 from planner.cli import main
-from tests.real_servers.harness import Release, find_venv, releases, run_serve_script
+from planner.exports.common import server_args
+from tests.real_servers.harness import (Release, find_venv, llamacpp_argv, llamacpp_source, releases,
+                                        run_serve_script)
 from tests.real_servers.hub import add_model
+from tests.real_servers.llamacpp_args import server_options
 
 pytestmark = pytest.mark.real_servers
 
@@ -58,12 +67,16 @@ PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
           for case in CASES for server in SERVERS for release in releases(server)]
 
 
+def _absent(why: str) -> None:
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def _python(release: Release) -> Path:
     python, why = find_venv(release)
     if python is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        _absent(why)
     return python
 
 
@@ -140,3 +153,56 @@ def test_server_accepts_export(case_name: str, release: Release, runner, tmp_pat
     assert verdict["result"] == "REJECTED", (
         f"specplan refuses this plan for {release.name} ({stderr.strip()}), but {release.name} accepts the "
         f"{newest.name} export")
+
+
+# llama.cpp line -> (llama-cpp-python sdist, the llama.cpp commit its CHANGELOG.md names, --server-version)
+LLAMACPP_SOURCES = {
+    "spec-draft": ("0.3.36", "0c1e57098", "b11312"),  # llama-server b11312 reports commit 0c1e570
+    "classic": ("0.3.16", "4227c9be4268ac844921b90f31595f81236bd317", "classic"),  # build number not in the sdist
+}
+LLAMACPP_PLANS = {
+    "llama8b-1b": ("--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "meta-llama/Llama-3.2-1B-Instruct",
+                   "--gpu", "rtx-4090"),
+    "llama8b-1b-q8-kv": ("--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "meta-llama/Llama-3.2-1B-Instruct",
+                         "--gpu", "rtx-4090", "--kv-precision", "q8_0"),
+}
+
+
+def _llamacpp_options(line: str):
+    version, commit, _ = LLAMACPP_SOURCES[line]
+    folder = llamacpp_source(version)
+    if folder is None:
+        _absent(f"no llama.cpp source llama-cpp-python {version} (run `bash .ci/server_venvs.sh`)")
+    changelog = (folder / "CHANGELOG.md").read_text(encoding="utf-8")
+    section = changelog.split(f"## [{version}]", 1)[1].split("\n## [", 1)[0]
+    assert f"llama.cpp@{commit}" in section, f"llama-cpp-python {version} vendors another llama.cpp than {commit}"
+    return server_options((folder / "arg.cpp").read_text(encoding="utf-8"))
+
+
+def _is_flag(word: str) -> bool:
+    return word[:1] == "-" and word.lstrip("-")[:1].isalpha()
+
+
+@pytest.mark.parametrize("plan", LLAMACPP_PLANS)
+@pytest.mark.parametrize("line", LLAMACPP_SOURCES)
+def test_llamacpp_export_uses_only_live_options(line: str, plan: str, runner, tmp_path: Path) -> None:
+    options = _llamacpp_options(line)
+    result = runner.invoke(main, ["export", "--server", "llamacpp", "--server-version", LLAMACPP_SOURCES[line][2],
+                                  *LLAMACPP_PLANS[plan], "-o", str(tmp_path / "llamacpp.yaml")])
+    assert result.exit_code == 0, result.output
+    flags = {w for w in llamacpp_argv(tmp_path / "llamacpp-serve.sh", tmp_path) if _is_flag(w)}
+    env = {row.split("=", 1)[0] for row in (tmp_path / "llamacpp.env").read_text(encoding="utf-8").splitlines()
+           if row and not row.startswith("#")}
+    assert not flags - options.flags, f"not llama-server options: {sorted(flags - options.flags)}"
+    assert not flags & options.removed, f"removed options: {sorted(flags & options.removed)}"
+    assert not env - options.env, f"not llama-server variables: {sorted(env - options.env)}"
+
+
+@pytest.mark.parametrize("line", LLAMACPP_SOURCES)
+def test_llamacpp_data_matches_arg_cpp(line: str) -> None:
+    options = _llamacpp_options(line)
+    entry = next(e for e in server_args("llamacpp")["lines"] if e["name"] == line)
+    flags, env = set(entry["cli_flags"]), set(entry["env"])
+    assert not flags - options.flags, f"{line}: listed but not in arg.cpp: {sorted(flags - options.flags)}"
+    assert not flags & options.removed, f"{line}: listed but removed in arg.cpp: {sorted(flags & options.removed)}"
+    assert not env - options.env, f"{line}: variables not in arg.cpp: {sorted(env - options.env)}"

@@ -16,7 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["REQUIREMENTS", "Release", "releases", "find_venv", "run_serve_script"]
+__all__ = ["REQUIREMENTS", "Release", "releases", "find_venv", "run_serve_script", "llamacpp_argv",
+           "llamacpp_source"]
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / ".ci" / "server-venvs"
@@ -106,3 +107,23 @@ def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: P
         raise AssertionError(f"checker failed (exit {proc.returncode}) on {script}:\n{proc.stdout[-3000:]}\n"
                              f"{proc.stderr[-6000:]}")
     return json.loads(lines[-1])
+
+
+def llamacpp_source(version: str) -> Path | None:
+    """The cached folder with common/arg.cpp and CHANGELOG.md of llama-cpp-python ``version``, if built."""
+    folder = venv_dir() / "llamacpp-src" / version
+    return folder if (folder / ".complete").is_file() else None
+
+
+def llamacpp_argv(script: Path, work: Path) -> list[str]:
+    """The argv an exported llama.cpp -serve.sh passes to llama-server (run under bash, stand-in on PATH)."""
+    bindir = work / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    stub = bindir / "llama-server"
+    stub.write_text('#!/bin/sh\nprintf \'%s\\0\' "$@" > "$ARGV_OUT"\n', encoding="utf-8")
+    stub.chmod(0o755)
+    out = work / "argv.bin"
+    env = {"PATH": f"{bindir}:/usr/bin:/bin", "HOME": str(work), "ARGV_OUT": str(out), "LANG": "C.UTF-8"}
+    proc = subprocess.run(["bash", str(script)], env=env, cwd=work, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return out.read_bytes().decode().split("\0")[:-1]
