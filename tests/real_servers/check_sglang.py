@@ -10,16 +10,16 @@ the ``--config`` YAML merged by ConfigArgumentMerger, ServerArgs built; up to 0.
 checks). Both read the models' config.json, which come from the offline Hub cache the test
 wrote (HF_HUB_OFFLINE=1, HF_HUB_CACHE). Prints one JSON line (verdict.py).
 
-Two things differ from a GPU machine. The device: SGLang's checks ask torch.cuda for the
-GPU (count, compute capability, memory) and stop at "No accelerator" without one, so
-_simulated_cuda answers those questions as the plan's H100s would
-(SPECPLAN_SIMULATED_GPUS of them); nothing is run on a device. And torchvision. SGLang's config registry
+Two things differ from a GPU machine. The device: SGLang's checks ask torch.cuda for the GPU
+(count, compute capability, memory) and stop at "No accelerator" without one, so
+_simulated_cuda answers those questions as the plan's H100s would (SPECPLAN_SIMULATED_GPUS of
+them); nothing runs on a device. And torchvision: SGLang's config registry
 (sglang/srt/configs/__init__.py) imports its vision-language configs eagerly, and they import
 torchvision; the only torchvision wheels this machine can get are CUDA builds, whose _C.so
-needs libtorch_cuda.so. Where ``import torchvision`` fails, a stand-in module is put in its
-place whose every attribute is a placeholder that raises when it is used: importing works,
-any real use by the text-model checks fails loudly (as a REJECTED naming the stand-in), and
-the verdict says the stand-in was used.
+needs libtorch_cuda.so. Where ``import torchvision`` fails, a stand-in module takes its place
+whose every attribute is a placeholder that raises when used: importing works, any real use
+by the text-model checks fails loudly (a REJECTED naming the stand-in), and the verdict's
+"environment" says the stand-in was used.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def _version() -> str:
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     argv = sys.argv[1:]
+    sys.argv[0] = "sglang.launch_server"  # argparse names the program after it in its errors
     walk = Walk("sglang", _version())
     gpus = int(os.environ.get("SPECPLAN_SIMULATED_GPUS", "8"))
     _simulated_cuda(gpus)
