@@ -206,3 +206,22 @@ def test_llamacpp_data_matches_arg_cpp(line: str) -> None:
     assert not flags - options.flags, f"{line}: listed but not in arg.cpp: {sorted(flags - options.flags)}"
     assert not flags & options.removed, f"{line}: listed but removed in arg.cpp: {sorted(flags & options.removed)}"
     assert not env - options.env, f"{line}: variables not in arg.cpp: {sorted(env - options.env)}"
+
+
+def _break(server: str, cfg: dict) -> dict:
+    """The export with one key no release of the server has (the negative control)."""
+    if server == "vllm":
+        return {**cfg, "speculative-config": json.dumps({**_vllm_spec(cfg), "draft_bogus_setting": 1})}
+    return {**cfg, "speculative-bogus-setting": 1}
+
+
+@pytest.mark.parametrize("release", [r for server in SERVERS for r in releases(server)], ids=lambda r: r.name)
+def test_server_rejects_a_broken_export(release: Release, runner, tmp_path: Path) -> None:
+    """The harness can fail: the same export with one unknown key is REJECTED by the server itself."""
+    python = _python(release)
+    case = CASES["llama70b-1b-tp4"]
+    code, stderr, cfg = _export(runner, case, release, release.version, tmp_path)
+    assert code == 0, stderr
+    (tmp_path / f"{release.server}.yaml").write_text(yaml.safe_dump(_break(release.server, cfg)), encoding="utf-8")
+    verdict = _check(case, release, python, cfg, tmp_path)
+    assert verdict["result"] == "REJECTED" and "bogus" in verdict["message"], verdict
