@@ -5,9 +5,10 @@ walk it through vLLM's own start-up, up to the point where weights would be load
 Run with the Python of a vLLM venv built by .ci/server_venvs.sh. The steps are the ones
 ``vllm serve`` takes (vllm/entrypoints/cli/main.py and serve.py; api_server's
 run_server): the ``serve`` subcommand's parser, ``ServeSubcommand.validate``
-(validate_parsed_serve_args), ``model_tag`` over ``--model``, ``AsyncEngineArgs.from_cli_args``
-and ``create_engine_config`` (ModelConfig, ParallelConfig, SpeculativeConfig with the draft's
-own ModelConfig, the whole VllmConfig). Prints one JSON line (verdict.py).
+(validate_parsed_serve_args), ``model_tag`` over ``--model``, ``AsyncEngineArgs.from_cli_args``,
+a check that every speculative-config key is a SpeculativeConfig field (0.9.2 ignores unknown
+ones silently), and ``create_engine_config`` (ModelConfig, ParallelConfig, SpeculativeConfig
+with the draft's own ModelConfig, the whole VllmConfig). Prints one JSON line (verdict.py).
 
 Two things differ from a GPU machine, both on purpose. There is no GPU platform here, so
 vLLM's CpuPlatform stands in (what ``vllm bench`` itself switches to), told to accept every
@@ -50,11 +51,28 @@ def _parser():
     return parser, cmds
 
 
-def _engine_config(args):
+def _engine_args(args):
     from vllm.engine.arg_utils import AsyncEngineArgs
+
+    return AsyncEngineArgs.from_cli_args(args)
+
+
+def _speculative_keys(engine_args) -> None:
+    """Every speculative-config key must be a SpeculativeConfig field: some releases (0.9.2) drop
+    unknown keys without a word, so a misspelt or too-new key would silently do nothing."""
+    import dataclasses
+
+    from vllm.config import SpeculativeConfig
+
+    spec = engine_args.speculative_config or {}
+    unknown = sorted(set(spec) - {f.name for f in dataclasses.fields(SpeculativeConfig)})
+    if unknown:
+        raise ValueError(f"speculative-config keys that are not fields of this vLLM's SpeculativeConfig: {unknown}")
+
+
+def _engine_config(engine_args):
     from vllm.usage.usage_lib import UsageContext
 
-    engine_args = AsyncEngineArgs.from_cli_args(args)
     return engine_args.create_engine_config(usage_context=UsageContext.OPENAI_API_SERVER)
 
 
@@ -94,7 +112,9 @@ def main() -> int:
     walk.step("ServeSubcommand.validate", lambda: cmds[args.subparser].validate(args))
     if not walk.done and getattr(args, "model_tag", None) is not None:
         args.model = args.model_tag  # ServeSubcommand.cmd: the positional model wins
-    config = walk.step("AsyncEngineArgs.from_cli_args + create_engine_config", lambda: _engine_config(args))
+    engine_args = walk.step("AsyncEngineArgs.from_cli_args", _engine_args, args)
+    walk.step("speculative-config keys are SpeculativeConfig fields", _speculative_keys, engine_args)
+    config = walk.step("create_engine_config", _engine_config, engine_args)
     return walk.finish(**(_facts(config) if config is not None else {}))
 
 
