@@ -115,11 +115,12 @@ def _expected_facts(server: str, cfg: dict) -> dict:
     """What the server must hold after reading the file: the values specplan wrote."""
     if server == "vllm":
         spec = _vllm_spec(cfg)
-        return {"tensor_parallel_size": cfg["tensor-parallel-size"], "max_model_len": cfg["max-model-len"],
-                "max_num_seqs": cfg["max-num-seqs"], "gpu_memory_utilization": cfg["gpu-memory-utilization"],
-                "method": spec["method"], "num_speculative_tokens": spec["num_speculative_tokens"],
-                "draft_model": spec["model"], "draft_tensor_parallel_size": spec["draft_tensor_parallel_size"],
-                "draft_max_model_len": spec["max_model_len"]}
+        pairs = {"tensor_parallel_size": cfg.get("tensor-parallel-size"), "max_model_len": cfg.get("max-model-len"),
+                 "max_num_seqs": cfg.get("max-num-seqs"), "gpu_memory_utilization": cfg.get("gpu-memory-utilization"),
+                 "method": spec.get("method"), "num_speculative_tokens": spec.get("num_speculative_tokens"),
+                 "draft_model": spec.get("model"), "draft_tensor_parallel_size": spec.get("draft_tensor_parallel_size"),
+                 "draft_max_model_len": spec.get("max_model_len"), "draft_quantization": spec.get("quantization")}
+        return {k: v for k, v in pairs.items() if v is not None}
     keys = ("tp-size", "context-length", "max-running-requests", "mem-fraction-static", "speculative-algorithm",
             "speculative-draft-model-path", "speculative-num-steps", "speculative-eagle-topk",
             "speculative-num-draft-tokens", "speculative-draft-model-quantization")
