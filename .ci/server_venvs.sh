@@ -20,6 +20,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 reqdir="$here/server-venvs"
 torch_pin="torch==2.13.0"  # the CPU wheel (constraints.txt tests the project with the same torch)
 python="${PYTHON:-python3}"
+sdist_backend="scikit-build-core==1.1.2"  # llama-cpp-python's build backend (pyproject [build-system])
 
 dir="${1:-${XDG_CACHE_HOME:-$HOME/.cache}/specplan/server-venvs}"
 [ $# -gt 0 ] && shift
@@ -86,8 +87,14 @@ while read -r pin; do
         log "$pin: cached $out"
         continue
     fi
+    tools="$dir/.sdist-tools"  # the sdist's build backend, so pip reads its metadata without an isolated build env
+    if [ ! -f "$tools/.complete" ]; then
+        rm -rf "$tools" && "$python" -m venv "$tools"
+        "$tools/bin/python" -m pip install -q "$sdist_backend" >&2
+        touch "$tools/.complete"
+    fi
     tmp="$(mktemp -d)"
-    "$python" -m pip download -q --no-deps --no-binary :all: "$pin" -d "$tmp" >&2
+    "$tools/bin/python" -m pip download -q --no-deps --no-binary :all: --no-build-isolation "$pin" -d "$tmp" >&2
     tar -xzf "$tmp"/*.tar.gz -C "$tmp" --wildcards '*/CHANGELOG.md' '*/vendor/llama.cpp/common/arg.cpp'
     rm -rf "$out" && mkdir -p "$out"
     cp "$tmp"/*/CHANGELOG.md "$tmp"/*/vendor/llama.cpp/common/arg.cpp "$out"/
