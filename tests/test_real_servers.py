@@ -32,8 +32,7 @@ import pytest
 import yaml
 
 from planner.cli import main
-from planner.exports.common import server_args
-from tests.real_servers.harness import (Release, find_venv, llamacpp_argv, llamacpp_source, releases,
+from tests.real_servers.harness import (ROOT, Release, find_venv, llamacpp_argv, llamacpp_source, releases,
                                         run_serve_script)
 from tests.real_servers.hub import add_model
 from tests.real_servers.llamacpp_args import server_options
@@ -202,7 +201,8 @@ def test_llamacpp_export_uses_only_live_options(line: str, plan: str, runner, tm
 @pytest.mark.parametrize("line", LLAMACPP_SOURCES)
 def test_llamacpp_data_matches_arg_cpp(line: str) -> None:
     options = _llamacpp_options(line)
-    entry = next(e for e in server_args("llamacpp")["lines"] if e["name"] == line)
+    data = yaml.safe_load((ROOT / "planner" / "exports" / "server_args" / "llamacpp.yaml").read_text(encoding="utf-8"))
+    entry = next(e for e in data["lines"] if e["name"] == line)
     flags, env = set(entry["cli_flags"]), set(entry["env"])
     assert not flags - options.flags, f"{line}: listed but not in arg.cpp: {sorted(flags - options.flags)}"
     assert not flags & options.removed, f"{line}: listed but removed in arg.cpp: {sorted(flags & options.removed)}"

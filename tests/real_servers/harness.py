@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["REQUIREMENTS", "Release", "releases", "find_venv", "run_serve_script", "llamacpp_argv",
+__all__ = ["ROOT", "REQUIREMENTS", "Release", "releases", "find_venv", "run_serve_script", "llamacpp_argv",
            "llamacpp_source"]
 
 ROOT = Path(__file__).resolve().parents[2]
