@@ -196,8 +196,8 @@ def test_llamacpp_export_uses_only_live_options(line: str, plan: str, runner, tm
     result = runner.invoke(main, ["export", "--server", "llamacpp", "--server-version", LLAMACPP_SOURCES[line][2],
                                   *LLAMACPP_PLANS[plan], "-o", str(tmp_path / "llamacpp.yaml")])
     assert result.exit_code == 0, result.output
-    flags = {w for w in llamacpp_argv(_written(result.stdout, ".sh"), tmp_path) if _is_flag(w)}
-    env = {row.split("=", 1)[0] for row in _written(result.stdout, ".env").read_text(encoding="utf-8").splitlines()
+    flags = {w for w in llamacpp_argv(_written(result.output, ".sh"), tmp_path) if _is_flag(w)}
+    env = {row.split("=", 1)[0] for row in _written(result.output, ".env").read_text(encoding="utf-8").splitlines()
            if row and not row.startswith("#")}
     assert not flags - options.flags, f"not llama-server options: {sorted(flags - options.flags)}"
     assert not flags & options.removed, f"removed options: {sorted(flags & options.removed)}"
