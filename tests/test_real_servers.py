@@ -194,7 +194,7 @@ def _is_flag(word: str) -> bool:
 def test_llamacpp_export_uses_only_live_options(line: str, plan: str, runner, tmp_path: Path) -> None:
     options = _llamacpp_options(line)
     result = runner.invoke(main, ["export", "--server", "llamacpp", "--server-version", LLAMACPP_SOURCES[line][2],
-                                  *LLAMACPP_PLANS[plan], "-o", str(tmp_path / "llamacpp.yaml")])
+                                  *LLAMACPP_PLANS[plan], "-o", str(tmp_path / "llamacpp-serve.sh")])
     assert result.exit_code == 0, result.output
     flags = {w for w in llamacpp_argv(_written(result.output, ".sh"), tmp_path) if _is_flag(w)}
     env = {row.split("=", 1)[0] for row in _written(result.output, ".env").read_text(encoding="utf-8").splitlines()
