@@ -228,8 +228,12 @@ def _crop(cache: Any, keep: int) -> None:
 
 
 def time_pass(m: LoadedModel, torch: Any, device: Any, batch: int, context: int, new_tokens: int,
-              repeats: int = _REPEATS, warmup: int = _WARMUP) -> list[float]:
-    """Wall times (s) of one forward over ``new_tokens`` per sequence after ``context`` cached tokens."""
+              repeats: int = _REPEATS, warmup: int = _WARMUP,
+              out_of_time: Callable[[], bool] | None = None) -> list[float]:
+    """Wall times (s) of one forward over ``new_tokens`` per sequence after ``context`` cached tokens.
+
+    ``out_of_time`` ends the repeats early (after at least one timed pass) once the budget is spent.
+    """
     gen = torch.Generator(device="cpu").manual_seed(batch * 7919 + context * 31 + new_tokens)
     ids = torch.randint(0, m.vocab_size, (batch, context + new_tokens), generator=gen).to(device)
     times = []
@@ -246,6 +250,8 @@ def time_pass(m: LoadedModel, torch: Any, device: Any, batch: int, context: int,
                 _crop(cache, context)
                 if not context:
                     cache = None
+            if times and out_of_time is not None and out_of_time():
+                break
     return times
 
 
@@ -411,12 +417,16 @@ def _timing_grid(cfg: ProbeConfig) -> list[tuple[str, int, int, int]]:
 
 def run_probe(cfg: ProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
     """Measure, fit and write the calibration file; on Ctrl-C or OOM write what was measured, marked partial."""
+    # The budget is the user's wall time: importing torch and loading the models count against it.
+    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     torch, transformers = require_torch()
     torch.manual_seed(cfg.seed)
     device = _device(torch, cfg.device)
-    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     target = load_model(cfg.target, cfg, torch, transformers, device)
     draft = load_model(cfg.draft, cfg, torch, transformers, device)
+    if budget.left() <= 0:
+        cfg.notes.append(f"importing torch and loading the models took the whole --budget-s {cfg.budget_s:g}: "
+                         "raise it for timings and rounds")
     if target.vocab_size != draft.vocab_size and not _same_tokenizer(target, draft):
         cfg.notes.append(f"vocab sizes differ ({target.vocab_size} vs {draft.vocab_size}); ids beyond the smaller are never drafted")
     timings: list[TimingPoint] = []
@@ -463,7 +473,8 @@ def _measure_timings(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, 
         model = target if role == "target" else draft
         began = budget.clock()
         out.append(TimingPoint(role=role, batch=b, context=ctx, new_tokens=n,  # type: ignore[arg-type]
-                               seconds=time_pass(model, torch, device, b, ctx, n)))
+                               seconds=time_pass(model, torch, device, b, ctx, n,
+                                                 out_of_time=lambda: budget.left() <= 0)))
         last = budget.clock() - began
 
 
@@ -471,7 +482,10 @@ def _measure_rounds(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, t
                     budget: _Budget, out: list[RoundsRecord]) -> None:
     prompts = _prompt_ids(target if target.tokenizer else draft, cfg.prompts, torch, cfg.seed)
     modes = [("greedy", 0.0)] + ([("sampling", cfg.temperature)] if cfg.temperature > 0 else [])
-    per_mode = budget.left() / len(modes) if budget.left() > 0 else 0.0
+    if budget.left() <= 0:
+        cfg.notes.append("no speculative rounds: the budget was spent before they could start")
+        return
+    per_mode = budget.left() / len(modes)
     for m_index, (mode, temp) in enumerate(modes):
         gen = torch.Generator().manual_seed(cfg.seed + m_index)
         accepted: list[int] = []
