@@ -32,6 +32,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from planner.calibration import probe as pr  # noqa: E402  (needs torch)
+from planner.calibration import passes  # noqa: E402
 
 
 def _save(model_cls, config, folder: Path, seed: int) -> Path:
@@ -116,7 +117,7 @@ def test_greedy_output_equals_target_alone(tiny):
     dev = torch.device("cpu")
     cfg = _cfg(tiny["target"], tiny["other"])
     target, draft = (pr.load_model(str(tiny[n]), cfg, torch, transformers, dev) for n in ("target", "other"))
-    stream = pr._Stream(ids=[5, 6, 7])
+    stream = passes.Stream(ids=[5, 6, 7])
     gen = torch.Generator().manual_seed(0)
     with torch.inference_mode():
         while len(stream.ids) < 3 + 20:
@@ -152,7 +153,7 @@ def test_sampled_tokens_follow_the_target_distribution(tiny):
     counts = np.zeros(vocab)
     with torch.inference_mode():
         for _ in range(draws):
-            stream = pr._Stream(ids=list(prefix))
+            stream = passes.Stream(ids=list(prefix))
             _, committed = pr.speculative_round(target, draft, stream, 2, 1.0, torch, dev, gen)
             counts[committed[0]] += 1
     expected = p / p.sum() * draws
