@@ -326,7 +326,7 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
 
     from planner.atomic import check_target
     from planner.exports import check_server, export_plan, output_name, plan_from_json, read_plan_file, write_export
-    from planner.exports.replan import PLANNING_FLAGS, flag_names, replan_settings
+    from planner.exports.replan import PLANNING_FLAGS, flag_names, plan_for_export, replan_settings
 
     check_server(server)
     folder, name = output_name(output)
@@ -340,36 +340,15 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
         if given:
             k, task, flags = replan_settings(data, given)
             click.echo(f"re-planning {from_plan} with {flag_names(given)}", err=True)
-            data = _plan_for_export(server, k, task, flags)
+            data = plan_for_export(server, k, task, flags)
     else:
-        data = _plan_for_export(server, k, task, flags)
+        data = plan_for_export(server, k, task, flags)
     result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
                          draft_path=draft_path, main_file=name)
     written = write_export(result, folder, force=force)
     data = {"server": result.server, "line": result.line, "summary": result.summary.splitlines(),
             "wrote": [str(Path(p)) for p in written], "replanned_with": flag_names(given) if from_plan and given else None}
     _emit(data, fmt, lambda d: click.echo("\n".join([*d["summary"], "wrote " + ", ".join(d["wrote"])])))
-
-
-_SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}
-
-
-def _plan_for_export(server: str, k: int | None, task: str, flags: dict[str, Any]) -> dict[str, Any]:
-    """Plan from flags: estimate when a draft is named, else the best fitting recommendation."""
-    from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
-    from planner.plan import EstimateInputs, RecommendInputs
-    from planner.plan import estimate as run_estimate
-    from planner.plan import recommend as run_recommend
-    from planner.requests import FitInputs
-
-    if not flags.get("target") or not flags.get("gpu"):
-        raise SpecplanError("give --from-plan FILE, or --target and --gpu to plan now")
-    flags = {**flags, "engine": flags.get("engine") or _SERVER_ENGINE.get(server, "auto")}
-    if flags.get("draft"):
-        fit = FitInputs(**flags, **({"k": k} if k is not None else {}))
-        return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task)))
-    plan_flags = {key: v for key, v in flags.items() if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch")}
-    return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task)), task, "latency")
 
 
 @main.command()

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from planner.errors import SpecplanError
 from planner.exports.plan_file import parse_plan
 from planner.exports.text import check_text
 
-__all__ = ["PLANNING_FLAGS", "replan_settings", "flag_names"]
+__all__ = ["PLANNING_FLAGS", "replan_settings", "flag_names", "plan_for_export"]
 
 # export's planning options (click parameter names) and how they are spelled on the command line
 PLANNING_FLAGS = {
@@ -57,3 +58,24 @@ def replan_settings(data: Any, given: dict[str, Any]) -> tuple[int | None, str, 
         elif key != "k":
             flags[key] = value
     return given.get("k"), task, flags  # k None: the planner picks the best k for the new settings
+
+
+_SERVER_ENGINE = {"vllm": "vllm", "sglang": "sglang", "llamacpp": "llamacpp", "trtllm": "trtllm", "hf": "hf"}
+
+
+def plan_for_export(server: str, k: int | None, task: str, flags: dict[str, Any]) -> dict[str, Any]:
+    """Plan from flags: estimate when a draft is named, else the best fitting recommendation."""
+    from planner.outputs.plan_view import estimate_to_dict, recommendation_to_dict
+    from planner.plan import EstimateInputs, RecommendInputs
+    from planner.plan import estimate as run_estimate
+    from planner.plan import recommend as run_recommend
+    from planner.requests import FitInputs
+
+    if not flags.get("target") or not flags.get("gpu"):
+        raise SpecplanError("give --from-plan FILE, or --target and --gpu to plan now")
+    flags = {**flags, "engine": flags.get("engine") or _SERVER_ENGINE.get(server, "auto")}
+    if flags.get("draft"):
+        fit = FitInputs(**flags, **({"k": k} if k is not None else {}))
+        return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task)))
+    plan_flags = {key: v for key, v in flags.items() if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch")}
+    return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task)), task, "latency")
