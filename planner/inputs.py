@@ -27,6 +27,7 @@ from typing import Any
 from planner.errors import SpecplanError
 
 __all__ = [
+    "NAME_CATEGORIES", "BIDI_CONTROLS", "MODEL_NAME_CATEGORIES", "EXPORT_TEXT_CATEGORIES", "first_bad_character",
     "MAX_INPUT_BYTES", "MAX_NESTING", "MAX_INT_DIGITS", "MAX_YAML_NODES", "MAX_NAME_CHARS",
     "InputFileError", "read_bytes", "read_head", "read_text", "parse_json", "read_json", "parse_yaml",
     "read_yaml", "check_name", "shown",
@@ -273,19 +274,37 @@ def read_yaml(path: str | os.PathLike[str], what: str | None = None) -> Any:
 
 # --- names ---------------------------------------------------------------------------------------
 
-# Bidirectional overrides and isolates reorder how a name is displayed (a "Trojan source" trick).
-_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+# Characters refused in names, one rule per place a name enters (each a set of Unicode
+# categories). Cc: C0/C1 controls (newline, CR, escape); Cf: format characters, among them the
+# bidirectional overrides; Zl/Zp: line and paragraph separators; Cs: lone surrogates (argv bytes
+# that were not UTF-8, kept by surrogateescape); Co/Cn: private-use and unassigned code points.
+# Flags and input files: controls, separators, surrogates, and of Cf only the bidi overrides and
+# isolates (they make a name read differently from what it is, the "Trojan source" trick).
+NAME_CATEGORIES = frozenset({"Cc", "Zl", "Zp", "Cs"})
+BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f")
+# Model names (planner.catalog.lookup): every format character too.
+MODEL_NAME_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+# Text written into exported files (planner.exports.text): also private-use and unassigned points.
+EXPORT_TEXT_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def first_bad_character(value: str, categories: frozenset[str],
+                        also: frozenset[str] = frozenset()) -> tuple[int, str] | None:
+    """(position, description) of the first character of ``value`` in ``categories`` (or ``also``).
+
+    None when every character is fine. The one loop behind every name check.
+    """
+    for i, ch in enumerate(value):
+        category = unicodedata.category(ch)
+        if category in categories or ch in also:
+            return i, ("bytes that are not UTF-8" if category == "Cs" else f"a control character (U+{ord(ch):04X})")
+    return None
 
 
 def _bad_char(value: str) -> str | None:
-    """The first character a name must not hold, described; None when every character is fine."""
-    for ch in value:
-        category = unicodedata.category(ch)
-        if category == "Cs":  # a lone surrogate: argv bytes that were not UTF-8 (surrogateescape)
-            return "bytes that are not UTF-8"
-        if category == "Cc" or category in ("Zl", "Zp") or ch in _BIDI_CONTROLS:
-            return f"a control character (U+{ord(ch):04X})"
-    return None
+    """What is wrong with a name given as a flag or in an input file, or None."""
+    bad = first_bad_character(value, NAME_CATEGORIES, BIDI_CONTROLS)
+    return None if bad is None else bad[1]
 
 
 def check_name(value: str, what: str) -> str:

@@ -9,7 +9,6 @@ catalogue release the figures came from.
 
 from __future__ import annotations
 
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.catalog.names import resolve
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.errors import ConfigImportError, IncompatiblePairError, SpecplanError
+from planner.inputs import MODEL_NAME_CATEGORIES, first_bad_character
 
 _TOKENIZER_CONFIG_CAP_BYTES = 8 * 1024 * 1024  # tokenizer_config.json with its template is well under this
 
@@ -64,9 +64,9 @@ def expand_path(name: str) -> Path:
 
 def _refuse_control_characters(name: str) -> None:
     """Names are printed into tables, YAML and shell scripts: a newline or escape in one is refused."""
-    bad = next((c for c in name if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")), None)
-    if bad is not None:
-        raise SpecplanError(f"model name {name!r} contains the control character {bad!r}; give the name without it")
+    if (bad := first_bad_character(name, MODEL_NAME_CATEGORIES)) is not None:
+        raise SpecplanError(f"model name {name!r} contains the control character {name[bad[0]]!r}; "
+                            "give the name without it")
 
 
 def _local_folder(name: str) -> Path:

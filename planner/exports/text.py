@@ -10,17 +10,12 @@ also breaks lines at U+0085, U+2028 and U+2029), and a model name or path starti
 
 from __future__ import annotations
 
-import unicodedata
-
 from planner.errors import SpecplanError
+from planner.inputs import EXPORT_TEXT_CATEGORIES, first_bad_character
 
 __all__ = ["check_text", "check_word", "MAX_TEXT_CHARS"]
 
 MAX_TEXT_CHARS = 4096  # longer than any path or id a server takes (PATH_MAX is 4096)
-# Cc: C0/C1 controls incl. newline, CR, NEL; Cf: format characters such as the bidi
-# overrides that make a name read differently from what it is; Zl/Zp: line/paragraph
-# separators; Cs: lone surrogates (not encodable); Co/Cn: private-use and unassigned.
-_REFUSED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
 
 
 def check_text(value: object, what: str) -> str:
@@ -29,10 +24,9 @@ def check_text(value: object, what: str) -> str:
         raise SpecplanError(f"{what} must be a string (got {type(value).__name__})")
     if len(value) > MAX_TEXT_CHARS:
         raise SpecplanError(f"{what} is {len(value)} characters long; at most {MAX_TEXT_CHARS} are accepted")
-    for i, ch in enumerate(value):
-        if unicodedata.category(ch) in _REFUSED_CATEGORIES:
-            raise SpecplanError(f"{what} contains a control character (U+{ord(ch):04X} at position {i}); "
-                                "names and paths must be printable text on one line")
+    if (bad := first_bad_character(value, EXPORT_TEXT_CATEGORIES)) is not None:
+        raise SpecplanError(f"{what} contains a control character (U+{ord(value[bad[0]]):04X} at position {bad[0]}); "
+                            "names and paths must be printable text on one line")
     return value
 
 
