@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import SpecplanError
-from planner.inputs import parse_json, read_bytes
 from planner.exports.common import ExportPlan
 from planner.exports.names import catalogue_model
 from planner.exports.text import check_text, check_word
+from planner.inputs import parse_json, read_bytes
 
 __all__ = ["PLAN_FILE_MAX_BYTES", "MAX_K", "read_plan_file", "plan_from_json", "parse_plan", "check_plan"]
 
