@@ -16,10 +16,12 @@ from planner.calibration.apply import AppliedCalibration
 from planner.calibration.schema import CalibrationFile
 from planner.catalog.precisions import WeightFormat
 from planner.catalog.schemas import ModelSpec
+from planner.draftloop import LoopSpec, alpha_from_loop_counts
 from planner.errors import SpecplanError
 from planner.priors import alpha_prior, precision_shift
 
-__all__ = ["AlphaChoice", "mean_length_by_k", "choose_alpha", "measured_precision", "calibrated_alpha"]
+__all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "mean_length_by_k", "choose_alpha", "measured_precision",
+           "calibrated_alpha"]
 
 
 @dataclass(frozen=True)
@@ -32,6 +34,42 @@ class AlphaChoice:
     source: Literal["user", "prior", "calibration", "derived"]  # derived: measured at another draft precision
     detail: str
     per_position: tuple[float, ...] = ()  # measured P(accept i | 1..i-1), used when acceptance decays
+    kappa: float | None = None  # confidence concentration fitted with the alpha (from drafted per round), else None
+
+
+@dataclass(frozen=True)
+class MeasuredRate:
+    """A measured accepted / drafted and, when known, the mean drafted tokens per round."""
+
+    rate: float  # accepted / drafted, dimensionless
+    drafted_per_round: float | None  # tokens per round
+    source: str  # how it was given, for the plan's detail line
+
+
+def measured_rate(acceptance_rate: float | None, drafted_per_round: float | None, drafted: int | None,
+                  accepted: int | None, rounds: int | None) -> MeasuredRate | None:
+    """The rate from --acceptance-rate (+ --drafted-per-round) or from the counts --drafted/--accepted/--rounds."""
+    counts = (drafted, accepted, rounds)
+    if any(x is not None for x in counts):
+        if acceptance_rate is not None or drafted_per_round is not None:
+            raise SpecplanError("give --acceptance-rate (with --drafted-per-round) or the counts --drafted/--accepted/"
+                                "--rounds, not both")
+        if drafted is None or accepted is None:
+            raise SpecplanError("the counts need both --drafted and --accepted (and --rounds for drafted per round)")
+        if drafted <= 0 or accepted < 0 or accepted > drafted:
+            raise SpecplanError(f"--accepted must be between 0 and --drafted, and --drafted above 0 (got {accepted} "
+                                f"of {drafted})")
+        if rounds is not None and rounds <= 0:
+            raise SpecplanError(f"--rounds must be at least 1 (got {rounds})")
+        dpr = None if rounds is None else drafted / rounds
+        where = f"{accepted} accepted / {drafted} drafted" + (f" in {rounds} rounds" if rounds else "")
+        return MeasuredRate(accepted / drafted, dpr, where)
+    if acceptance_rate is None:
+        if drafted_per_round is not None:
+            raise SpecplanError("--drafted-per-round goes with --acceptance-rate (or give the counts)")
+        return None
+    sp.check_alpha(acceptance_rate, "acceptance rate")
+    return MeasuredRate(acceptance_rate, drafted_per_round, f"accepted/drafted {acceptance_rate:g}")
 
 
 def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
@@ -42,20 +80,26 @@ def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
     return np.array([float(sp.expected_accepted_length_positional(rates[:k])) for k in ks])
 
 
-def choose_alpha(alpha: float | None, acceptance_rate: float | None, k: int | None,
-                 target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str) -> AlphaChoice:
-    """User alpha, user acceptance rate (converted at its k), or the prior band."""
+def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | None, k: int | None,
+                 target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str,
+                 loop: LoopSpec | None = None) -> AlphaChoice:
+    """User alpha, user acceptance rate (converted at its k through the engine's loop), or the prior band."""
     if alpha is not None and acceptance_rate is not None:
         raise SpecplanError("give --alpha or --acceptance-rate, not both")
     if alpha is not None:
         a = float(sp.check_alpha(alpha))
         return AlphaChoice(a, a, a, "user", "per-token alpha given with --alpha")
     if acceptance_rate is not None:
-        sp.check_alpha(acceptance_rate, "acceptance rate")
+        m = acceptance_rate if isinstance(acceptance_rate, MeasuredRate) else MeasuredRate(
+            float(sp.check_alpha(acceptance_rate, "acceptance rate")), None, f"accepted/proposed {acceptance_rate:g}")
         if k is None:
             raise SpecplanError("--acceptance-rate is accepted/proposed at some k: give that --k too")
-        a = float(sp.alpha_from_acceptance_rate(acceptance_rate, k))
-        return AlphaChoice(a, a, a, "user", f"accepted/proposed {acceptance_rate:g} at k={k} -> per-token alpha {a:.3f}")
+        if loop is None:
+            a = float(sp.alpha_from_acceptance_rate(m.rate, k))
+            return AlphaChoice(a, a, a, "user", f"accepted/proposed {m.rate:g} at k={k} -> per-token alpha {a:.3f}")
+        fit = alpha_from_loop_counts(loop, m.rate, k, m.drafted_per_round)
+        return AlphaChoice(fit.alpha, fit.alpha, fit.alpha, "user", f"{m.source}: {fit.detail}",
+                           kappa=fit.kappa if fit.kappa_fitted else None)
     prior = alpha_prior(target, draft, draft_fmt, task)
     return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
 
@@ -80,5 +124,8 @@ def calibrated_alpha(applied: AppliedCalibration | None, measured_precision: str
     detail = f"{a.mode} acceptance measured in {applied.path}: {a.alpha:.3f}, 95% interval {a.alpha_low:.3f}-{a.alpha_high:.3f}"
     if a.decays_with_position and a.per_position:
         detail += f"; acceptance decays with position ({', '.join(f'{x:.2f}' for x in a.per_position)}): E[L] uses them"
-        return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, tuple(a.per_position))
-    return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail)
+        return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, tuple(a.per_position), a.kappa)
+    if a.p_min is not None:
+        detail += (f"; measured with p-min {a.p_min:g}" + (f", {a.drafted_per_round:.2f} drafted per round"
+                                                           if a.drafted_per_round else "") + ": the plan uses that p-min")
+    return AlphaChoice(a.alpha, a.alpha_low, a.alpha_high, "calibration", detail, kappa=a.kappa)

@@ -134,13 +134,26 @@ def fit(fmt: str, **flags: Any) -> int:
 @click.option("--k", "k", type=_K, default=None, help="Draft tokens per round (count; default: the best k).")
 @click.option("--alpha", type=_UNIT, default=None, help="Per-token acceptance probability, a fraction 0..1.")
 @click.option("--acceptance-rate", type=_UNIT, default=None,
-              help="Accepted / proposed draft tokens as servers report it, a fraction 0..1 "
-                   "(needs the --k it was measured at).")
+              help="Accepted / drafted tokens as servers report it, a fraction 0..1 (needs the --k it was measured "
+                   "at; llama.cpp: --k is n-max and the rate is converted through its p-min loop).")
+@click.option("--drafted-per-round", type=Float(0, 64, low_open=True), default=None,
+              help="Mean drafted tokens per round (tokens) measured with --acceptance-rate; fits the draft-confidence "
+                   "model too.")
+@click.option("--drafted", type=Int(1, 2**53), default=None, help="Drafted tokens counted by the server (count; llama.cpp n_drafted).")
+@click.option("--accepted", type=Int(0, 2**53), default=None, help="Accepted draft tokens (count; llama.cpp n_accept).")
+@click.option("--rounds", type=Int(1, 2**53), default=None,
+              help="Verification rounds with a draft (count); with --drafted gives drafted per round.")
+@click.option("--p-min", type=_UNIT, default=None,
+              help="Draft confidence threshold, a probability 0..1 (llama.cpp p-min; transformers "
+                   "assistant_confidence_threshold); default: the engine's, as exports write it.")
+@click.option("--server-version", "loop_version", default=None, type=NAME,
+              help="Engine release whose draft loop to price (0.6.7, b4500; default: the newest line).")
 @_task
 @_calibration
 @_format_option
 def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
-             calibration: str | None, **flags: Any) -> int:
+             calibration: str | None, drafted_per_round: float | None, drafted: int | None, accepted: int | None,
+             rounds: int | None, p_min: float | None, loop_version: str | None, **flags: Any) -> int:
     """Predict pass times, c, r, alpha, speedup and best k for one configuration."""
     from planner.outputs.plan_view import estimate_to_dict, print_estimate
     from planner.plan import EstimateInputs
@@ -149,7 +162,10 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
 
     fit_inputs = FitInputs(**flags, **({"k": k} if k is not None else {}))
     result = run_estimate(EstimateInputs(fit_inputs, k_given=k is not None, alpha=alpha,
-                                         acceptance_rate=acceptance_rate, task=task, calibration=calibration))
+                                         acceptance_rate=acceptance_rate, task=task, calibration=calibration,
+                                         p_min=p_min, server_version=loop_version,
+                                         drafted_per_round=drafted_per_round, drafted=drafted, accepted=accepted,
+                                         rounds=rounds))
     data = estimate_to_dict(result)
     _emit(data, fmt, print_estimate)
     return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT
@@ -407,11 +423,14 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
 @click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
 @click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
 @click.option("--model-name", type=NAME, default=None, help="vLLM model_name label to keep (when one server serves several).")
+@click.option("--p-min", type=_UNIT, default=None,
+              help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
-              draft: str, k: int | None, model_name: str | None, output: str, force: bool, fmt: str) -> None:
+              draft: str, k: int | None, model_name: str | None, p_min: float | None, output: str, force: bool,
+              fmt: str) -> None:
     """Turn a running server's acceptance counters into a calibration file."""
     from planner.calibration import server_metrics as sm
     from planner.calibration.schema import write_calibration
@@ -427,7 +446,7 @@ def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacp
                                   model_name=model_name)
     else:
         texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
-        cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files))
+        cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files), p_min=p_min)
     write_calibration(cal, output, force=force)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
 

@@ -8,13 +8,14 @@ from typing import Any, Literal
 import numpy as np
 
 from planner import speedup as sp
-from planner.acceptance import AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision
+from planner.acceptance import AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision, measured_rate
 from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
 from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
 from planner.catalog.precisions import WeightFormat, weight_format
 from planner.catalog.schemas import ModelSpec
 from planner.costmodel import device_profile, model_profile, stack_profiles
+from planner.draftloop import LoopSpec, engine_loop
 from planner.drafts import draft_candidates
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
@@ -47,6 +48,13 @@ class EstimateInputs:
     acceptance_rate: float | None = None
     task: str = "chat"
     calibration: str | None = None  # path of a calibration file
+    # the engine's draft loop (planner.draftloop): p-min, release line, and measured drafting
+    p_min: float | None = None  # llama.cpp p-min / transformers confidence threshold (None: the engine's)
+    server_version: str | None = None  # release the loop is priced for (None: the newest line)
+    drafted_per_round: float | None = None  # measured mean drafted tokens per round (with acceptance_rate)
+    drafted: int | None = None  # measured counts: drafted tokens, accepted drafts, rounds
+    accepted: int | None = None
+    rounds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,7 @@ class Estimate:
     warnings: tuple[str, ...]
     verdict: str
     calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
+    loop: LoopSpec | None = None  # the draft loop the plan was priced with (p-min is what exports write)
 
 
 def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
@@ -108,31 +117,37 @@ def estimate(inp: EstimateInputs) -> Estimate:
         report = fit_report(req, fit_warnings)
         block = _calibration_block(applied, req, ctx, prices, price_rounds(tp, tp, dev0, dev0, req.batch, ctx, 1, 0.0), None, None, 1)
         return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone", block)
-    user = inp.alpha is not None or inp.acceptance_rate is not None
+    rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds)
+    user = inp.alpha is not None or rate is not None
+    measured_loop = applied.acceptance if applied is not None and applied.acceptance is not None else None
+    loop = engine_loop(req.engine.name, inp.server_version, inp.p_min if inp.p_min is not None else (
+        measured_loop.p_min if measured_loop is not None and not user else None))
     prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)
-    choice = (choose_alpha(inp.alpha, inp.acceptance_rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
-                           req.draft_precision or req.precision, inp.task) if user else None) or calibrated_alpha(
+    choice = (choose_alpha(inp.alpha, rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
+                           req.draft_precision or req.precision, inp.task, loop) if user else None) or calibrated_alpha(
         applied, measured_at, req.draft_precision or req.precision) or prior
+    if choice.kappa is not None:  # fitted with the alpha from drafted tokens per round
+        loop = replace(loop, kappa=choice.kappa)
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
     # The best k is searched over K_SEARCH; a k the user gives may lie beyond it (up to K_MAX),
     # so the band is priced on a grid that reaches it and indexed by k - 1 below.
     grid = K_SEARCH if not inp.k_given or inp.fit.k <= K_SEARCH[-1] else np.arange(1, inp.fit.k + 1)
     by_k = mean_length_by_k(choice, grid)
-    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid[None, :], band)
+    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid[None, :], band, loop=loop)
     if by_k is not None:  # measured per-position acceptance sets the mid line
-        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid, choice.mid, by_k).speedup
+        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid, choice.mid, by_k, loop=loop).speedup
         prices_band = replace(prices_band, speedup=np.vstack([prices_band.speedup[0], mid, prices_band.speedup[2]]))
     best = int(K_SEARCH[np.argmax(prices_band.speedup[1][: len(K_SEARCH)])])
     k = inp.fit.k if inp.k_given else best
     req = replace(req, k=k)
     report = fit_report(req, fit_warnings)
-    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1])
+    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1], loop=loop)
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best))
     text = verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch)
-    before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid)
+    before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
-    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block)
+    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop)
 
 
 def _figure(catalogue: float, calibrated: float, measured: float | None, source: str) -> dict[str, Any]:
@@ -354,7 +369,8 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
     tp_s, dp_s = stack_profiles(targets, shape), stack_profiles(drafts, shape)
     dev_s, ddev_s = stack_profiles(devs, shape), stack_profiles(ddevs, shape)
     alpha = np.asarray(bands).reshape(n, 3, 1)
-    p = price_rounds(tp_s, dp_s, dev_s, ddev_s, base.batch, decode_context(base.context), K_SEARCH[None, None, :], alpha)
+    p = price_rounds(tp_s, dp_s, dev_s, ddev_s, base.batch, decode_context(base.context), K_SEARCH[None, None, :], alpha,
+                     loop=engine_loop(base.engine.name))
     best = np.argmax(p.speedup[:, 1, :], axis=1)
     out = []
     for i, (draft, fmt, g) in enumerate(combos):

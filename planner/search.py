@@ -13,8 +13,9 @@ from numpy.typing import ArrayLike, NDArray
 
 from planner import speedup as sp
 from planner.costmodel import DeviceProfile, ModelProfile, decode_cost, verify_cost
+from planner.draftloop import LoopSpec, loop_round
 
-__all__ = ["RoundPrices", "price_rounds", "decode_context"]
+__all__ = ["RoundPrices", "price_rounds", "decode_context", "verify_table"]
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,12 @@ class RoundPrices:
     target_compute_bound: NDArray[np.bool_]
     verify_compute_bound: NDArray[np.bool_]
     draft_compute_bound: NDArray[np.bool_]
+    # The engine's draft loop (planner.draftloop): per round, for the loop the plan runs. Without a
+    # loop (loop=None) these are the textbook fixed-k figures: k drafted, k passes, no fixed cost.
+    drafted_per_round: NDArray[np.float64] | float = np.nan  # E[drafted tokens], tokens per round
+    draft_passes_per_round: NDArray[np.float64] | float = np.nan  # E[draft forward passes] per round
+    fixed_round_steps: NDArray[np.float64] | float = 0.0  # host time per round, in target decode steps
+    acceptance_rate: NDArray[np.float64] | float = np.nan  # accepted / drafted the loop yields
 
     @property
     def target_tokens_per_s(self) -> NDArray[np.float64]:
@@ -48,14 +55,32 @@ def decode_context(context: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(context, dtype=np.float64) / 2
 
 
+def verify_table(target: ModelProfile, device: DeviceProfile, batch: ArrayLike, context: ArrayLike, k_max: int,
+                 t_target_s: ArrayLike) -> NDArray[np.float64]:
+    """r(m + 1 tokens) = t_verify / t_target for m = 0..k_max on a new last axis (m = 0: one token, r = 1).
+
+    The profiles must be scalars or have a last axis of size 1 (as stack_profiles gives them): the
+    token axis takes that place, and a new axis before it restores their shape.
+    """
+    t = np.asarray(t_target_s, dtype=np.float64)
+    v = verify_cost(target, device, np.arange(1, k_max + 1), batch, context).total_s / t
+    ones = np.ones(np.shape(v)[:-1] + (1,))
+    table = np.concatenate([ones, v], axis=-1)
+    return table[..., None, :] if table.ndim > 1 else table
+
+
 def price_rounds(
     target: ModelProfile, draft: ModelProfile, device: DeviceProfile, draft_device: DeviceProfile,
     batch: ArrayLike, context: ArrayLike, k: ArrayLike, alpha: ArrayLike, mean_length: ArrayLike | None = None,
+    loop: LoopSpec | None = None,
 ) -> RoundPrices:
     """Times of target decode, draft decode and verify(k+1), then c, r, E[L] and speedup.
 
-    ``context`` is the cached length during decode; each round drafts k tokens one
-    by one (k draft passes) and verifies them with one target pass over k + 1 tokens.
+    ``context`` is the cached length during decode. Without ``loop`` each round drafts k tokens
+    one by one (k draft passes) and verifies them with one target pass over k + 1 tokens. With the
+    engine's ``loop`` (planner.draftloop.engine_loop) k is the most drafts per round (llama.cpp
+    n-max) and the round's drafted tokens, draft passes, verify length and fixed host time follow
+    the engine's rule; speedup = E[committed] / E[round cost] (renewal-reward).
     ``mean_length`` replaces the geometric E[L] when acceptance was measured per position.
     """
     t = decode_cost(target, device, batch, context)
@@ -63,11 +88,21 @@ def price_rounds(
     v = verify_cost(target, device, k, batch, context)
     c = d.total_s / t.total_s
     r = v.total_s / t.total_s
-    length = sp.expected_accepted_length(alpha, k) if mean_length is None else np.asarray(mean_length, dtype=np.float64)
-    return RoundPrices(
-        t_target_s=t.total_s, t_draft_s=d.total_s, t_verify_s=v.total_s, c=c, r=r,
-        mean_accepted_length=length,
-        speedup=length / (np.asarray(k) * c + r),
-        target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
-        draft_compute_bound=d.compute_bound,
-    )
+    common = dict(t_target_s=t.total_s, t_draft_s=d.total_s, t_verify_s=v.total_s, c=c, r=r,
+                  target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
+                  draft_compute_bound=d.compute_bound)
+    kk = np.asarray(k)
+    if loop is None:
+        length = sp.expected_accepted_length(alpha, k) if mean_length is None else np.asarray(mean_length, dtype=np.float64)
+        return RoundPrices(**common, mean_accepted_length=length, speedup=length / (kk * c + r),
+                           drafted_per_round=kk * 1.0, draft_passes_per_round=kk * 1.0,
+                           acceptance_rate=sp.acceptance_rate_from_alpha(alpha, k))
+    table = verify_table(target, device, batch, context, int(kk.max()), t.total_s)
+    lr = loop_round(loop, alpha, k, c, table, t.total_s)
+    length, speedup = lr.committed, lr.speedup
+    if mean_length is not None:  # measured per-position acceptance sets the tokens per round
+        length = np.asarray(mean_length, dtype=np.float64)
+        speedup = length / lr.round_cost
+    return RoundPrices(**common, mean_accepted_length=length, speedup=speedup, drafted_per_round=lr.drafted,
+                       draft_passes_per_round=lr.draft_passes, fixed_round_steps=lr.fixed_steps,
+                       acceptance_rate=lr.acceptance_rate)

@@ -15,11 +15,12 @@ from typing import Any
 
 from planner.calibration.acceptance_stats import LEVEL, MAX_COUNT, ModelArg, fit_from_rate, model_identity
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
+from planner.draftloop import alpha_from_loop_counts, engine_loop
 from planner.errors import SpecplanError
 from planner.inputs import parse_json, shown
-from planner.speedup import check_k
+from planner.speedup import acceptance_rate_from_alpha, check_k
 
-__all__ = ["llamacpp_calibration"]
+__all__ = ["llamacpp_calibration", "server_p_min"]
 
 _LOG_LINE = re.compile(
     r"draft acceptance rate\s*=\s*[^\s(]*\s*\(\s*([0-9]+)\s+accepted\s*/\s*([0-9]+)\s+generated\s*\)", re.IGNORECASE
@@ -28,6 +29,10 @@ _SPEC_DRAFTED = re.compile(r"\bn_drafted\s*=\s*([0-9]+)")
 _SPEC_ACCEPT = re.compile(r"\bn_accept\s*=\s*([0-9]+)")
 _SPEC_PREDICT = re.compile(r"\bn_predict\s*=\s*([0-9]+)")
 _SPEC_DRAFT = re.compile(r"\bn_draft\s*=\s*([0-9]+)")
+# p-min as the server states it: "speculative.p_min": 0.75 in /props and generation_settings, or
+# "p_min=0.750000" / "p_min = 0.75" in a log (draft-simple prints its settings at start-up).
+_P_MIN_JSON = re.compile(r'"speculative\.p_min"\s*:\s*([0-9]*\.?[0-9]+)')
+_P_MIN_LOG = re.compile(r"\bp_min\s*=\s*([0-9]*\.?[0-9]+)")
 
 
 @dataclass(frozen=True)
@@ -178,12 +183,23 @@ def _labels(source_label: str | Sequence[str], n: int) -> list[str]:
     return labels
 
 
+def server_p_min(texts: Sequence[str]) -> float | None:
+    """The p-min the server states in its /props or responses (speculative.p_min) or its log; None if none does."""
+    found = {round(float(x), 6) for text in texts for x in _P_MIN_JSON.findall(text) + _P_MIN_LOG.findall(text)}
+    found = {x for x in found if 0 <= x <= 1}
+    if len(found) > 1:
+        raise SpecplanError(f"the llama.cpp texts state several p-min values ({', '.join(map(str, sorted(found)))}): "
+                            "calibrate one server setting at a time")
+    return found.pop() if found else None
+
+
 def llamacpp_calibration(
     texts: Sequence[str],
     k: int | None,
     target: ModelArg,
     draft: ModelArg | None,
     source_label: str | Sequence[str] = "llama.cpp output",
+    p_min: float | None = None,
 ) -> CalibrationFile:
     """A calibration file from llama.cpp outputs: server responses, server logs or llama-speculative output.
 
@@ -228,13 +244,27 @@ def llamacpp_calibration(
         f"[{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] from a Beta interval on accepted of drafted "
         f"(design effect {fit.design_effect:.2f}, i.i.d. model)"
     )
-    notes.append(
-        "approximation: llama.cpp stops drafting early when the draft's confidence falls below p_min, so steps "
-        "propose fewer than k tokens and the drafted ones are the easier ones; A / D then overstates the "
-        "full-length rate and the converted alpha is approximate"
-    )
+    stated = server_p_min(texts)
+    if stated is not None and p_min is not None and abs(stated - p_min) > 1e-6:
+        notes.append(f"the server states p-min {stated:g}; --p-min {p_min:g} was given: the server's value is used")
+    used_p_min = stated if stated is not None else p_min
+    dpr = drafted / steps if steps else None
+    if used_p_min is None:
+        notes.append("p-min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation")
+        alpha, low, high, kappa = fit.alpha, fit.alpha_low, fit.alpha_high, None
+    else:
+        # The loop model: drafted tokens are the confident ones, so A / D overstates the per-token alpha.
+        loop = engine_loop("llamacpp", p_min=used_p_min)
+        conv = alpha_from_loop_counts(loop, fit.rate, k, min(dpr, k) if dpr else None)
+        kappa = conv.kappa if conv.kappa_fitted else None
+        ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), 0.0), k).alpha
+                for x in (fit.alpha_low, fit.alpha_high)]
+        alpha, low, high = conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha)
+        notes.append(f"p-min {used_p_min:g} ({'stated by the server' if stated is not None else '--p-min'}): "
+                     f"{conv.detail}")
     fitted = FittedAcceptance(
-        mode="server", alpha=fit.alpha, alpha_low=fit.alpha_low, alpha_high=fit.alpha_high, k=k, rounds=steps
+        mode="server", alpha=alpha, alpha_low=low, alpha_high=high, k=k, rounds=steps,
+        p_min=used_p_min, drafted_per_round=dpr, kappa=kappa,
     )
     counters = AcceptanceCounters(num_drafts=steps, num_draft_tokens=drafted, num_accepted_tokens=accepted, k=k)
     return CalibrationFile(

@@ -142,6 +142,11 @@ class FittedAcceptance(_Record):
     per_position: list[_Rate] = Field(default_factory=list, description="P(accept i | 1..i-1 accepted)")
     geometric_p_value: float | None = Field(None, ge=0, le=1)
     decays_with_position: bool = False
+    # The engine's draft loop the acceptance was measured under (planner.draftloop): alpha above is
+    # the loop model's per-token (unfiltered) acceptance when these are set.
+    p_min: float | None = Field(None, ge=0, le=1, description="confidence threshold the server ran with (llama.cpp p-min)")
+    drafted_per_round: float | None = Field(None, ge=0, le=K_LIMIT, description="mean drafted tokens per round")
+    kappa: float | None = Field(None, gt=0, description="confidence concentration fitted with alpha")
 
 
 class CalibrationFile(_Record):

@@ -49,6 +49,7 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "alpha_source": e.alpha.source if e.alpha else None,
         "alpha_detail": e.alpha.detail if e.alpha else None,
         "mean_accepted_length": round(float(p.mean_accepted_length), 4) if has_draft else None,
+        **(_loop_fields(e) if has_draft else {}),
         "speedup": round(float(p.speedup), 4) if has_draft else 1.0,
         "speedup_low": round(e.speedup_low, 4),
         "speedup_high": round(e.speedup_high, 4),
@@ -68,6 +69,21 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
     }
 
 
+def _loop_fields(e: Estimate) -> dict[str, Any]:
+    """The draft loop the plan was priced with: exports write the same p-min."""
+    p, loop = e.prices, e.loop
+    return {
+        "p_min": None if loop is None or loop.rule == "fixed" else round(loop.p_min, 6),
+        "draft_loop": None if loop is None else {"engine": loop.engine, "line": loop.line, "rule": loop.rule,
+                                                 "schedule": loop.schedule, "n_min": loop.n_min,
+                                                 "kappa": round(loop.kappa, 4), "fixed_round_us": loop.fixed_round_us},
+        "drafted_per_round": round(float(p.drafted_per_round), 4),
+        "draft_passes_per_round": round(float(p.draft_passes_per_round), 4),
+        "fixed_round_steps": round(float(p.fixed_round_steps), 5),
+        "loop_acceptance_rate": round(float(p.acceptance_rate), 4),
+    }
+
+
 def print_estimate(d: dict[str, Any]) -> None:
     """Human-readable estimate (names and paths printed as they are, never read as markup)."""
     out = console()
@@ -81,6 +97,12 @@ def print_estimate(d: dict[str, Any]) -> None:
                    f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
         band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
         print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
+        if d.get("draft_loop"):
+            pm = "" if d["p_min"] is None else f", p-min {d['p_min']:g}"
+            print_line(f"draft loop {d['draft_loop']['engine']} {d['draft_loop']['line']} ({d['draft_loop']['rule']}{pm}): "
+                       f"{d['drafted_per_round']:.2f} drafted and {d['draft_passes_per_round']:.2f} draft passes per "
+                       f"round, accepted/drafted {d['loop_acceptance_rate']:.3f}, fixed {d['fixed_round_steps']:.3f} "
+                       "target steps per round", out)
         print_line(Text.assemble(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, ",
                                  (f"speedup {d['speedup']:.2f}x", "bold"),
                                  f" (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "

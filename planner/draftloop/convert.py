@@ -1,0 +1,121 @@
+"""Measured acceptance -> the loop model's per-token alpha (and kappa), through the engine's draft loop.
+
+A server's accepted / drafted is not the per-token alpha: under a p-min rule the drafted tokens are
+the confident ones (accepted more often than average) and rounds are shorter than n-max. The
+conversion inverts the loop model: alpha is the unfiltered acceptance whose loop reproduces the
+measured rate; with the drafted tokens per round as well, kappa is fitted too (two figures, two
+unknowns), else loops.yaml's kappa is used.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from planner.draftloop.data import LoopSpec
+from planner.draftloop.rounds import round_distribution, round_means
+from planner.errors import SpecplanError
+
+__all__ = ["LoopCounts", "loop_acceptance_rate", "loop_drafted_per_round", "alpha_from_loop_counts"]
+
+_STEPS = 50  # bisection steps: 2**-50 on alpha, far below measurement noise
+_LOG_KAPPA = (math.log(0.2), math.log(2000.0))  # kappa range searched (dimensionless)
+
+
+@dataclass(frozen=True)
+class LoopCounts:
+    """A measured acceptance read through the loop: the model's figures and how they were found."""
+
+    alpha: float  # per-token (unfiltered) acceptance, probability
+    kappa: float  # confidence concentration used (fitted when drafted-per-round was given)
+    rate: float  # measured accepted / drafted
+    drafted_per_round: float  # measured, or what the model predicts at (alpha, kappa)
+    kappa_fitted: bool
+    detail: str
+
+
+def loop_acceptance_rate(loop: LoopSpec, alpha: float, n_max: int, kappa: float | None = None) -> float:
+    """accepted / drafted the loop produces at per-token alpha (dimensionless)."""
+    m = round_means(round_distribution(loop.rule, alpha, n_max, loop.p_min, loop.kappa if kappa is None else kappa,
+                                       loop.n_min))
+    return float(m.acceptance_rate)
+
+
+def loop_drafted_per_round(loop: LoopSpec, alpha: float, n_max: int, kappa: float | None = None) -> float:
+    """Mean drafted tokens per round the loop produces (tokens per round)."""
+    m = round_means(round_distribution(loop.rule, alpha, n_max, loop.p_min, loop.kappa if kappa is None else kappa,
+                                       loop.n_min))
+    return float(m.drafted)
+
+
+def _alpha_for_rate(loop: LoopSpec, rate: float, n_max: int, kappa: float) -> float:
+    """Bisection on alpha in [0, 1]: the loop's accepted/drafted rises with alpha."""
+    if rate <= 0:
+        return 0.0
+    if rate >= 1:
+        return 1.0
+    lo, hi = 0.0, 1.0
+    for _ in range(_STEPS):
+        mid = 0.5 * (lo + hi)
+        if loop_acceptance_rate(loop, mid, n_max, kappa) < rate:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def alpha_from_loop_counts(loop: LoopSpec, rate: float, n_max: int, drafted_per_round: float | None = None) -> LoopCounts:
+    """Per-token alpha (and kappa when ``drafted_per_round`` is given) from a measured accepted/drafted.
+
+    ``rate`` is accepted / drafted (e.g. llama.cpp n_accept / n_drafted), ``n_max`` the engine's
+    most drafts per round (the plan's k), ``drafted_per_round`` the mean drafted tokens per round.
+    """
+    if not 0 <= rate <= 1:
+        raise SpecplanError(f"acceptance rate must be between 0 and 1 (got {rate!r})")
+    if drafted_per_round is not None and not 0 < drafted_per_round <= n_max:
+        raise SpecplanError(f"drafted tokens per round must be above 0 and at most k = {n_max} (the most the "
+                            f"engine drafts per round); got {drafted_per_round:g}")
+    floor = loop_acceptance_rate(loop, 1e-9, n_max)
+    if loop.variable_length and rate < floor - 1e-9:
+        # Under stop_before every drafted token had q >= p-min, so (a calibrated draft) it is accepted
+        # at least that often: a lower rate cannot come from this loop.
+        raise SpecplanError(f"accepted/drafted {rate:.3g} is below what {loop.engine} ({loop.line}) can measure with "
+                            f"p-min {loop.p_min:g} ({floor:.3g}: only tokens the draft is that sure of are drafted); "
+                            "was the run made with another p-min? pass it with --p-min")
+    if not loop.variable_length or drafted_per_round is None:
+        alpha = _alpha_for_rate(loop, rate, n_max, loop.kappa)
+        d = loop_drafted_per_round(loop, alpha, n_max)
+        if drafted_per_round is not None and abs(drafted_per_round - d) > 0.05 * n_max:
+            raise SpecplanError(f"{loop.engine} ({loop.line}) drafts {d:.2f} tokens per round at k = {n_max} with this "
+                                f"loop (p-min {loop.p_min:g}), but {drafted_per_round:g} per round was given: check --k "
+                                "and --p-min")
+        how = "loop model" if loop.variable_length else "fixed-k relation"
+        return LoopCounts(alpha, loop.kappa, rate, d, False,
+                          f"accepted/drafted {rate:.4g} at k={n_max} -> per-token alpha {alpha:.3f} ({how}, "
+                          f"{loop.engine} {loop.line}, p-min {loop.p_min:g}, kappa {loop.kappa:g}); "
+                          f"{d:.2f} drafted per round predicted")
+    # Fit log kappa so the loop drafts what was measured; alpha follows from the rate at each kappa.
+    def drafted_at(log_kappa: float) -> tuple[float, float]:
+        kap = math.exp(log_kappa)
+        a = _alpha_for_rate(loop, rate, n_max, kap)
+        return loop_drafted_per_round(loop, a, n_max, kap), a
+    lo, hi = _LOG_KAPPA
+    d_lo, _ = drafted_at(lo)
+    d_hi, _ = drafted_at(hi)
+    increasing = d_hi >= d_lo
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        d_mid, _ = drafted_at(mid)
+        if (d_mid < drafted_per_round) == increasing:
+            lo = mid
+        else:
+            hi = mid
+    kap = math.exp(0.5 * (lo + hi))
+    d, alpha = drafted_at(0.5 * (lo + hi))
+    clipped = abs(d - drafted_per_round) > 0.02 * max(drafted_per_round, 1.0)
+    note = (f"; the loop cannot draft {drafted_per_round:g} per round at this rate (closest {d:.2f}, kappa at its "
+            "search bound)") if clipped else ""
+    return LoopCounts(alpha, kap, rate, float(drafted_per_round), not clipped,
+                      f"accepted/drafted {rate:.4g} with {drafted_per_round:g} drafted per round at n-max {n_max} -> "
+                      f"per-token alpha {alpha:.3f}, confidence kappa {kap:.3g} ({loop.engine} {loop.line} loop, "
+                      f"p-min {loop.p_min:g}){note}")
