@@ -16,6 +16,7 @@ from typing import Any
 from planner.calibration.acceptance_stats import LEVEL, MAX_COUNT, ModelArg, fit_from_rate, model_identity
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.draftloop import alpha_from_loop_counts, engine_loop
+from planner.draftloop.convert import rate_floor
 from planner.errors import SpecplanError
 from planner.inputs import parse_json, shown
 from planner.speedup import acceptance_rate_from_alpha, check_k
@@ -257,7 +258,8 @@ def llamacpp_calibration(
         loop = engine_loop("llamacpp", p_min=used_p_min)
         conv = alpha_from_loop_counts(loop, fit.rate, k, min(dpr, k) if dpr else None)
         kappa = conv.kappa if conv.kappa_fitted else None
-        ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), 0.0), k).alpha
+        floor = rate_floor(loop, k)  # the interval's low end may fall below what the loop can yield
+        ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), floor), k).alpha
                 for x in (fit.alpha_low, fit.alpha_high)]
         alpha, low, high = conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha)
         notes.append(f"p-min {used_p_min:g} ({'stated by the server' if stated is not None else '--p-min'}): "

@@ -12,13 +12,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from planner.draftloop.data import LoopSpec
 from planner.draftloop.rounds import round_distribution, round_means
 from planner.errors import SpecplanError
 
-__all__ = ["LoopCounts", "loop_acceptance_rate", "loop_drafted_per_round", "alpha_from_loop_counts"]
+__all__ = ["LoopCounts", "loop_acceptance_rate", "loop_drafted_per_round", "rate_floor", "alpha_from_loop_counts"]
 
-_STEPS = 50  # bisection steps: 2**-50 on alpha, far below measurement noise
+_STEPS = 40  # bisection steps inside one grid cell: far below measurement noise
+_GRID = 1025  # alpha grid for the last crossing
 _LOG_KAPPA = (math.log(0.2), math.log(2000.0))  # kappa range searched (dimensionless)
 
 
@@ -48,13 +51,39 @@ def loop_drafted_per_round(loop: LoopSpec, alpha: float, n_max: int, kappa: floa
     return float(m.drafted)
 
 
+def _rates_on_grid(loop: LoopSpec, n_max: int, kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """accepted/drafted over a grid of alpha in (0, 1) (one broadcast evaluation)."""
+    grid = np.linspace(1e-6, 1 - 1e-6, _GRID)
+    m = round_means(round_distribution(loop.rule, grid, n_max, loop.p_min, kappa, loop.n_min))
+    return grid, np.asarray(m.acceptance_rate)
+
+
+def rate_floor(loop: LoopSpec, n_max: int, kappa: float | None = None) -> float:
+    """The lowest accepted/drafted the loop can produce at any alpha (dimensionless).
+
+    Under p-min the drafted tokens are the confident ones, so a low measured rate cannot come
+    from a high p-min; the rate is not monotone in alpha there (longer rounds end on a rejection
+    more often), which is why the inversion searches a grid.
+    """
+    return float(_rates_on_grid(loop, n_max, loop.kappa if kappa is None else kappa)[1].min())
+
+
 def _alpha_for_rate(loop: LoopSpec, rate: float, n_max: int, kappa: float) -> float:
-    """Bisection on alpha in [0, 1]: the loop's accepted/drafted rises with alpha."""
-    if rate <= 0:
-        return 0.0
+    """The largest alpha whose loop yields ``rate``: the grid's last crossing, refined by bisection.
+
+    The largest root is the regime of long rounds, where a draft worth planning sits; for a fixed
+    rule the rate rises with alpha and the root is unique.
+    """
     if rate >= 1:
         return 1.0
-    lo, hi = 0.0, 1.0
+    grid, rates = _rates_on_grid(loop, n_max, kappa)
+    below = np.flatnonzero(rates < rate)
+    if below.size == 0:
+        return 0.0 if rate <= 0 else float(grid[0])
+    i = int(below[-1])
+    if i == grid.size - 1:
+        return float(grid[-1])
+    lo, hi = float(grid[i]), float(grid[i + 1])
     for _ in range(_STEPS):
         mid = 0.5 * (lo + hi)
         if loop_acceptance_rate(loop, mid, n_max, kappa) < rate:
@@ -75,8 +104,8 @@ def alpha_from_loop_counts(loop: LoopSpec, rate: float, n_max: int, drafted_per_
     if drafted_per_round is not None and not 0 < drafted_per_round <= n_max:
         raise SpecplanError(f"drafted tokens per round must be above 0 and at most k = {n_max} (the most the "
                             f"engine drafts per round); got {drafted_per_round:g}")
-    floor = loop_acceptance_rate(loop, 1e-9, n_max)
-    if loop.variable_length and rate < floor - 1e-9:
+    floor = rate_floor(loop, n_max) if loop.variable_length else 0.0
+    if rate < floor - 1e-9:
         # Under stop_before every drafted token had q >= p-min, so (a calibrated draft) it is accepted
         # at least that often: a lower rate cannot come from this loop.
         raise SpecplanError(f"accepted/drafted {rate:.3g} is below what {loop.engine} ({loop.line}) can measure with "

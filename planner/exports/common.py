@@ -80,6 +80,7 @@ class ExportPlan:
     # architecture facts are looked up there, the names above are what the files say
     target_catalog_id: str | None = None
     draft_catalog_id: str | None = None
+    p_min: float | None = None  # draft confidence threshold the plan was priced with (llama.cpp p-min); None: not recorded
 
     def component(self, name: str) -> float:
         """One per-GPU memory component in GiB (0 when the plan does not list it)."""

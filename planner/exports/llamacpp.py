@@ -21,6 +21,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from planner.catalog.precisions import weight_format
+from planner.draftloop import engine_loop
 from planner.exports.common import (
     Export,
     ExportPlan,
@@ -35,7 +36,7 @@ from planner.exports.names import served_name
 from planner.exports.text import check_word
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gguf_name"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gguf_name", "plan_p_min"]
 
 SERVER = "llamacpp"
 LABEL = "llama.cpp llama-server"
@@ -43,9 +44,10 @@ DEFAULT_MAIN = "llamacpp-serve.sh"
 _GGUF_TYPE = {"bf16": "BF16", "fp16": "F16", "q8_0": "Q8_0", "q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q4_k_m": "Q4_K_M",
               "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
 _ALL_LAYERS = 99  # more layers than any catalogued model has: everything on the GPU
-# The last classic default (common/arg.cpp at b8672); master's 0.00 was reported to collapse
-# acceptance to 0.07 (llama.cpp issue #25908), so the threshold is always written out.
-_P_MIN = 0.75
+# The threshold is always written out: master's default 0.00 was reported to collapse acceptance
+# to 0.07 (llama.cpp issue #25908). It is the p-min the plan was priced with (plan JSON "p_min"),
+# or, for a plan that did not record one, the p-min specplan plans llama.cpp with
+# (planner/draftloop/loops.yaml plan_p_min: 0.75, the last classic default).
 _N_MIN = 0  # use every draft, however short p_min cut it
 _SAFE_ENV_VALUE = re.compile(r"^[A-Za-z0-9_./:+@-]+$")
 
@@ -60,6 +62,11 @@ def gguf_name(model: str, precision: str) -> str:
     name = served_name(model)
     base = PurePosixPath(name.rstrip("/")).name or name
     return check_word(f"{base}-{_GGUF_TYPE[weight_format(precision).name]}.gguf", "GGUF file name")
+
+
+def plan_p_min(plan: ExportPlan) -> float:
+    """The p-min to write: the plan's own, else the one specplan prices llama.cpp with."""
+    return plan.p_min if plan.p_min is not None else engine_loop("llamacpp").p_min
 
 
 def _settings(plan: ExportPlan, line: ServerLine) -> list[tuple[str, str, Any]]:
@@ -86,7 +93,7 @@ def _settings(plan: ExportPlan, line: ServerLine) -> list[tuple[str, str, Any]]:
         (f"{prefix}-max", f"{env}_MAX", plan.k),
         (f"{prefix}-min", f"{env}_MIN", _N_MIN),
         ("--draft-p-min" if classic else "--spec-draft-p-min",
-         "LLAMA_ARG_DRAFT_P_MIN" if classic else "LLAMA_ARG_SPEC_DRAFT_P_MIN", _P_MIN),
+         "LLAMA_ARG_DRAFT_P_MIN" if classic else "LLAMA_ARG_SPEC_DRAFT_P_MIN", plan_p_min(plan)),
     ]
     if plan.tensor_parallel > 1:
         rows.append(("-sm", "LLAMA_ARG_SPLIT_MODE", "layer"))
@@ -133,8 +140,8 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
         "  (llama.cpp issue #10664: 45 -> 104 tokens/s with -ngld 99).",
         f"-c {plan.context * plan.batch} = context {plan.context} x {plan.batch} slot(s) (-np): each slot gets the full",
         "  context (llama-server divides -c among the slots).",
-        f"Draft length: max k = {plan.k}, min {_N_MIN}, p-min {_P_MIN} written out (the last classic default; the",
-        "  2026 master default 0.00 was reported to collapse acceptance, llama.cpp issue #25908).",
+        f"Draft length: max k = {plan.k}, min {_N_MIN}, p-min {plan_p_min(plan):g} written out: the p-min the plan was",
+        "  priced with (the 2026 master default 0.00 was reported to collapse acceptance, llama.cpp issue #25908).",
     ]
     if classic:
         notes.append(f"classic line (builds b4180-b8940): -cd {plan.context} gives each slot's draft the same context.")

@@ -232,6 +232,7 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         vram_total_gib=by_name.get("total", 0.0), vram_capacity_gib=by_name.get("capacity", 0.0),
         fits=fits, draft_tensor_parallel=draft_tp, memory_gib=memory, warnings=warnings,
         target_catalog_id=target_catalog_id, draft_catalog_id=draft_catalog_id,
+        p_min=_num(src, "p_min", where, 0.0, 1.0, required=False),
     )
     return plan
 

@@ -1,0 +1,56 @@
+"""The draft loop wired in: plans and llama.cpp exports agree on p-min; calibrate records the loop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from planner.calibration.llamacpp_outputs import llamacpp_calibration
+from planner.cli import main
+
+PAIR = ["--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft", "meta-llama/Llama-3.2-1B-Instruct",
+        "--gpu", "rtx-4090", "--engine", "llamacpp", "--k", "5"]
+
+
+@pytest.mark.parametrize(("flags", "p_min"), [([], 0.75), (["--p-min", "0.6"], 0.6)])
+def test_plan_and_llamacpp_export_agree_on_p_min(flags: list[str], p_min: float, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["estimate", *PAIR, *flags, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.output)
+    assert plan["p_min"] == p_min and plan["draft_loop"]["rule"] == "stop_before"
+    (tmp_path / "plan.json").write_text(res.output, encoding="utf-8")
+    out = tmp_path / "llamacpp-serve.sh"
+    res = runner.invoke(main, ["export", "--server", "llamacpp", "--from-plan", str(tmp_path / "plan.json"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    assert f"--spec-draft-p-min {p_min:g}" in out.read_text(encoding="utf-8")
+    env = next(tmp_path.glob("*.env")).read_text(encoding="utf-8")
+    assert f"LLAMA_ARG_SPEC_DRAFT_P_MIN={p_min:g}\n" in env
+
+
+def test_counts_and_drafted_per_round_convert_through_the_loop() -> None:
+    runner = CliRunner()
+    base = ["estimate", *PAIR, "--format", "json"]
+    by_counts = json.loads(runner.invoke(main, [*base, "--drafted", "730", "--accepted", "580", "--rounds", "200"]).output)
+    by_rate = json.loads(runner.invoke(main, [*base, "--acceptance-rate", str(580 / 730), "--drafted-per-round",
+                                              str(730 / 200)]).output)
+    assert by_counts["alpha"] == pytest.approx(by_rate["alpha"], abs=1e-4)
+    assert by_counts["drafted_per_round"] == pytest.approx(3.65, abs=0.02)
+    # below p-min's floor: one line, exit 2
+    res = runner.invoke(main, [*base, "--acceptance-rate", "0.5"])
+    assert res.exit_code == 2 and "p-min" in res.output
+
+
+def test_llamacpp_calibration_records_p_min_and_drafted_per_round() -> None:
+    response = json.dumps({"generation_settings": {"speculative.p_min": 0.75, "speculative.n_max": 8},
+                           "timings": {"draft_n": 300, "draft_n_accepted": 240, "predicted_n": 340}})
+    cal = llamacpp_calibration([response], 8, "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+    fit = cal.fitted_acceptance[0]
+    assert fit.p_min == 0.75 and fit.drafted_per_round == pytest.approx(300 / 100)
+    assert fit.alpha < 240 / 300  # the drafted tokens were the confident ones
+    flag = llamacpp_calibration([json.dumps({"timings": {"draft_n": 300, "draft_n_accepted": 240}})], 8,
+                                "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", p_min=0.8)
+    assert flag.fitted_acceptance[0].p_min == 0.8
