@@ -14,6 +14,7 @@ from numpy.typing import ArrayLike, NDArray
 from planner import speedup as sp
 from planner.costmodel import DeviceProfile, ModelProfile, decode_cost, verify_cost
 from planner.draftloop import LoopSpec, loop_round
+from planner.draftloop.schedules import K_CAP
 
 __all__ = ["RoundPrices", "price_rounds", "decode_context", "verify_table"]
 
@@ -97,7 +98,9 @@ def price_rounds(
         return RoundPrices(**common, mean_accepted_length=length, speedup=length / (kk * c + r),
                            drafted_per_round=kk * 1.0, draft_passes_per_round=kk * 1.0,
                            acceptance_rate=sp.acceptance_rate_from_alpha(alpha, k))
-    table = verify_table(target, device, batch, context, int(kk.max()), t.total_s)
+    # A schedule moves k along a chain up to K_CAP: its table must reach every state.
+    width = int(kk.max()) if loop.schedule == "fixed" else K_CAP
+    table = verify_table(target, device, batch, context, width, t.total_s)
     lr = loop_round(loop, alpha, k, c, table, t.total_s)
     length, speedup = lr.committed, lr.speedup
     if mean_length is not None:  # measured per-position acceptance sets the tokens per round

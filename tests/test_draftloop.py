@@ -165,3 +165,22 @@ def test_release_lines_and_defaults() -> None:
     assert engine_loop("hf").p_min == 0.4 and engine_loop("hf", "4.40").rule == "fixed"
     with pytest.raises(SpecplanError):
         engine_loop("vllm", p_min=0.5)
+
+
+def test_heuristic_transient_matches_a_simulation_of_short_calls() -> None:
+    """heuristic_transient restarts at num_assistant_tokens every generate() call."""
+    rng = np.random.default_rng(5)
+    alpha, start, rounds, calls = 0.85, 5, 8, 20_000
+    ks = []
+    for _ in range(calls):
+        k = start
+        for _ in range(rounds):
+            ks.append(k)
+            acc = 0
+            while acc < k and rng.random() < alpha:
+                acc += 1
+            k = k + 2 if acc == k else max(1, k - 1)
+    up = up_probability(state_rounds("fixed", alpha, 0.0, 6.0, k_cap=64))
+    w = transient_weights(up, np.array([start, 3]), rounds)
+    assert w.shape == (2, 64)
+    assert float(np.sum(w[0] * np.arange(1, 65))) == pytest.approx(np.mean(ks), rel=0.01)

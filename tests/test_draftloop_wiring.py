@@ -56,3 +56,18 @@ def test_llamacpp_calibration_records_p_min_and_drafted_per_round() -> None:
     flag = llamacpp_calibration([json.dumps({"timings": {"draft_n": 300, "draft_n_accepted": 240}})], 8,
                                 "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-1B-Instruct", p_min=0.8)
     assert flag.fitted_acceptance[0].p_min == 0.8
+
+
+def test_estimate_with_a_llamacpp_calibration_prices_its_p_min(tmp_path: Path) -> None:
+    from planner.calibration.schema import write_calibration
+
+    response = json.dumps({"generation_settings": {"speculative.p_min": 0.6},
+                           "timings": {"draft_n": 400, "draft_n_accepted": 300, "predicted_n": 400}})
+    cal = llamacpp_calibration([response], 5, "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+    path = write_calibration(cal, tmp_path / "cal.yaml")
+    res = CliRunner().invoke(main, ["estimate", *PAIR, "--draft-precision", "fp16", "--calibration", str(path),
+                                    "--format", "json"])
+    assert res.exit_code == 0, res.output
+    plan = json.loads(res.output)
+    assert plan["p_min"] == 0.6 and plan["alpha_source"] == "calibration"
+    assert plan["alpha"] == pytest.approx(cal.fitted_acceptance[0].alpha, abs=1e-4)

@@ -40,6 +40,8 @@ class LoopLine(Frozen):
     server_defaults: ServerDefaults | None = None
     plan_p_min: float = Field(0.0, ge=0, le=1, description="confidence threshold specplan plans and exports with")
     fixed_round_us: float = Field(ge=0, le=1e6, description="host time per round outside the passes, us")
+    extra_draft_passes: int = Field(0, ge=0, le=4, description="draft passes per round beyond the rule's count")
+    by_name_only: bool = Field(False, description="chosen only when --server-version names it (a tool, not a release)")
     why: str
     source: tuple[str, ...] | str
 
@@ -74,6 +76,7 @@ class LoopSpec:
     fixed_round_us: float  # host time per round outside the forward passes, us
     kappa: float  # confidence-model concentration (dimensionless)
     k_means: str  # what the plan's k is for this engine (n_max for llama.cpp)
+    extra_draft_passes: int = 0  # draft passes per round beyond the rule's count (llama-speculative's seed pass)
 
     @property
     def variable_length(self) -> bool:
@@ -115,13 +118,14 @@ def version_key(text: str) -> tuple[int, ...]:
 
 
 def _line_for(eng: EngineLoops, version: str | None, engine: str) -> LoopLine:
+    ranged = [line for line in eng.lines if not line.by_name_only]
     if version is None:
-        return eng.lines[-1]
+        return ranged[-1]
     by_name = {line.name.lower(): line for line in eng.lines}
     if version.strip().lower() in by_name:
         return by_name[version.strip().lower()]
     key = version_key(version)
-    for line in eng.lines:
+    for line in ranged:
         if (line.min is None or key >= version_key(line.min)) and (line.below is None or key < version_key(line.below)):
             return line
     names = ", ".join(f"{x.name} ({x.min or '...'}-{x.below or '...'})" for x in eng.lines)
@@ -146,4 +150,5 @@ def engine_loop(engine: str, version: str | None = None, p_min: float | None = N
                             f"{engine} ({line.name}) drafts a fixed k")
     return LoopSpec(engine=engine, line=line.name, rule=line.rule, schedule=line.schedule,
                     p_min=line.plan_p_min if p_min is None else float(p_min), n_min=0 if n_min is None else int(n_min),
-                    fixed_round_us=line.fixed_round_us, kappa=kap, k_means=eng.k_means)
+                    fixed_round_us=line.fixed_round_us, kappa=kap, k_means=eng.k_means,
+                    extra_draft_passes=line.extra_draft_passes)

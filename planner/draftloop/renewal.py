@@ -12,7 +12,7 @@ planner.speedup.speedup exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -57,9 +57,11 @@ def renewal_speedup(committed: ArrayLike, draft_passes: ArrayLike, c: ArrayLike,
 
 
 def _from_dist(dist: RoundDist, c: ArrayLike, r_by_tokens: ArrayLike, fixed: ArrayLike,
-               weights: NDArray[np.float64] | None) -> LoopRound:
+               weights: NDArray[np.float64] | None, extra_passes: int = 0) -> LoopRound:
     """Means of a round law; with ``weights`` (last axis = chain state) the chain's weighted means."""
     m = round_means(dist)
+    if extra_passes:
+        m = replace(m, draft_passes=m.draft_passes + extra_passes)
     r_tab = np.asarray(r_by_tokens, dtype=float)
     if weights is not None:
         r_tab = r_tab[..., None, :]  # one table for every chain state
@@ -90,17 +92,15 @@ def loop_round(loop: LoopSpec, alpha: ArrayLike, k: ArrayLike, c: ArrayLike, r_b
     fixed = loop.fixed_round_us * 1e-6 / np.asarray(t_target_s, dtype=float)
     if loop.schedule == "fixed":
         dist = round_distribution(loop.rule, alpha, k, loop.p_min, loop.kappa, loop.n_min, width=width)
-        return _from_dist(dist, c, r, fixed, None)
+        return _from_dist(dist, c, r, fixed, None, loop.extra_draft_passes)
     cap = min(K_CAP, width)
     states = state_rounds(loop.rule, alpha, loop.p_min, loop.kappa, k_cap=cap)
     up = up_probability(states)
     ks = np.asarray(k)
     if loop.schedule == "heuristic":
         w = stationary_weights(up)  # k only starts the chain: the stationary law forgets it
-    elif ks.ndim == 0 or ks.size == 1:
-        w = transient_weights(up, int(ks.ravel()[0]), transient_rounds)
-    else:
-        raise ValueError("heuristic_transient prices one starting num_assistant_tokens at a time")
-    out = _from_dist(states, c, r[..., : cap + 1], fixed, w)
+    else:  # heuristic_transient: each k is where the chain starts in every generate() call
+        w = transient_weights(up, ks, transient_rounds)
+    out = _from_dist(states, c, r[..., : cap + 1], fixed, w, loop.extra_draft_passes)
     shape = np.broadcast_shapes(np.shape(out.speedup), ks.shape)
     return LoopRound(*(np.broadcast_to(np.asarray(getattr(out, f)), shape)[()] for f in LoopRound.__dataclass_fields__))

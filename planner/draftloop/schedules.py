@@ -71,12 +71,16 @@ def stationary_weights(up: ArrayLike) -> NDArray[np.float64]:
     return pi / pi.sum(axis=-1, keepdims=True)
 
 
-def transient_weights(up: ArrayLike, start: int, rounds: int) -> NDArray[np.float64]:
-    """Mean occupancy of k = 1..cap over the first ``rounds`` rounds from k = start (last axis), probabilities."""
+def transient_weights(up: ArrayLike, start: ArrayLike, rounds: int) -> NDArray[np.float64]:
+    """Mean occupancy of k = 1..cap over the first ``rounds`` rounds from k = start (last axis), probabilities.
+
+    ``start`` broadcasts with the leading axes of ``up`` (one chain per starting num_assistant_tokens).
+    """
     p = transition_matrix(up)
     cap = p.shape[-1]
-    state = np.zeros(p.shape[:-1])
-    state[..., min(max(start, 1), cap) - 1] = 1.0
+    first = np.clip(np.asarray(start, dtype=np.int64), 1, cap)
+    state = (np.arange(1, cap + 1) == first[..., None]).astype(float)
+    state = np.broadcast_to(state, np.broadcast_shapes(state.shape, p.shape[:-1])).copy()
     total = np.zeros_like(state)
     for _ in range(max(int(rounds), 1)):
         total += state

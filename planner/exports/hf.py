@@ -45,6 +45,10 @@ def _snippet(plan: ExportPlan, line: ServerLine, target: str, draft: str) -> str
     dtype_kw = "torch_dtype" if line.name == _OLD_LINE else "dtype"
     draft_prec = plan.draft_precision or plan.precision
     max_new = max(1, plan.context // 2)  # half the planned context is left for the prompt
+    # The confidence threshold the plan was priced with (transformers' default is 0.4 from 4.45);
+    # written where the export line knows the key.
+    threshold = (f"\n    assistant_confidence_threshold={plan.p_min!r},"
+                 if plan.p_min is not None and line.name != _OLD_LINE else "")
     body = f'''import sys
 import time
 
@@ -56,7 +60,7 @@ ASSISTANT = {draft!r}
 
 GENERATION_CONFIG = GenerationConfig(
     num_assistant_tokens={plan.k},
-    num_assistant_tokens_schedule="constant",
+    num_assistant_tokens_schedule="constant",{threshold}
     max_new_tokens={max_new},
 )
 

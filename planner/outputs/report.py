@@ -36,8 +36,9 @@ def _curves(est: Any) -> dict[str, Any]:
     dev, ddev = device_profile(req.gpu, req.engine, req.gpus), device_profile(req.gpu, req.engine, dtp if tensor else req.gpus)
     ctx = decode_context(req.context)
     band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
-    lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band).speedup
-    grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None]).speedup
+    loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
+    lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band, loop=loop).speedup
+    grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None], loop=loop).speedup
     return {"lines": lines, "grid": grid}
 
 
