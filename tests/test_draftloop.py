@@ -153,8 +153,13 @@ def test_conversion_recovers_alpha_and_kappa() -> None:
     assert fit.kappa_fitted and fit.alpha == pytest.approx(0.82, abs=2e-3) and fit.kappa == pytest.approx(3.0, rel=0.02)
     only_rate = alpha_from_loop_counts(truth, float(m.acceptance_rate), 8)
     assert only_rate.alpha == pytest.approx(0.82, abs=1e-6)
+    low = alpha_from_loop_counts(engine_loop("llamacpp"), 0.5, 5)  # below the default kappa's floor
+    assert low.kappa_fitted and low.kappa > engine_loop("llamacpp").kappa
+    loop = replace(engine_loop("llamacpp"), kappa=low.kappa)
+    assert round_means(round_distribution(loop.rule, low.alpha, 5, loop.p_min, loop.kappa)).acceptance_rate == \
+        pytest.approx(0.5, abs=1e-4)
     with pytest.raises(SpecplanError, match="below what"):
-        alpha_from_loop_counts(engine_loop("llamacpp"), 0.5, 5)
+        alpha_from_loop_counts(engine_loop("llamacpp", p_min=0.95), 0.05, 2)
 
 
 def test_release_lines_and_defaults() -> None:

@@ -41,7 +41,7 @@ def test_counts_and_drafted_per_round_convert_through_the_loop() -> None:
     assert by_counts["alpha"] == pytest.approx(by_rate["alpha"], abs=1e-4)
     assert by_counts["drafted_per_round"] == pytest.approx(3.65, abs=0.02)
     # below p-min's floor: one line, exit 2
-    res = runner.invoke(main, [*base, "--acceptance-rate", "0.5"])
+    res = runner.invoke(main, [*base, "--acceptance-rate", "0.05", "--p-min", "0.95"])
     assert res.exit_code == 2 and "p-min" in res.output
 
 

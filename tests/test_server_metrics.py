@@ -253,8 +253,15 @@ def test_llamacpp_completion_json():
     assert c is not None and (c.num_accepted_tokens, c.num_draft_tokens) == (187, 312)
     assert c.num_drafts == fit.rounds == 256 - 187  # target steps = predicted_n - draft_n_accepted
     assert fit.mode == "server" and fit.k == 8
-    assert fit.alpha == pytest.approx(float(alpha_from_acceptance_rate(187 / 312, 8)), abs=1e-12)
-    assert fit.alpha > 187 / 312 and fit.alpha_low < fit.alpha < fit.alpha_high
+    # The response states speculative.p_min 0.75: alpha goes through llama.cpp's p-min loop with the
+    # drafted tokens per round (issue 9 point 3), below the fixed-k reading at k = 8.
+    from planner.draftloop import alpha_from_loop_counts, engine_loop
+
+    assert fit.p_min == 0.75 and fit.drafted_per_round == pytest.approx(312 / 69)
+    loop = alpha_from_loop_counts(engine_loop("llamacpp", p_min=0.75), 187 / 312, 8, 312 / 69)
+    assert fit.alpha == pytest.approx(loop.alpha, abs=1e-9)
+    assert fit.alpha < float(alpha_from_acceptance_rate(187 / 312, 8))
+    assert fit.alpha > 187 / 312 and fit.alpha_low <= fit.alpha <= fit.alpha_high
     assert any(f"{1 + 187 / 69:.4f}" in n for n in cal.notes)
     assert any("p_min" in n for n in cal.notes)
 

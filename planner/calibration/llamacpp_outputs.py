@@ -251,7 +251,7 @@ def llamacpp_calibration(
     used_p_min = stated if stated is not None else p_min
     dpr = drafted / steps if steps else None
     if used_p_min is None:
-        notes.append("p-min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation")
+        notes.append("p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation")
         alpha, low, high, kappa = fit.alpha, fit.alpha_low, fit.alpha_high, None
     else:
         # The loop model: drafted tokens are the confident ones, so A / D overstates the per-token alpha.
@@ -262,7 +262,7 @@ def llamacpp_calibration(
         ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), floor), k).alpha
                 for x in (fit.alpha_low, fit.alpha_high)]
         alpha, low, high = conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha)
-        notes.append(f"p-min {used_p_min:g} ({'stated by the server' if stated is not None else '--p-min'}): "
+        notes.append(f"p_min {used_p_min:g} ({'stated by the server' if stated is not None else '--p-min'}): "
                      f"{conv.detail}")
     fitted = FittedAcceptance(
         mode="server", alpha=alpha, alpha_low=low, alpha_high=high, k=k, rounds=steps,

@@ -55,7 +55,8 @@ def _rates_on_grid(loop: LoopSpec, n_max: int, kappa: float) -> tuple[np.ndarray
     """accepted/drafted over a grid of alpha in (0, 1) (one broadcast evaluation)."""
     grid = np.linspace(1e-6, 1 - 1e-6, _GRID)
     m = round_means(round_distribution(loop.rule, grid, n_max, loop.p_min, kappa, loop.n_min))
-    return grid, np.asarray(m.acceptance_rate)
+    drafts = np.asarray(m.drafted) > 1e-9  # where nothing is drafted the rate is undefined, not 0
+    return grid[drafts], np.asarray(m.acceptance_rate)[drafts]
 
 
 def rate_floor(loop: LoopSpec, n_max: int, kappa: float | None = None) -> float:
@@ -65,7 +66,8 @@ def rate_floor(loop: LoopSpec, n_max: int, kappa: float | None = None) -> float:
     from a high p-min; the rate is not monotone in alpha there (longer rounds end on a rejection
     more often), which is why the inversion searches a grid.
     """
-    return float(_rates_on_grid(loop, n_max, loop.kappa if kappa is None else kappa)[1].min())
+    rates = _rates_on_grid(loop, n_max, loop.kappa if kappa is None else kappa)[1]
+    return float(rates.min()) if rates.size else 1.0
 
 
 def _alpha_for_rate(loop: LoopSpec, rate: float, n_max: int, kappa: float) -> float:
@@ -77,6 +79,8 @@ def _alpha_for_rate(loop: LoopSpec, rate: float, n_max: int, kappa: float) -> fl
     if rate >= 1:
         return 1.0
     grid, rates = _rates_on_grid(loop, n_max, kappa)
+    if grid.size == 0:
+        return 0.0
     below = np.flatnonzero(rates < rate)
     if below.size == 0:
         return 0.0 if rate <= 0 else float(grid[0])
@@ -105,12 +109,8 @@ def alpha_from_loop_counts(loop: LoopSpec, rate: float, n_max: int, drafted_per_
         raise SpecplanError(f"drafted tokens per round must be above 0 and at most k = {n_max} (the most the "
                             f"engine drafts per round); got {drafted_per_round:g}")
     floor = rate_floor(loop, n_max) if loop.variable_length else 0.0
-    if rate < floor - 1e-9:
-        # Under stop_before every drafted token had q >= p-min, so (a calibrated draft) it is accepted
-        # at least that often: a lower rate cannot come from this loop.
-        raise SpecplanError(f"accepted/drafted {rate:.3g} is below what {loop.engine} ({loop.line}) can measure with "
-                            f"p-min {loop.p_min:g} ({floor:.3g}: only tokens the draft is that sure of are drafted); "
-                            "was the run made with another p-min? pass it with --p-min")
+    if rate < floor - 1e-9 and drafted_per_round is None:
+        return _sharper_kappa(loop, rate, n_max, floor)
     if not loop.variable_length or drafted_per_round is None:
         alpha = _alpha_for_rate(loop, rate, n_max, loop.kappa)
         d = loop_drafted_per_round(loop, alpha, n_max)
@@ -148,3 +148,32 @@ def alpha_from_loop_counts(loop: LoopSpec, rate: float, n_max: int, drafted_per_
                       f"accepted/drafted {rate:.4g} with {drafted_per_round:g} drafted per round at n-max {n_max} -> "
                       f"per-token alpha {alpha:.3f}, confidence kappa {kap:.3g} ({loop.engine} {loop.line} loop, "
                       f"p-min {loop.p_min:g}){note}")
+
+
+def _sharper_kappa(loop: LoopSpec, rate: float, n_max: int, floor: float) -> LoopCounts:
+    """A rate below the loop's floor at the default kappa: the smallest kappa that reaches it.
+
+    Under p-min the drafted tokens are the confident ones; with loops.yaml's kappa they are accepted
+    at least ``floor`` of the time. A lower measured rate says the draft's confidence sorts tokens
+    less sharply than that (a larger kappa: q closer to alpha everywhere), so kappa is raised just
+    enough; beyond the search bound the rate cannot come from this loop at all.
+    """
+    lo, hi = math.log(loop.kappa), _LOG_KAPPA[1]
+    if rate_floor(loop, n_max, math.exp(hi)) > rate + 1e-9:
+        raise SpecplanError(f"accepted/drafted {rate:.3g} is below what {loop.engine} ({loop.line}) can measure with "
+                            f"p-min {loop.p_min:g} (at least {floor:.3g}: only tokens the draft is sure of are drafted); "
+                            "was the run made with another p-min? pass it with --p-min")
+    for _ in range(30):
+        mid = 0.5 * (lo + hi)
+        if rate_floor(loop, n_max, math.exp(mid)) > rate:
+            lo = mid
+        else:
+            hi = mid
+    kap = math.exp(hi)
+    alpha = _alpha_for_rate(loop, rate, n_max, kap)
+    d = loop_drafted_per_round(loop, alpha, n_max, kap)
+    return LoopCounts(alpha, kap, rate, d, True,
+                      f"accepted/drafted {rate:.4g} at k={n_max} is below the {floor:.3g} the {loop.engine} {loop.line} "
+                      f"loop gives with p-min {loop.p_min:g} at the default kappa {loop.kappa:g}: the draft's confidence "
+                      f"sorts less sharply, kappa raised to {kap:.3g} -> per-token alpha {alpha:.3f}, {d:.2f} drafted "
+                      "per round predicted")
