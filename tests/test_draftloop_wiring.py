@@ -71,3 +71,15 @@ def test_estimate_with_a_llamacpp_calibration_prices_its_p_min(tmp_path: Path) -
     plan = json.loads(res.output)
     assert plan["p_min"] == 0.6 and plan["alpha_source"] == "calibration"
     assert plan["alpha"] == pytest.approx(cal.fitted_acceptance[0].alpha, abs=1e-4)
+
+
+def test_replanning_an_export_keeps_the_plans_p_min(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["estimate", *PAIR, "--p-min", "0.6", "--format", "json"])
+    (tmp_path / "plan.json").write_text(res.output, encoding="utf-8")
+    out = tmp_path / "llamacpp-serve.sh"
+    res = runner.invoke(main, ["export", "--server", "llamacpp", "--from-plan", str(tmp_path / "plan.json"), "--k", "4",
+                               "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    text = out.read_text(encoding="utf-8")
+    assert "--spec-draft-p-min 0.6" in text and "--spec-draft-n-max 4" in text

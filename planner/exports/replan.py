@@ -52,6 +52,8 @@ def replan_settings(data: Any, given: dict[str, Any]) -> tuple[int | None, str, 
     if "draft" in given and "draft_precision" not in given:
         flags["draft_precision"] = None  # another draft: its own default format, not the old draft's
     task = check_text(data.get("task") or "chat", "plan: task") if isinstance(data, dict) else "chat"
+    if plan.p_min is not None and "engine" not in given:
+        flags["p_min"] = plan.p_min  # the plan's draft loop threshold (llama.cpp p-min) carries over
     for key, value in given.items():
         if key == "task":
             task = value
@@ -74,8 +76,9 @@ def plan_for_export(server: str, k: int | None, task: str, flags: dict[str, Any]
     if not flags.get("target") or not flags.get("gpu"):
         raise SpecplanError("give --from-plan FILE, or --target and --gpu to plan now")
     flags = {**flags, "engine": flags.get("engine") or _SERVER_ENGINE.get(server, "auto")}
+    p_min = flags.pop("p_min", None)
     if flags.get("draft"):
         fit = FitInputs(**flags, **({"k": k} if k is not None else {}))
-        return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task)))
+        return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task, p_min=p_min)))
     plan_flags = {key: v for key, v in flags.items() if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch")}
     return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task)), task, "latency")
