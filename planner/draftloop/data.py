@@ -16,7 +16,6 @@ from planner.errors import CatalogError, SpecplanError
 
 __all__ = ["LoopLine", "EngineLoops", "LoopSpec", "loop_table", "default_kappa", "engine_loop", "version_key"]
 
-Schedule = str  # fixed | heuristic | heuristic_transient
 _SCHEDULES = ("fixed", "heuristic", "heuristic_transient")
 _VERSION = re.compile(r"(\d+(?:\.\d+)*)")
 
