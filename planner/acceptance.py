@@ -6,7 +6,7 @@ another format it is moved by the priors' quantization penalty and marked "deriv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -16,11 +16,11 @@ from planner.calibration.apply import AppliedCalibration
 from planner.calibration.schema import CalibrationFile
 from planner.catalog.precisions import WeightFormat
 from planner.catalog.schemas import ModelSpec
-from planner.draftloop import LoopSpec, alpha_from_loop_counts
+from planner.draftloop import LoopSpec, alpha_from_loop_counts, engine_loop
 from planner.errors import SpecplanError
 from planner.priors import alpha_prior, precision_shift
 
-__all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "mean_length_by_k", "choose_alpha", "measured_precision",
+__all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "plan_loop", "mean_length_by_k", "choose_alpha", "measured_precision",
            "calibrated_alpha"]
 
 
@@ -78,6 +78,16 @@ def mean_length_by_k(choice: AlphaChoice, ks: np.ndarray) -> np.ndarray | None:
         return None
     rates = list(choice.per_position) + [choice.per_position[-1]] * max(0, int(ks.max()) - len(choice.per_position))
     return np.array([float(sp.expected_accepted_length_positional(rates[:k])) for k in ks])
+
+
+def plan_loop(engine: str, server_version: str | None, p_min: float | None,
+              applied: AppliedCalibration | None) -> LoopSpec:
+    """The engine's draft loop for a plan: --p-min, else the p-min a calibration was measured with, else the engine's."""
+    loop = engine_loop(engine, server_version, p_min)
+    measured = applied.acceptance.p_min if applied is not None and applied.acceptance is not None else None
+    if p_min is None and measured is not None and loop.rule != "fixed":
+        loop = replace(loop, p_min=measured)
+    return loop
 
 
 def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | None, k: int | None,

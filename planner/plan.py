@@ -8,7 +8,8 @@ from typing import Any, Literal
 import numpy as np
 
 from planner import speedup as sp
-from planner.acceptance import AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision, measured_rate
+from planner.acceptance import (AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision,
+                                measured_rate, plan_loop)
 from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
 from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
@@ -48,8 +49,7 @@ class EstimateInputs:
     acceptance_rate: float | None = None
     task: str = "chat"
     calibration: str | None = None  # path of a calibration file
-    # the engine's draft loop (planner.draftloop): p-min, release line, and measured drafting
-    p_min: float | None = None  # llama.cpp p-min / transformers confidence threshold (None: the engine's)
+    p_min: float | None = None  # draft loop (planner.draftloop): llama.cpp p-min / transformers threshold; None: engine's
     server_version: str | None = None  # release the loop is priced for (None: the newest line)
     drafted_per_round: float | None = None  # measured mean drafted tokens per round (with acceptance_rate)
     drafted: int | None = None  # measured counts: drafted tokens, accepted drafts, rounds
@@ -119,15 +119,12 @@ def estimate(inp: EstimateInputs) -> Estimate:
         return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone", block)
     rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds)
     user = inp.alpha is not None or rate is not None
-    measured_loop = applied.acceptance if applied is not None and applied.acceptance is not None else None
-    loop = engine_loop(req.engine.name, inp.server_version, inp.p_min if inp.p_min is not None else (
-        measured_loop.p_min if measured_loop is not None and not user else None))
+    loop = plan_loop(req.engine.name, inp.server_version, inp.p_min, None if user else applied)
     prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)
     choice = (choose_alpha(inp.alpha, rate, inp.fit.k if inp.k_given else None, req.target, req.draft,
                            req.draft_precision or req.precision, inp.task, loop) if user else None) or calibrated_alpha(
         applied, measured_at, req.draft_precision or req.precision) or prior
-    if choice.kappa is not None:  # fitted with the alpha from drafted tokens per round
-        loop = replace(loop, kappa=choice.kappa)
+    loop = replace(loop, kappa=choice.kappa or loop.kappa)  # kappa fitted with a measured alpha, if any
     band = np.array([choice.low, choice.mid, choice.high])[:, None]
     # The best k is searched over K_SEARCH; a k the user gives may lie beyond it (up to K_MAX),
     # so the band is priced on a grid that reaches it and indexed by k - 1 below.

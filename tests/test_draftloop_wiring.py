@@ -83,3 +83,17 @@ def test_replanning_an_export_keeps_the_plans_p_min(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     text = out.read_text(encoding="utf-8")
     assert "--spec-draft-p-min 0.6" in text and "--spec-draft-n-max 4" in text
+
+
+def test_transformers_export_writes_the_planned_confidence_threshold(tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["estimate", "--target", "meta-llama/Llama-3.1-8B-Instruct", "--draft",
+                               "meta-llama/Llama-3.2-1B-Instruct", "--gpu", "h100-sxm", "--engine", "hf", "--k", "6",
+                               "--p-min", "0.3", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["p_min"] == 0.3
+    (tmp_path / "plan.json").write_text(res.output, encoding="utf-8")
+    out = tmp_path / "hf.py"
+    assert runner.invoke(main, ["export", "--server", "hf", "--from-plan", str(tmp_path / "plan.json"),
+                                "-o", str(out)]).exit_code == 0
+    assert "assistant_confidence_threshold=0.3," in out.read_text(encoding="utf-8")
