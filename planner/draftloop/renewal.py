@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from planner import speedup as sp
 from planner.draftloop.data import LoopSpec
 from planner.draftloop.rounds import RoundDist, expected_verify_cost, round_distribution, round_means
 from planner.draftloop.schedules import K_CAP, state_rounds, stationary_weights, transient_weights, up_probability
@@ -79,6 +80,23 @@ def _from_dist(dist: RoundDist, c: ArrayLike, r_by_tokens: ArrayLike, fixed: Arr
                      speedup=(committed / total)[()])
 
 
+def _fixed_round(alpha: ArrayLike, k: ArrayLike, c: ArrayLike, r_by_tokens: NDArray[np.float64], fixed: ArrayLike,
+                 extra_passes: int) -> LoopRound:
+    """k drafted every round (no threshold): the closed forms, no draft-length axis (the sweep's fast path)."""
+    kk = np.asarray(k, dtype=np.int64)
+    committed = np.asarray(sp.expected_accepted_length(alpha, kk))
+    shape = np.broadcast_shapes(committed.shape, r_by_tokens.shape[:-1], np.shape(c), np.shape(fixed))
+    idx = np.broadcast_to(kk, shape)[..., None]
+    verify = np.take_along_axis(np.broadcast_to(r_by_tokens, shape + r_by_tokens.shape[-1:]), idx, axis=-1)[..., 0]
+    passes = np.broadcast_to(kk + extra_passes, shape) * 1.0
+    total = passes * np.asarray(c, dtype=float) + verify + np.asarray(fixed, dtype=float)
+    committed = np.broadcast_to(committed, shape)
+    return LoopRound(drafted=np.broadcast_to(kk * 1.0, shape)[()], accepted=(committed - 1.0)[()],
+                     committed=committed[()], draft_passes=passes[()], verify_cost=verify[()],
+                     fixed_steps=np.broadcast_to(np.asarray(fixed, dtype=float), shape)[()], round_cost=total[()],
+                     speedup=(committed / total)[()])
+
+
 def loop_round(loop: LoopSpec, alpha: ArrayLike, k: ArrayLike, c: ArrayLike, r_by_tokens: ArrayLike,
                t_target_s: ArrayLike, transient_rounds: int = TRANSIENT_ROUNDS) -> LoopRound:
     """The mean round of ``loop`` at per-token alpha and plan k (n-max, num_assistant_tokens, ...).
@@ -90,6 +108,8 @@ def loop_round(loop: LoopSpec, alpha: ArrayLike, k: ArrayLike, c: ArrayLike, r_b
     r = np.asarray(r_by_tokens, dtype=float)
     width = r.shape[-1] - 1
     fixed = loop.fixed_round_us * 1e-6 / np.asarray(t_target_s, dtype=float)
+    if loop.schedule == "fixed" and (loop.rule == "fixed" or loop.p_min == 0) and loop.n_min <= 1:
+        return _fixed_round(alpha, k, c, r, fixed, loop.extra_draft_passes)
     if loop.schedule == "fixed":
         dist = round_distribution(loop.rule, alpha, k, loop.p_min, loop.kappa, loop.n_min, width=width)
         return _from_dist(dist, c, r, fixed, None, loop.extra_draft_passes)
