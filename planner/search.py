@@ -95,9 +95,9 @@ def price_rounds(
     kk = np.asarray(k)
     if loop is None:
         length = sp.expected_accepted_length(alpha, k) if mean_length is None else np.asarray(mean_length, dtype=np.float64)
+        # The sweep's path: nothing beyond the textbook round is computed (acceptance_rate stays NaN).
         return RoundPrices(**common, mean_accepted_length=length, speedup=length / (kk * c + r),
-                           drafted_per_round=kk * 1.0, draft_passes_per_round=kk * 1.0,
-                           acceptance_rate=sp.acceptance_rate_from_alpha(alpha, k))
+                           drafted_per_round=kk, draft_passes_per_round=kk)
     # A schedule moves k along a chain up to K_CAP: its table must reach every state.
     width = int(kk.max()) if loop.schedule == "fixed" else K_CAP
     table = verify_table(target, device, batch, context, width, t.total_s)

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.special import betainc
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike, NDArray
@@ -53,6 +52,8 @@ def confidence_split(alpha: ArrayLike, p_min: ArrayLike, kappa: ArrayLike) -> Co
     mass (q = alpha). p = 0 passes everything (s = 1), so the filter is then the identity.
     Units: probabilities.
     """
+    from scipy.special import betainc  # here, not at module top: importing the planner stays fast
+
     a_arr, p, kap = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(p_min, float), np.asarray(kappa, float))
     interior = (a_arr > 0) & (a_arr < 1)
     safe = np.where(interior, a_arr, 0.5)
