@@ -132,7 +132,7 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
         "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
         "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
         "task": task, "created_at": now_iso(),
-        "objective": objective, "candidates": candidates,
+        "objective": objective, "verdict": rec.verdict, "candidates": candidates,
         "warnings": unique(rec.warnings),
     }
 
@@ -164,6 +164,7 @@ def print_recommendation(d: dict[str, Any]) -> None:
     out = console()
     out.print(f"[bold]{escape(d['target'])}[/bold] on up to {d['gpus']} x {escape(d['gpu'])} ({d['engine']}, "
               f"{d['precision']}), batch {d['batch']}, context {d['context']}, task {d['task']}; ranked by {d['objective']}")
+    print_line(Text.assemble(("verdict:", "bold"), f" {d['verdict']}"), out)
     columns, total, per_usd = _recommend_columns(d)
     rows: list[list[str | Text]] = []
     for i, c in enumerate(d["candidates"], start=1):
@@ -177,8 +178,7 @@ def print_recommendation(d: dict[str, Any]) -> None:
         rows.append(row + [_fits_cell(c)])
     print_table(None, columns, rows, box="compact", out=out)
     best = d["candidates"][0] if d["candidates"] else None
-    if best is not None:
-        print_line(f"top row: {best['verdict']}", out)
+    if best is not None and best["fits"]:
         for note in best.get("cautions", []):
             print_line(Text.assemble(("caution:", "yellow"), f" {note}"), out)
     print_line("speedup: against (no speculation) on the same number of GPUs, a row shown for each count; "
