@@ -135,10 +135,12 @@ def _measured_speedup(row: dict[str, Any]) -> tuple[float, SpeedupKind]:
     value = row.get("speedup_overall", row.get("speedup_reported"))
     if is_number(value) and value > 0:
         return float(value), "measured"
-    text = str(value or "")
-    if m := re.fullmatch(r"\s*up to\s+([0-9.]+)\s*x?\s*", text, flags=re.I):
+    text, number = str(value or ""), r"([0-9]{1,6}(?:\.[0-9]{1,6})?)"
+    m = re.fullmatch(rf"\s*up to\s+{number}\s*x?\s*", text, flags=re.I)
+    if m and float(m.group(1)) > 0:
         return float(m.group(1)), "upper bound"
-    if m := re.fullmatch(r"\s*([0-9.]+)\s*x\s+slowdown\s*", text, flags=re.I):
+    m = re.fullmatch(rf"\s*{number}\s*x\s+slowdown\s*", text, flags=re.I)
+    if m and float(m.group(1)) > 0:
         return 1.0 / float(m.group(1)), "measured"
     raise SpecplanError("no numeric speedup")
 

@@ -31,7 +31,8 @@ _POSITIVE_FIELDS = ("decode_tok_s", "output_throughput_tok_s", "tok_s_spec", "to
                     "mean_accepted_tokens", "mean_accepted_length", "mean_accepted_per_round")
 _REQUIRED = {"A_decode_throughput": ("id", "model", "hardware"), "B_speculative_decoding": ("id", "target")}
 _COUNT_FIELDS = {"n_gpus": (1, 4096), "k": (1, sp.K_MAX), "prompt_tokens": (0, 10**9), "output_tokens": (0, 10**9),
-                 "n_drafted": (0, 10**12), "n_accept": (0, 10**12), "n_rounds": (1, 10**12)}
+                 "n_drafted": (0, 10**12), "n_accept": (0, 10**12), "n_rounds": (1, 10**12),
+                 "batch_size": (1, 10**6)}
 # speculative_more `specplan: args:` keys and their types (the `specplan estimate` flags).
 _ARG_TEXT = ("target", "draft", "gpu", "engine", "precision", "draft_precision", "kv_precision", "task")
 _ARG_COUNTS = {"gpus": (1, 4096), "batch": (1, 1_000_000), "context": (1, 100_000_000), "k": (1, sp.K_MAX)}
