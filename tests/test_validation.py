@@ -11,6 +11,8 @@ import json
 
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from planner.cli import main
 from planner.errors import SpecplanError
@@ -244,3 +246,37 @@ def test_packaged_sets_every_row_checked_or_skipped():
             assert "issue 12" in reasons[row["id"]]
     r_rows = [c for c in report.speculative if c.case.measured_r is not None]
     assert {c.row for c in r_rows} == {"S2-LC5625-R4", "S2-LC5625-R8", "S2-LC5625-R9"}
+
+
+_ODD = [None, True, 0, -1, 1, 3, 0.5, 1e308, 10**12, 10**400, "", "abc", "up to 0x", "up to 1.5x", "0x slowdown",
+        "2x slowdown", "up to .x", [], {}, float("nan"), float("inf"), "x\ny"]
+_B_FIELDS = ["method", "target", "draft", "hardware", "engine", "precision", "k", "batch_size", "n_drafted", "n_accept",
+             "n_rounds", "acceptance_rate", "alpha", "mean_accepted_tokens", "tok_s_spec", "tok_s_baseline",
+             "speedup_overall", "speedup_reported", "prompt_tokens", "output_tokens", "task", "benchmark"]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(changes=st.dictionaries(st.sampled_from(_B_FIELDS), st.sampled_from(_ODD), max_size=3))
+def test_odd_section_b_rows_are_priced_skipped_or_refused_in_one_line(changes):
+    row = {**LCPP_ROW, **changes}
+    try:
+        doc = load_measurements_from({"A_decode_throughput": [], "B_speculative_decoding": [row]})
+    except SpecplanError as exc:
+        assert "\n" not in str(exc)
+        return
+    report = validate(doc)
+    _every_row_accounted(report)
+    for c in report.speculative:
+        assert c.prior.speedup > 0 and (c.case.measured_speedup is None or c.case.measured_speedup > 0)
+
+
+def load_measurements_from(doc):
+    """load_measurements' row checks on an in-memory document (through a YAML round trip like a file)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.yaml"
+        path.write_text(yaml.safe_dump(doc))
+        return load_measurements(path)

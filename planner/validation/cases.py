@@ -45,6 +45,9 @@ _ROW_FACTS: dict[str, dict[str, Any]] = {
     # gpt-fast generate.py: --speculate_k defaults to 5; scripts/speculate_*.sh prompt "def quicksort(arr):".
     "B-GF-01": {"k": 5, "task": "code", "precision": "int4-gptq", "draft_precision": "int4-gptq",
                 "note": "k=5 gpt-fast --speculate_k default; int4 G=32 priced as int4-gptq (group-wise int4)"},
+    # A measured slowdown, but its caption names neither the draft nor the load ("high QPS").
+    "B-VLLM-03": {"skip": "slowdown at 'high QPS': the caption states neither the draft nor the concurrency, "
+                          "so no batch can be priced"},
     # LM Studio rows name the models loosely; the catalogue ids with that architecture.
     "B-LMS-03": {"target": "Qwen/Qwen2.5-7B-Instruct", "draft": "Qwen/Qwen2.5-1.5B-Instruct",
                  "note": "'Qwen 2.5 1B' (as written; no such size) priced as Qwen2.5-1.5B"},
@@ -174,9 +177,9 @@ def _task(row: dict[str, Any]) -> str:
 def case_from_section_b(row: dict[str, Any]) -> SpecCase | Skip:
     """A measurements.yaml section-B row as estimate flags (rules in the module docstring), or why not."""
     rid = str(row.get("id", "?"))
-    if reason := _unmodelled(row):
-        return Skip(rid, MEASUREMENTS, reason)
     facts = _ROW_FACTS.get(rid, {})
+    if reason := facts.get("skip") or _unmodelled(row):
+        return Skip(rid, MEASUREMENTS, reason)
     try:
         measured, kind = _measured_speedup(row)
         target = facts.get("target") or source_model(re.sub(r"\s+(Q\d\S*(\s+MLX)?|int4.*|fp16)$", "", str(row["target"]),

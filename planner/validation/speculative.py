@@ -29,9 +29,11 @@ __all__ = ["Priced", "SpecCheck", "check_case", "measured_acceptance_flags", "re
 
 _FIT_FIELDS = {f.name for f in fields(FitInputs)}
 _ESTIMATE_FIELDS = {f.name for f in fields(EstimateInputs)} - {"fit", "k_given"}
-# The estimate inputs a llama.cpp run's counts go to once they exist (issue 9 point 3:
-# --drafted / --accepted / --rounds); until then the counts become accepted / drafted.
-_COUNT_INPUTS = ("drafted", "accepted", "rounds")
+# SWITCH POINT: the EstimateInputs fields a llama.cpp run's counts go to (issue 9 point 3,
+# --drafted / --accepted / --rounds), keyed by MeasuredAcceptance field. While EstimateInputs
+# lacks the first two, the counts become --acceptance-rate accepted / drafted, as before; rename
+# the values here if the draft-loop inputs are spelled differently.
+_COUNT_INPUTS = {"drafted": "drafted", "accepted": "accepted", "rounds": "rounds"}
 
 
 def relative_error(predicted: float | None, measured: float | None) -> float | None:
@@ -108,16 +110,17 @@ class SpecCheck:
 def measured_acceptance_flags(acc: MeasuredAcceptance, k: int | None) -> tuple[dict[str, Any], str]:
     """The estimate inputs a run's measured acceptance goes in as, and how (for the table).
 
-    SWITCH POINT for llama.cpp counts: when EstimateInputs has fields named in _COUNT_INPUTS
-    (the draft-loop work adds them), the counts are passed as they are; until then they are
-    converted as before, accepted / drafted as --acceptance-rate at the run's k.
+    SWITCH POINT for llama.cpp counts: when EstimateInputs has the fields _COUNT_INPUTS names
+    for drafted and accepted (the draft-loop work adds them), the counts are passed as they are
+    (rounds too when known); until then they are converted as before, accepted / drafted as
+    --acceptance-rate at the run's k.
     """
     if acc.drafted is not None and acc.accepted is not None:
-        if {"drafted", "accepted"} <= _ESTIMATE_FIELDS:
-            counts = {"drafted": acc.drafted, "accepted": acc.accepted}
-            if acc.rounds is not None and "rounds" in _ESTIMATE_FIELDS:
-                counts["rounds"] = acc.rounds
-            return counts, ", ".join(f"--{key} {value}" for key, value in counts.items())
+        if {_COUNT_INPUTS["drafted"], _COUNT_INPUTS["accepted"]} <= _ESTIMATE_FIELDS:
+            given = {"drafted": acc.drafted, "accepted": acc.accepted, "rounds": acc.rounds}
+            counts = {_COUNT_INPUTS[key]: value for key, value in given.items()
+                      if value is not None and _COUNT_INPUTS[key] in _ESTIMATE_FIELDS}
+            return counts, ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in counts.items())
         rate = acc.accepted / acc.drafted
         return {"acceptance_rate": rate}, f"--acceptance-rate {rate:.4f} (= {acc.accepted}/{acc.drafted})"
     if acc.alpha is not None:
