@@ -33,6 +33,10 @@ def _spec_row(c: SpecCheck) -> dict[str, Any]:
             "acceptance": c.case.acceptance.describe() if c.case.acceptance else None, "passed_as": c.acceptance_passed},
         "r": None if c.case.measured_r is None else {"measured": _r4(c.case.measured_r), "predicted": _r4(c.prior.r),
                                                     "error": _r4(c.r_error), "pure_roofline_error": _r4(c.roofline_r_error)},
+        # Where the source timed the target alone: is a miss in t_target or in c, r and alpha?
+        "baseline_tokens_per_s": None if c.case.baseline_tokens_per_s is None else {
+            "measured": _r4(c.case.baseline_tokens_per_s), "predicted": _r4(c.prior.target_tokens_per_s),
+            "error": _r4((c.prior.target_tokens_per_s - c.case.baseline_tokens_per_s) / c.case.baseline_tokens_per_s)},
         "note": c.note,
     }
 

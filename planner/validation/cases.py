@@ -88,6 +88,7 @@ class SpecCase:
     measured_r: float | None = None
     acceptance: MeasuredAcceptance | None = None
     note: str = ""
+    baseline_tokens_per_s: float | None = None  # the run's target alone, when the source gives it
 
     @property
     def flags(self) -> dict[str, Any]:
@@ -202,8 +203,9 @@ def case_from_section_b(row: dict[str, Any]) -> SpecCase | Skip:
     if k:
         args["k"] = int(k)
     acceptance = _acceptance(row)
+    baseline = float(row["tok_s_baseline"]) if row.get("tok_s_baseline") else None
     return SpecCase(rid, MEASUREMENTS, tuple(args.items()), measured, kind, acceptance=acceptance,
-                    note=facts.get("note", ""))
+                    note=facts.get("note", ""), baseline_tokens_per_s=baseline)
 
 
 def _more_acceptance(block: dict[str, Any]) -> MeasuredAcceptance | None:
@@ -238,4 +240,5 @@ def case_from_more(row: dict[str, Any]) -> SpecCase | Skip:
     return SpecCase(row["id"], SPECULATIVE_MORE, tuple(block["args"].items()),
                     None if speedup is None else float(speedup), kind,
                     None if compare.get("r") is None else float(compare["r"]), acceptance,
-                    str(block.get("mapping_notes") or ""))
+                    str(block.get("mapping_notes") or ""),
+                    None if compare.get("baseline_tok_s") is None else float(compare["baseline_tok_s"]))

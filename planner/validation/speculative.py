@@ -56,6 +56,7 @@ class Priced:
     roofline_c: float
     roofline_speedup: float  # c = bytes ratio, r = 1, same alpha and k
     fits: bool
+    target_tokens_per_s: float  # the target alone, one sequence (1 / decode step)
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def _priced(result: Estimate) -> Priced:
     p = result.prices
     return Priced(k=result.k, alpha=result.alpha.mid, alpha_source=result.alpha.source, c=float(p.c), r=float(p.r),
                   speedup=float(p.speedup), roofline_c=c_roof,
-                  roofline_speedup=float(sp.speedup(result.alpha.mid, result.k, c_roof, 1.0)), fits=result.fit.fits)
+                  roofline_speedup=float(sp.speedup(result.alpha.mid, result.k, c_roof, 1.0)), fits=result.fit.fits,
+                  target_tokens_per_s=float(p.target_tokens_per_s))
 
 
 def _describe(result: Estimate) -> str:
