@@ -122,6 +122,8 @@ def measured_acceptance_flags(acc: MeasuredAcceptance, k: int | None) -> tuple[d
             counts = {_COUNT_INPUTS[key]: value for key, value in given.items()
                       if value is not None and _COUNT_INPUTS[key] in _ESTIMATE_FIELDS}
             return counts, ", ".join(f"--{key.replace('_', '-')} {value}" for key, value in counts.items())
+        if acc.drafted <= 0:
+            raise SpecplanError("no drafted tokens counted")
         rate = acc.accepted / acc.drafted
         return {"acceptance_rate": rate}, f"--acceptance-rate {rate:.4f} (= {acc.accepted}/{acc.drafted})"
     if acc.alpha is not None:
@@ -149,7 +151,8 @@ def _priced(result: Estimate) -> Priced:
     req = result.fit.request
     assert req.draft is not None and result.k is not None and result.alpha is not None
     ctx = float(decode_context(req.context))
-    # Pure roofline: a decode pass costs its bytes (weights + KV) over the same bandwidth, nothing else.
+    # Pure roofline: a decode pass of one sequence costs its bytes (weights + KV) over the same
+    # bandwidth, nothing else; verification is free (r = 1).
     target_s = roofline_decode_s(model_profile(req.target, req.precision, req.kv), req.gpu, ctx)
     draft_s = roofline_decode_s(model_profile(req.draft, req.draft_precision or req.precision, req.kv), req.gpu, ctx)
     c_roof = draft_s / target_s
