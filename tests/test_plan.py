@@ -169,7 +169,9 @@ def test_recommend_cost_objective_needs_price(runner):
 
 def test_validate_command_prints_totals(runner):
     result = runner.invoke(main, ["validate"])
-    assert result.exit_code == 0
     assert "median |error|" in result.stdout and "pure roofline" in result.stdout
-    data = json.loads(runner.invoke(main, ["validate", "--format", "json"]).stdout)
+    as_json = runner.invoke(main, ["validate", "--format", "json"])
+    data = json.loads(as_json.stdout)
     assert data["summary"]["decode_tokens_per_s"]["median_abs_error"] <= 0.15
+    # Issue 9: exit 1 exactly when one of the targets (decode, prior-only, measured acceptance, r, no-gain) is missed.
+    assert result.exit_code == as_json.exit_code == (0 if data["summary"]["targets_met"] else 1)
