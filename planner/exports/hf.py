@@ -127,7 +127,7 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
         notes.append("transformers before 4.56 names the load dtype torch_dtype= (4.56 renamed it dtype=).")
     uag = cross_tokenizer_plan(plan)
     if uag:
-        notes.append(_UAG_NOTE)
+        notes.append(_UAG_NOTE + (" Within the 4.35-4.55 line that means 4.46 or later." if line.name == _OLD_LINE else ""))
     head = header(plan, LABEL, line, _measure(), notes)
     text = comment_block(head + [f"Run: python {shlex.quote(names.main)} \"your prompt\" [--compare]"]) + _snippet(
         plan, line, target, draft, uag)
