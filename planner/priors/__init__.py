@@ -23,6 +23,7 @@ from planner.catalog.schemas import ModelSpec
 from planner.catalog.tokenizers import cross_tokenizer
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
+from planner.priors.anchors import anchors
 from planner.priors.model import RELATIONSHIPS, parameters, prior_terms, quantization_penalty_bits
 from planner.units import BILLION
 
@@ -86,6 +87,12 @@ _WHY = {
 }
 
 
+def _anchor_ids(rel: str, shown: int = 3) -> str:
+    """The public runs behind a relationship's figure, by their priors.yaml ids."""
+    ids = [a.id for a in anchors() if a.relationship == rel]
+    return ", ".join(ids[:shown]) + (f" +{len(ids) - shown} more" if len(ids) > shown else "")
+
+
 def alpha_prior(target: ModelSpec, draft: ModelSpec, draft_format: WeightFormat, task: str = "chat") -> AlphaPrior:
     """Prior band for per-token alpha of this pair on this task (dimensionless, 0..1)."""
     if task not in TASKS:
@@ -96,6 +103,7 @@ def alpha_prior(target: ModelSpec, draft: ModelSpec, draft_format: WeightFormat,
     explanation = (
         f"{rel} draft ({_WHY[rel]}: {t.base:.2f}), draft {draft_b:.2g}B params ({t.draft_size:+.2f}), "
         f"target {target_b:.3g}B ({t.target_size:+.2f}), task {task} ({t.task:+.2f}), "
-        f"draft {draft_format.name} ({t.quantization:+.2f}); set from public runs (planner/priors/priors.yaml)"
+        f"draft {draft_format.name} ({t.quantization:+.2f}); {rel} anchors {_anchor_ids(rel)} "
+        "(planner/priors/priors.yaml)"
     )
     return AlphaPrior(t.low, t.mid, t.high, rel, task, explanation)
