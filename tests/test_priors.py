@@ -116,3 +116,16 @@ def test_pmin_ceiling_is_above_the_fixed_k_alpha():
     """llama.cpp's accepted/drafted inverted at k over-states alpha: the anchor is an upper bound."""
     row = next(x for x in TABLE if x.anchor.id == "LCPP-B03")
     assert row.bound == "upper" and row.alpha == pytest.approx(float(sp.alpha_from_acceptance_rate(0.72055, 5)))
+
+
+def test_anchor_relationships_match_the_catalogue():
+    """Where both models of an anchor are catalogue entries, the catalogue classifies the pair the same way."""
+    checked = 0
+    for a in anchors():
+        try:
+            t, d = _m(a.target), _m(a.draft)
+        except SpecplanError:
+            continue
+        assert relationship(t, d) == a.relationship, a.id
+        checked += 1
+    assert checked >= 10

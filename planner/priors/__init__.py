@@ -3,7 +3,7 @@
 The band comes from what a user knows before measuring: how the draft relates to the target
 (same release, another release of the family, a third-party distillation, another tokenizer),
 the draft's size and the target's size, the draft's quantization and the task. Its figures and
-the 28 public measurements they were set from (Leviathan et al., Spec-Bench, llama.cpp, vLLM on
+the public measurements they were set from (Leviathan et al., Spec-Bench, llama.cpp, vLLM on
 MI300X, TensorRT-LLM, transformers' assisted and universal assisted generation) live in
 planner/priors/priors.yaml, each with its source and how alpha was read from the printed figure
 (planner/priors/anchors.py).
@@ -56,8 +56,8 @@ def relationship(target: ModelSpec, draft: ModelSpec) -> Relationship:
     """How the draft relates to the target, from catalogue fields and the tokenizers' maps."""
     if cross_tokenizer(target, draft):
         return "cross-tokenizer"
-    if draft.family != target.family or "draft" in draft.id.lower():
-        return "distilled"
+    if draft.family != target.family or draft.kind == "draft" or "draft" in draft.id.lower():
+        return "distilled"  # trained to draft (vicuna-68m on ShareGPT for Vicuna), or another family's tokenizer twin
     return "same-generation" if draft.generation == target.generation else "other-generation"
 
 
