@@ -129,3 +129,11 @@ def test_anchor_relationships_match_the_catalogue():
         assert relationship(t, d) == a.relationship, a.id
         checked += 1
     assert checked >= 10
+
+
+def test_uag_round_work_from_the_data():
+    from planner.priors.uag import retokenised_tokens_per_round, uag_mode
+
+    mode = uag_mode()
+    assert mode.min_transformers == "4.46.0" and mode.target_lookbehind_tokens == 10
+    assert retokenised_tokens_per_round(5, 3.0) == 10 + 3 + 10 + 5
