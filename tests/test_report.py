@@ -35,7 +35,8 @@ def html() -> str:
 def test_report_has_every_section_and_the_verdict(html):
     for section in SECTIONS:
         assert f'id="{section}"' in html
-    assert "Use meta-llama/Llama-3.1-8B" in html and "x faster" in html
+    # which Llama draft ranks first moves with the prior (issue 9 raised the 1B drafts' alpha)
+    assert re.search(r"Use meta-llama/Llama-3\.[12]-\d+B", html) and "x faster" in html
     assert html.count("<svg") == 4 and "(no speculation)" in html
 
 
