@@ -253,7 +253,7 @@ def _decode_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: Eng
                   context: float, sampling: bool) -> float:
     shard = gpus if engine.parallelism == "tensor" else 1
     profile = model_profile(model, fmt, kv_format("fp16"), shard)
-    device = device_profile(gpu, engine, gpus, host_sampling=sampling)
+    device = device_profile(gpu, engine, gpus, role="target" if sampling else "bench")
     return 1.0 / float(decode_cost(profile, device, 1, context).total_s)
 
 
@@ -335,7 +335,7 @@ def _check_speedup(row: dict[str, Any]) -> Check:
     dev = device_profile(gpu, engine, 1)
     tp, dp = model_profile(target, fmt, kv_format("fp16")), model_profile(draft, dfmt, kv_format("fp16"))
     t_t = float(decode_cost(tp, dev, 1, _DEFAULT_CONTEXT).total_s)
-    t_d = float(decode_cost(dp, dev, 1, _DEFAULT_CONTEXT).total_s)
+    t_d = float(decode_cost(dp, device_profile(gpu, engine, 1, role="draft"), 1, _DEFAULT_CONTEXT).total_s)
     t_v = float(verify_cost(tp, dev, k, 1, _DEFAULT_CONTEXT).total_s)
     predicted = float(sp.speedup(alpha, k, t_d / t_t, t_v / t_t))
     # A pure roofline prices the draft by its bytes alone (c = bytes ratio) and verification as free.

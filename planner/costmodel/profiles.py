@@ -165,8 +165,10 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
     counts = parameter_counts(m)
     wb = weight_bytes(m, fmt, counts)
     bytes_per_param = wb.linear / counts.linear
-    embedding_bytes = wb.embeddings * counts.embedding / max(counts.embedding + counts.lm_head, 1)
     head_bpp = wb.embeddings / max(counts.embedding + counts.lm_head, 1)
+    # The input embedding is a lookup, not streamed; a tied one is streamed anyway, as the lm_head.
+    lm_head = float(m.vocab_size * m.hidden_size)
+    embedding_bytes = 0.0 if m.tie_word_embeddings else counts.embedding * head_bpp
     expert_params = 0.0
     if m.moe is not None:
         moe_layers = m.num_layers - m.moe.first_dense_layers
@@ -176,7 +178,6 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
     attn = float(m.num_layers * attention_params(m))
     q_dim = m.num_attention_heads * (m.mla.v_head_dim if m.mla else m.head_dim)
     o = float(m.num_layers * q_dim * m.hidden_size)
-    lm_head = float(counts.lm_head)
     # What is left of the dense bytes (dense MLPs, shared experts, routers, norms) runs with the MLP.
     mlp_bytes = dense - (attn * bytes_per_param + lm_head * head_bpp)
     per_layer_kv = kv_elements_per_token_per_layer(m, shard) * kv.bytes_per_element
@@ -188,7 +189,7 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
         num_experts=m.moe.num_experts if m.moe else 0, experts_per_token=m.moe.experts_per_token if m.moe else 0,
         kv_bytes_per_token_full=per_layer_kv * (m.num_layers - windowed),
         kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=m.sliding_window_tokens or 0,
-        flops_per_token=_FLOPS_PER_MAC * counts.streamed_per_token / shard,
+        flops_per_token=_FLOPS_PER_MAC * (counts.streamed_per_token + lm_head - counts.lm_head) / shard,
         attn_flops_per_token_ctx=_ATTN_FLOPS_PER_CTX * m.num_layers * heads * m.head_dim / shard,
         quantized=_dequantising(fmt), dtype_index=DTYPES.index(fmt.compute_dtype), shard=shard,
         qkv_params=(attn - o) / shard, o_params=o / shard, mlp_params=mlp_bytes / bytes_per_param / shard,
