@@ -152,3 +152,22 @@ def test_operators_sum_to_the_pass_and_broadcast():
     assert np.allclose(cost.total_s, sum(np.broadcast_to(v, (2, 3)) for v in cost.operators.values()))
     assert cost.bound_by.shape == (2, 3) and set(cost.bound_by.ravel()) <= set(OPERATORS)
     assert float(cost.operators["experts"][1, 0]) > float(cost.operators["experts"][0, 0])
+
+
+def _small_rows() -> list[dict]:
+    return yaml.safe_load((DATA / "small_model_rows.yaml").read_text())
+
+
+@pytest.mark.parametrize("row", _small_rows(), ids=lambda r: f"{r['gpu']}-{r['draft_layers']}l")
+def test_small_draft_step_and_c_against_public_llama_bench_rows(row):
+    """Issue 9 point 4: a 68M-160M model's step on llama.cpp is weights + per-layer kernels, not 0.6 ms of host."""
+    gpu, llama = find_gpu(row["gpu"]), engine_spec("llamacpp")
+    spec = find_model(row["draft"]).spec.model_copy(update={"num_layers": row["draft_layers"]})
+    draft = model_profile(spec, weight_format(row["format"]), FP16)
+    bench = device_profile(gpu, llama, role="bench")
+    t_draft = float(decode_cost(draft, bench, 1, 64).total_s)
+    assert 1 / t_draft == pytest.approx(row["draft_tok_s"], rel=0.2)
+    if "target" in row:
+        target = model_profile(find_model(row["target"]).spec, weight_format(row["format"]), FP16)
+        c = t_draft / float(decode_cost(target, bench, 1, 64).total_s)
+        assert c == pytest.approx(row["target_tok_s"] / row["draft_tok_s"], rel=0.2)
