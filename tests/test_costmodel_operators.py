@@ -12,7 +12,15 @@ from hypothesis import strategies as st
 
 from planner.catalog.lookup import find_gpu, find_model
 from planner.catalog.precisions import kv_format, weight_format
-from planner.costmodel import OPERATORS, decode_cost, device_profile, model_profile, pass_cost, verify_cost
+from planner.costmodel import (
+    OPERATORS,
+    decode_cost,
+    device_profile,
+    expected_experts_touched,
+    model_profile,
+    pass_cost,
+    verify_cost,
+)
 from planner.costmodel.gemm import padded_rows
 from planner.engines import engine_spec
 from planner.errors import SpecplanError, UnknownNameError
@@ -171,3 +179,13 @@ def test_small_draft_step_and_c_against_public_llama_bench_rows(row):
         target = model_profile(find_model(row["target"]).spec, weight_format(row["format"]), FP16)
         c = t_draft / float(decode_cost(target, bench, 1, 64).total_s)
         assert c == pytest.approx(row["target_tok_s"] / row["draft_tok_s"], rel=0.2)
+
+
+@pytest.mark.parametrize("experts, top_k, tokens", [(8, 2, 3), (64, 6, 40), (128, 8, 16)])
+def test_experts_touched_matches_monte_carlo(experts, top_k, tokens):
+    """Seeded simulation of uniform top-k routing against the closed form E (1 - (1 - k/E)^T)."""
+    rng = np.random.default_rng(9)
+    trials = 4000
+    touched = [len({int(e) for _ in range(tokens) for e in rng.choice(experts, top_k, replace=False)}) for _ in range(trials)]
+    closed = float(expected_experts_touched(experts, top_k, tokens))
+    assert np.mean(touched) == pytest.approx(closed, rel=0.03)

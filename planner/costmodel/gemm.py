@@ -34,14 +34,17 @@ def padded_rows(rows: Array, matvec_rows: Array | float, small: Array | float, l
     return np.where(rows <= matvec_rows, rows, tiled)
 
 
-def gemm_s(mem_s: Array, flops_per_row: Array | float, rows_padded: Array, rate_flops: Array | float) -> tuple[Array, Array]:
-    """(time, compute-bound) of a tensor-core GEMM, s: the slower of its bytes and its padded flops."""
+Priced = tuple[Array, Array, Array, NDArray[np.bool_]]  # (time, memory part, compute part, compute-bound)
+
+
+def gemm_s(mem_s: Array, flops_per_row: Array | float, rows_padded: Array, rate_flops: Array | float) -> Priced:
+    """A tensor-core GEMM, s: the slower of its bytes and its padded flops."""
     compute = flops_per_row * rows_padded / rate_flops
-    return np.maximum(mem_s, compute), compute > mem_s
+    return np.maximum(mem_s, compute), mem_s, compute, compute > mem_s
 
 
-def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: DeviceProfile) -> tuple[Array, Array]:
-    """(time, compute-bound) of a GGUF block-quantised matmul over ``rows`` rows, s.
+def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: DeviceProfile) -> Priced:
+    """A GGUF block-quantised matmul over ``rows`` rows, s: weight loads plus the dot passes after them.
 
     Mat-vec (rows <= quant_matvec_rows): one load, rows - 1 extra dot passes. Above it
     the quantised GEMM reads the weights once per tile of quant_matmul_tile_rows rows
@@ -53,15 +56,15 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
     rate = np.where(mv, d.quant_matvec_dot_flops, d.quant_matmul_dot_flops)
     load = tiles * mem_s
     dots = (done - tiles) * flops_per_row / rate
-    return load + dots, dots > load
+    return load + dots, load, dots, dots > load
 
 
 def weight_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, rows_padded: Array,
-                    rate_flops: Array | float, block_quant: Array | bool, d: DeviceProfile) -> tuple[Array, Array]:
-    """(time, compute-bound) of one weight operator: the GGUF kernels where they apply, else a tiled GEMM."""
-    t, cb = gemm_s(mem_s, flops_per_row, rows_padded, rate_flops)
-    if not np.any(block_quant & (d.quant_matvec_rows > 0)):
-        return t, cb  # the common case: no GGUF kernels anywhere in this call
+                    rate_flops: Array | float, block_quant: Array | bool, d: DeviceProfile) -> Priced:
+    """One weight operator: the GGUF kernels where they apply, else a tiled GEMM."""
+    priced = gemm_s(mem_s, flops_per_row, rows_padded, rate_flops)
     use = block_quant & (d.quant_matvec_rows > 0)
-    tq, cbq = quant_matmul_s(mem_s, flops_per_row, rows, d)
-    return np.where(use, tq, t), np.where(use, cbq, cb)
+    if not np.any(use):
+        return priced  # the common case: no GGUF kernels anywhere in this call
+    quant = quant_matmul_s(mem_s, flops_per_row, rows, d)
+    return tuple(np.where(use, q, g) for q, g in zip(quant, priced))  # type: ignore[return-value]

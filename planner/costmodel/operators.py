@@ -168,10 +168,8 @@ def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: Arra
     bpp = p.bytes_per_param
     for name, params, per_param in (("qkv", p.qkv_params, bpp), ("o", p.o_params, bpp), ("mlp", p.mlp_params, bpp),
                                     ("lm_head", p.lm_head_params, p.lm_head_bytes_per_param)):
-        mem[name] = np.asarray(params * per_param / stream)
-        fpr = _FLOPS_PER_MAC * params
-        ops[name], cbound[name] = weight_matmul_s(mem[name], fpr, tokens, rows, rate, p.block_quant, d)
-        comp[name] = ops[name] - mem[name] if np.any(p.block_quant) else fpr * rows / rate
+        ops[name], mem[name], comp[name], cbound[name] = weight_matmul_s(
+            np.asarray(params * per_param / stream), _FLOPS_PER_MAC * params, tokens, rows, rate, p.block_quant, d)
     ops["experts"], mem["experts"], comp["experts"], cbound["experts"] = _experts(p, d, tokens, stream, rate)
     mem["attention"], comp["attention"] = _attention(p, d, b, ctx, n, tokens)
     ops["attention"] = np.maximum(mem["attention"], comp["attention"])
