@@ -20,6 +20,8 @@ def comm_s(p: ModelProfile, d: DeviceProfile, tokens: NDArray[np.float64]) -> ND
     the link plus a fixed latency and one hop latency per ring step. Layer split: the
     activations cross g-1 boundaries once.
     """
+    if not np.any(d.gpus > 1):
+        return np.zeros(())  # one GPU: no traffic (broadcasts against the other operators)
     size = tokens * p.hidden * _ACT_BYTES
     steps = 2 * (d.gpus - 1)  # ring all-reduce: reduce-scatter then all-gather
     per_allreduce = steps / d.gpus * size / d.link_bytes_s + d.link_latency_s + steps * d.hop_latency_s

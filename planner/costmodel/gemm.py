@@ -34,13 +34,13 @@ def padded_rows(rows: Array, matvec_rows: Array | float, small: Array | float, l
     return np.where(rows <= matvec_rows, rows, tiled)
 
 
-Priced = tuple[Array, Array, Array, NDArray[np.bool_]]  # (time, memory part, compute part, compute-bound)
+Priced = tuple[Array, Array, Array]  # (time, memory part, compute part); compute-bound where compute > memory
 
 
-def gemm_s(mem_s: Array, flops_per_row: Array | float, rows_padded: Array, rate_flops: Array | float) -> Priced:
-    """A tensor-core GEMM, s: the slower of its bytes and its padded flops."""
-    compute = flops_per_row * rows_padded / rate_flops
-    return np.maximum(mem_s, compute), mem_s, compute, compute > mem_s
+def gemm_s(mem_s: Array, flops_per_row: Array | float, padded_s_per_flop: Array) -> Priced:
+    """A tensor-core GEMM, s: the slower of its bytes and its padded flops (padded rows / rate, s per flop)."""
+    compute = flops_per_row * padded_s_per_flop
+    return np.maximum(mem_s, compute), mem_s, compute
 
 
 def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: DeviceProfile) -> Priced:
@@ -56,13 +56,13 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
     rate = np.where(mv, d.quant_matvec_dot_flops, d.quant_matmul_dot_flops)
     load = tiles * mem_s
     dots = (done - tiles) * flops_per_row / rate
-    return load + dots, load, dots, dots > load
+    return load + dots, load, dots
 
 
-def weight_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, rows_padded: Array,
-                    rate_flops: Array | float, block_quant: Array | bool, d: DeviceProfile) -> Priced:
+def weight_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, padded_s_per_flop: Array,
+                    block_quant: Array | bool, d: DeviceProfile) -> Priced:
     """One weight operator: the GGUF kernels where they apply, else a tiled GEMM."""
-    priced = gemm_s(mem_s, flops_per_row, rows_padded, rate_flops)
+    priced = gemm_s(mem_s, flops_per_row, padded_s_per_flop)
     use = block_quant & (d.quant_matvec_rows > 0)
     if not np.any(use):
         return priced  # the common case: no GGUF kernels anywhere in this call

@@ -18,7 +18,8 @@ profile fields may be arrays.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -26,7 +27,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from planner.catalog.schemas import GpuSpec
 from planner.costmodel.comm import comm_s
-from planner.costmodel.gemm import padded_rows, weight_matmul_s
+from planner.costmodel.gemm import gemm_s, padded_rows, weight_matmul_s
 from planner.costmodel.profiles import DeviceProfile, ModelProfile
 from planner.units import GB
 
@@ -46,13 +47,27 @@ class PassCost:
 
     ``operators`` maps each operator name to its time; ``memory_parts`` and
     ``compute_parts`` hold the byte and flop times of the bounded ones (a GGUF matmul's
-    compute part is its extra dot passes).
+    compute part is its extra dot passes), built only when asked for: the search needs
+    the totals alone.
     """
 
     operators: dict[str, Array]
-    memory_parts: dict[str, Array]
-    compute_parts: dict[str, Array]
-    compute_bound_parts: dict[str, NDArray[np.bool_]]
+    parts: Callable[[], tuple[dict[str, Array], dict[str, Array]]] = field(compare=False, repr=False)
+
+    @cached_property
+    def memory_parts(self) -> dict[str, Array]:
+        """Byte time of each bounded operator, s."""
+        return self.parts()[0]
+
+    @cached_property
+    def compute_parts(self) -> dict[str, Array]:
+        """Flop time of each bounded operator, s (GGUF matmuls: the dot passes after the loads)."""
+        return self.parts()[1]
+
+    @property
+    def compute_bound_parts(self) -> dict[str, NDArray[np.bool_]]:
+        """Per bounded operator: True where its flops (or extra dot passes) outlast its bytes."""
+        return {k: np.asarray(self.compute_parts[k] > self.memory_parts[k]) for k in self.compute_parts}
 
     @cached_property
     def total_s(self) -> Array:
@@ -97,9 +112,10 @@ class PassCost:
     def compute_bound(self) -> NDArray[np.bool_]:
         """True where the tensor cores, not the memory bus, set the pace: more time in compute-bound operators."""
         bound = np.float64(0.0)
+        flags = self.compute_bound_parts
         for name in BOUNDED_OPERATORS:
             t = self.operators[name]
-            bound = bound + np.where(self.compute_bound_parts[name], t, -t)
+            bound = bound + np.where(flags[name], t, -t)
         return np.asarray(bound > 0)
 
     @property
@@ -145,7 +161,8 @@ def _attention(p: ModelProfile, d: DeviceProfile, b: Array, ctx: Array, n: Array
 
 def _sampling_s(p: ModelProfile, d: DeviceProfile, tokens: Array) -> Array:
     """Per-token sampling time of a pass, s: logits copied to the host plus the sampler's work per vocab entry."""
-    return tokens * p.vocab * (d.sampling_s_per_vocab + d.logits_copy_s_per_vocab)
+    per_token = p.vocab * (d.sampling_s_per_vocab + d.logits_copy_s_per_vocab)
+    return tokens * per_token if np.any(per_token) else np.zeros(())  # GPU samplers: nothing per token
 
 
 def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: ArrayLike, new_tokens: ArrayLike) -> PassCost:
@@ -160,41 +177,61 @@ def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: Arra
     eta = np.where(p.quantized, d.eta_mem_quant, d.eta_mem)
     stream = d.bandwidth_bytes_s * eta  # achieved bytes/s of the weights
     rate = np.choose(p.dtype_index, d.peak_flops) * d.eta_compute
-    rows = padded_rows(tokens, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large)
-    ops: dict[str, Array] = {}
-    mem: dict[str, Array] = {}
-    comp: dict[str, Array] = {}
-    cbound: dict[str, NDArray[np.bool_]] = {}
-    bpp = p.bytes_per_param
-    for name, params, per_param in (("qkv", p.qkv_params, bpp), ("o", p.o_params, bpp), ("mlp", p.mlp_params, bpp),
-                                    ("lm_head", p.lm_head_params, p.lm_head_bytes_per_param)):
-        ops[name], mem[name], comp[name], cbound[name] = weight_matmul_s(
-            np.asarray(params * per_param / stream), _FLOPS_PER_MAC * params, tokens, rows, rate, p.block_quant, d)
-    ops["experts"], mem["experts"], comp["experts"], cbound["experts"] = _experts(p, d, tokens, stream, rate)
-    mem["attention"], comp["attention"] = _attention(p, d, b, ctx, n, tokens)
-    ops["attention"] = np.maximum(mem["attention"], comp["attention"])
-    cbound["attention"] = comp["attention"] > mem["attention"]
+    # Padded rows over the achieved rate: one array shared by every dense weight GEMM, s per flop per row.
+    padded_s_per_flop = padded_rows(tokens, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large) / rate
+    weights = {"qkv": (p.qkv_params, p.bytes_per_param), "o": (p.o_params, p.bytes_per_param),
+               "mlp": (p.mlp_params, p.bytes_per_param), "lm_head": (p.lm_head_params, p.lm_head_bytes_per_param)}
+    gguf = np.any(p.block_quant & (d.quant_matvec_rows > 0))
+    priced = {k: weight_matmul_s(np.asarray(q * per / stream), _FLOPS_PER_MAC * q, tokens, padded_s_per_flop,
+                                 p.block_quant, d) for k, (q, per) in weights.items()} if gguf else {}
+    ops = {k: v[0] for k, v in priced.items()} or _dense_gemms_s(p, stream, padded_s_per_flop)
+    experts = _experts(p, d, tokens, stream, rate)
+    attention = _attention(p, d, b, ctx, n, tokens)
+    ops["experts"] = experts[0]
+    ops["attention"] = np.maximum(*attention)
     ops["sampling"] = _sampling_s(p, d, tokens)
     ops["all_reduce"] = comm_s(p, d, tokens)
-    ops["launches"] = p.layers * d.tau_layer_s + d.tau_step_s + np.zeros_like(tokens)
-    return PassCost(operators=ops, memory_parts=mem, compute_parts=comp, compute_bound_parts=cbound)
+    ops["launches"] = np.asarray(p.layers * d.tau_layer_s + d.tau_step_s)  # per pass, whatever the tokens
+
+    def parts() -> tuple[dict[str, Array], dict[str, Array]]:
+        by_op = priced or {k: gemm_s(np.asarray(q * per / stream), _FLOPS_PER_MAC * q, padded_s_per_flop)
+                           for k, (q, per) in weights.items()}
+        mem = {k: v[1] for k, v in by_op.items()} | {"experts": experts[1], "attention": attention[0]}
+        comp = {k: v[2] for k, v in by_op.items()} | {"experts": experts[2], "attention": attention[1]}
+        return mem, comp
+
+    return PassCost(operators=ops, parts=parts)
 
 
-def _experts(p: ModelProfile, d: DeviceProfile, tokens: Array, stream: Array, rate: Array) -> tuple[Array, Array, Array, NDArray[np.bool_]]:
-    """(time, memory s, compute s, compute-bound) of the routed experts.
+def _dense_gemms_s(p: ModelProfile, stream: Array, padded_s_per_flop: Array) -> dict[str, Array]:
+    """Tensor-core GEMM times, s: P x max(bytes per param / stream, 2 x padded rows / rate).
+
+    The same as max(bytes, flops) per operator, factored so that the projections and the
+    MLP, which share one bytes-per-parameter figure, share one full-size max (the
+    search's hot path); the lm_head has its own storage format.
+    """
+    flop_s = _FLOPS_PER_MAC * padded_s_per_flop
+    linear = np.maximum(p.bytes_per_param / stream, flop_s)
+    head = np.maximum(p.lm_head_bytes_per_param / stream, flop_s)
+    return {"qkv": p.qkv_params * linear, "o": p.o_params * linear, "mlp": p.mlp_params * linear,
+            "lm_head": p.lm_head_params * head}
+
+
+def _experts(p: ModelProfile, d: DeviceProfile, tokens: Array, stream: Array, rate: Array) -> tuple[Array, Array, Array]:
+    """(time, memory s, compute s) of the routed experts.
 
     Bytes: the expected distinct experts the tokens touch. Flops: each token through
     top-k experts, each expert's rows padded to the GEMM tile.
     """
     if not np.any(p.num_experts):
-        zero = np.zeros_like(tokens)
-        return zero, zero, zero, zero > 0
+        zero = np.zeros(())  # broadcasts against every other operator
+        return zero, zero, zero
     touched = expected_experts_touched(p.num_experts, p.experts_per_token, tokens)
     mem = p.expert_bytes * touched / stream
     per_expert = tokens * p.experts_per_token / np.maximum(touched, 1e-12)
     rows = padded_rows(per_expert, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large)
     comp = _FLOPS_PER_MAC * p.expert_params * touched * rows / rate
-    return np.maximum(mem, comp), mem, comp, comp > mem
+    return np.maximum(mem, comp), mem, comp
 
 
 def decode_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike = 1, context: ArrayLike = 0) -> PassCost:
