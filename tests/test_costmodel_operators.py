@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from planner.catalog.lookup import find_gpu, find_model
 from planner.catalog.precisions import kv_format, weight_format
+from planner.cli import main
 from planner.costmodel import (
     OPERATORS,
     decode_cost,
@@ -189,3 +191,15 @@ def test_experts_touched_matches_monte_carlo(experts, top_k, tokens):
     touched = [len({int(e) for _ in range(tokens) for e in rng.choice(experts, top_k, replace=False)}) for _ in range(trials)]
     closed = float(expected_experts_touched(experts, top_k, tokens))
     assert np.mean(touched) == pytest.approx(closed, rel=0.03)
+
+
+def test_estimate_names_the_operator_that_bounds_each_pass(runner):
+    args = ["estimate", "--target", "llama-3.1-70b", "--draft", "llama-3.2-1b", "--gpu", "h100-sxm", "--gpus", "4",
+            "--batch", "32", "--k", "4", "--context", "4096"]
+    table = runner.invoke(main, args)
+    assert table.exit_code == 0, table.stderr
+    assert "memory-bound; slowest operator mlp (memory-bound)" in table.stdout
+    assert "verify mlp (compute-bound)" in table.stdout
+    d = json.loads(runner.invoke(main, [*args, "--format", "json"]).stdout)
+    assert d["bound"]["verify"] == "compute" and d["bound"]["operator"]["verify"]["operator"] == "mlp"
+    assert set(d["bound"]["operator"]["target"]["operators_ms"]) == set(OPERATORS)

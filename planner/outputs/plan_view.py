@@ -88,9 +88,11 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
 
 
 def _by(d: dict[str, Any], role: str) -> str:
-    """' by <operator> (<regime>)' for a pass, or nothing when it was not priced by operator."""
+    """'<operator> (<regime>)' of the slowest operator of a pass, or '-' when it was not priced by operator."""
     op = d["bound"].get("operator", {}).get(role)
-    return f" by {op['operator']} ({op['regime']})" if op else ""
+    if not op:
+        return "-"
+    return f"{op['operator']} ({'fixed cost' if op['regime'] == 'fixed' else op['regime'] + '-bound'})"
 
 
 def print_estimate(d: dict[str, Any]) -> None:
@@ -100,11 +102,11 @@ def print_estimate(d: dict[str, Any]) -> None:
     print_line(Text.assemble((pair, "bold"), f" on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, "
                              f"context {d['context']}"), out)
     print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
-               f"{d['bound']['target']}-bound{_by(d, 'target')})", out)
+               f"{d['bound']['target']}-bound; slowest operator {_by(d, 'target')})", out)
     if d["draft"]:
         print_line(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
                    f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
-        print_line(f"bound by: draft{_by(d, 'draft')}; verify{_by(d, 'verify')}", out)
+        print_line(f"slowest operator: draft {_by(d, 'draft')}; verify {_by(d, 'verify')}", out)
         band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
         print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
         print_line(Text.assemble(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, ",
