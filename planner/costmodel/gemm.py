@@ -48,7 +48,7 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
 
     Mat-vec (rows <= quant_matvec_rows): one load, rows - 1 extra dot passes. Above it
     the quantised GEMM reads the weights once per tile of quant_matmul_tile_rows rows
-    and pads rows to quant_matmul_tile_step.
+    and pads rows to quant_matmul_tile_step, and costs no less than the mat-vec at its limit.
     """
     mv = rows <= d.quant_matvec_rows
     tiles = np.where(mv, 1.0, np.ceil(rows / d.quant_matmul_tile_rows))
@@ -56,6 +56,11 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
     rate = np.where(mv, d.quant_matvec_dot_flops, d.quant_matmul_dot_flops)
     load = tiles * mem_s
     dots = (done - tiles) * flops_per_row / rate
+    # llama.cpp keeps the mat-vec up to the row count where the GEMM stops losing to it, so
+    # above the limit a pass costs at least the mat-vec at the limit (the GEMM does not get
+    # cheaper with more rows).
+    at_limit = mem_s + (d.quant_matvec_rows - 1) * flops_per_row / d.quant_matvec_dot_flops
+    dots = np.where(mv, dots, np.maximum(load + dots, at_limit) - load)
     return load + dots, load, dots
 
 
