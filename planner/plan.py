@@ -82,7 +82,7 @@ def _profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat 
     if draft is None:
         return tp, None, device, device
     dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1)
-    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus)
+    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus, role="draft")
 
 
 def _bound(compute_bound: Any) -> str:

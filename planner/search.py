@@ -6,13 +6,13 @@ one axis and k on another; every quantity below broadcasts over all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner import speedup as sp
-from planner.costmodel import DeviceProfile, ModelProfile, decode_cost, verify_cost
+from planner.costmodel import DeviceProfile, ModelProfile, PassCost, decode_cost, verify_cost
 
 __all__ = ["RoundPrices", "price_rounds", "decode_context"]
 
@@ -31,6 +31,7 @@ class RoundPrices:
     target_compute_bound: NDArray[np.bool_]
     verify_compute_bound: NDArray[np.bool_]
     draft_compute_bound: NDArray[np.bool_]
+    passes: dict[str, PassCost] | None = field(default=None, compare=False, repr=False)  # by operator
 
     @property
     def target_tokens_per_s(self) -> NDArray[np.float64]:
@@ -69,5 +70,5 @@ def price_rounds(
         mean_accepted_length=length,
         speedup=length / (np.asarray(k) * c + r),
         target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
-        draft_compute_bound=d.compute_bound,
+        draft_compute_bound=d.compute_bound, passes={"target": t, "draft": d, "verify": v},
     )

@@ -67,7 +67,11 @@ def test_estimate_json_fields_and_prior_band(runner):
     assert d["k"] == d["best_k"]
     assert d["c"] == pytest.approx(d["t_draft_ms"] / d["t_target_ms"], rel=1e-3)
     assert d["speedup"] == pytest.approx(float(sp.speedup(d["alpha"], d["k"], d["c"], d["r"])), rel=1e-3)
-    assert d["bound"] == {"target": "memory", "draft": "memory", "verify": "memory"}
+    assert {k: d["bound"][k] for k in ("target", "draft", "verify")} == {"target": "memory", "draft": "memory", "verify": "memory"}
+    # Issue 9: the bound block also names the operator that takes most of each pass, and its regime.
+    for role in ("target", "draft", "verify"):
+        op = d["bound"]["operator"][role]
+        assert op["regime"] in ("memory", "compute", "fixed") and op["operators_ms"][op["operator"]] == max(op["operators_ms"].values())
 
 
 def test_estimate_target_alone(runner):

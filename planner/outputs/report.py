@@ -33,7 +33,8 @@ def _curves(est: Any) -> dict[str, Any]:
     dtp = est.fit.draft_tp if tensor else 1
     tp = model_profile(req.target, req.precision, req.kv, req.gpus if tensor else 1)
     dp = model_profile(req.draft, req.draft_precision or req.precision, req.kv, dtp)
-    dev, ddev = device_profile(req.gpu, req.engine, req.gpus), device_profile(req.gpu, req.engine, dtp if tensor else req.gpus)
+    dev = device_profile(req.gpu, req.engine, req.gpus)
+    ddev = device_profile(req.gpu, req.engine, dtp if tensor else req.gpus, role="draft")
     ctx = decode_context(req.context)
     band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
     lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band).speedup

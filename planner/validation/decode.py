@@ -48,7 +48,7 @@ def _decode_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: Eng
     """Predicted tokens/s of one sequence (1 / decode step time)."""
     shard = gpus if engine.parallelism == "tensor" else 1
     profile = model_profile(model, fmt, kv_format("fp16"), shard)
-    device = device_profile(gpu, engine, gpus, host_sampling=sampling)
+    device = device_profile(gpu, engine, gpus, role="target" if sampling else "bench")
     return 1.0 / float(decode_cost(profile, device, 1, context).total_s)
 
 
