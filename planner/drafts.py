@@ -1,8 +1,10 @@
 """Which catalogue releases recommend tries as drafts for a target.
 
 The catalogue lists each architecture once with its released variants (base, Instruct,
-R1...). A draft must share the target's tokenizer and be smaller; of each such
-architecture recommend tries one release: the one of the target's kind.
+R1...). A draft must be smaller and share the target's token ids (the same tokenizer, or
+one that only appends tokens: CodeLlama-7B's 32,016 for CodeLlama-34B's 32,000); of each
+such architecture recommend tries one release: the one of the target's kind. Drafts with
+another tokenizer (transformers' universal assisted generation) are tried only when asked.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from planner.catalog.loading import model_catalog
 from planner.catalog.schemas import ModelSpec
+from planner.catalog.tokenizers import cross_tokenizer
 from planner.footprint import parameter_counts
 
 __all__ = ["DraftChoice", "draft_candidates"]
@@ -42,8 +45,11 @@ def _release_for(releases: list[ModelSpec], kind: str) -> tuple[ModelSpec, str |
                     f"its {chosen.kind} release is ranked instead")
 
 
-def draft_candidates(target: ModelSpec) -> DraftChoice:
-    """One release per smaller catalogue architecture that shares the target's tokenizer.
+def draft_candidates(target: ModelSpec, include_cross_tokenizer: bool = False) -> DraftChoice:
+    """One release per smaller catalogue architecture that shares the target's token ids.
+
+    ``include_cross_tokenizer`` adds smaller architectures with another tokenizer (for
+    transformers, which runs them as universal assisted generation).
 
     The release is the one of the target's kind (Instruct for an Instruct target), so the
     draft id printed is a repo that exists and resolves when typed back.
@@ -51,7 +57,7 @@ def draft_candidates(target: ModelSpec) -> DraftChoice:
     size = parameter_counts(target).total
     by_architecture: dict[str, list[ModelSpec]] = {}
     for m in model_catalog():
-        if m.tokenizer == target.tokenizer and parameter_counts(m).total < size:
+        if parameter_counts(m).total < size and (include_cross_tokenizer or not cross_tokenizer(target, m)):
             by_architecture.setdefault(m.architecture_id, []).append(m)
     drafts, notes = [], {}
     for releases in by_architecture.values():

@@ -15,6 +15,8 @@ from planner.errors import CatalogError, SpecplanError, UnknownNameError
 
 __all__ = [
     "CostDefaults",
+    "KernelSpec",
+    "SamplingSpec",
     "EngineSpec",
     "engines",
     "engine_names",
@@ -38,6 +40,34 @@ class CostDefaults(Frozen):
     tau_step_us: float = Field(ge=0, description="fixed time per forward pass, us")
     sampling_ns_per_vocab: float = Field(ge=0, description="host sampling cost per vocab entry per token, ns")
     link_latency_us: float = Field(ge=0, description="fixed latency of one all-reduce or hand-off, us")
+    gemm_matvec_rows: int = Field(
+        1, ge=1, description="up to this many rows a GEMM runs as a mat-vec kernel (no tile padding)"
+    )
+    gemm_tile_rows: tuple[int, ...] = Field(
+        (), description="M tiles of the engine's GEMMs, smallest first: M pads to the smallest tile that holds it, "
+        "else to a multiple of the largest (empty: no padding)"
+    )
+
+
+class KernelSpec(Frozen):
+    """How an engine multiplies block-quantised (GGUF) weights, by rows (tokens) per pass."""
+
+    quant_matvec_max_rows: int = Field(ge=0, description="rows served by the quantised mat-vec kernel (MMVQ)")
+    quant_matvec_eta_dot: float = Field(gt=0, le=1, description="mat-vec dot products / dp4a peak, per extra row")
+    quant_matmul_tile_rows: int = Field(ge=1, description="rows per tile of the quantised GEMM: weights re-read per tile")
+    quant_matmul_tile_step: int = Field(ge=1, description="rows pad to a multiple of this inside a tile")
+    quant_matmul_dot: Literal["dp4a", "int8_tensor"] = Field(description="unit the quantised GEMM's dot products run on")
+    quant_matmul_eta_dot: float = Field(gt=0, le=1, description="achieved / peak of that unit")
+    source: str
+
+
+class SamplingSpec(Frozen):
+    """Where and how an engine turns logits into tokens, per role of the pass."""
+
+    where: Literal["gpu", "host"] = Field(description="host: logits copied to the CPU and sampled there")
+    draft_ns_per_vocab: float = Field(0.0, ge=0, description="host cost per vocab entry of the draft's sampler, ns")
+    host_link_gb_s: float = Field(25.0, gt=0, description="device-to-host copy rate of the logits, GB/s")
+    source: str
 
 
 class EngineSpec(Frozen):
@@ -71,10 +101,24 @@ class EngineSpec(Frozen):
     )
     source: str
     cost: dict[MemoryClass, CostDefaults]
+    kernels: dict[str, KernelSpec] = Field(
+        default_factory=dict, description="quantised-weight kernel regimes by release line ('current' first)"
+    )
+    sampling: SamplingSpec | None = None
 
     def cost_for(self, memory_class: MemoryClass) -> CostDefaults:
         """Cost defaults for a memory class (HBM, GDDR or unified)."""
         return self.cost[memory_class]
+
+    def kernels_for(self, release: str | None = None) -> KernelSpec | None:
+        """The quantised-kernel regime of a release line (default: the first listed, the current one)."""
+        if not self.kernels:
+            return None
+        if release is None:
+            return next(iter(self.kernels.values()))
+        if release not in self.kernels:
+            raise UnknownNameError(f"{self.label} has no kernel release line {release!r}; known: {', '.join(self.kernels)}")
+        return self.kernels[release]
 
 
 @lru_cache(maxsize=1)

@@ -25,14 +25,14 @@ from planner.priors import TASKS
 from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.units import BILLION, GIB
+from planner.verdicts import MIN_WORTHWHILE_SPEEDUP, Ranked, pass_verdict, recommendation_verdict
 
 __all__ = [
     "AlphaChoice", "EstimateInputs", "Estimate", "estimate", "RecommendInputs", "Candidate", "Recommendation", "recommend",
-    "K_SEARCH", "MIN_WORTHWHILE_SPEEDUP", "verdict", "choose_alpha", "candidate_to_dict",
+    "K_SEARCH", "MIN_WORTHWHILE_SPEEDUP", "choose_alpha", "candidate_to_dict",
 ]
 
 K_SEARCH = np.arange(1, 17)  # k from 1 to 16
-MIN_WORTHWHILE_SPEEDUP = 1.05  # below this, speculation is not worth its memory and complexity
 _SMALL_DRAFT_PARAMS = 0.5 * BILLION
 _WRONG_DRAFT_ALPHA = 0.65
 _FAR_K_TAIL = 0.1  # the last drafted position is accepted less often than this
@@ -91,7 +91,12 @@ def _profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat 
     if draft is None:
         return tp, None, device, device
     dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1)
-    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus)
+    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus, role="draft")
+
+
+def _bound(compute_bound: Any) -> str:
+    """What sets a pass's pace, in words."""
+    return "compute" if bool(np.asarray(compute_bound)) else "memory"
 
 
 def _check_task(task: str) -> None:
@@ -141,7 +146,8 @@ def estimate(inp: EstimateInputs) -> Estimate:
     prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1], loop=loop)
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best))
-    text = verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch)
+    text = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch, k,
+                        best, float(prices_band.speedup[1, best - 1]), _bound(prices.verify_compute_bound))
     before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
     return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop)
@@ -195,22 +201,6 @@ def _pair_warnings(draft: ModelSpec, alpha: AlphaChoice, k: int, best: int) -> l
     return out
 
 
-def verdict(fits: bool, speedup: float, c: float, r: float, alpha: float, batch: int) -> str:
-    """One sentence: does speculation pay here, and if not, why (DESIGN.md section 3)."""
-    if not fits:
-        return "does not fit: never recommended"
-    if speedup >= MIN_WORTHWHILE_SPEEDUP:
-        return f"speculation pays: {speedup:.2f}x"
-    even = float(sp.break_even_alpha(c, r))
-    if r > 1.3:
-        why = f"verification is compute-bound at batch {batch} (r = {r:.2f})"
-    elif alpha <= even:
-        why = f"alpha {alpha:.2f} is below break-even {even:.2f}"
-    else:
-        why = f"the draft costs too much (c = {c:.3f} per token)"
-    return f"do not use speculation: {speedup:.2f}x; {why}"
-
-
 # --- recommend -----------------------------------------------------------------------------------------
 
 
@@ -248,6 +238,8 @@ class Candidate:
     throughput_tokens_per_s: float  # all sequences
     tokens_per_usd: float | None
     verdict: str
+    r: float | None = None  # verification cost at k, in target decode steps
+    verify_bound: str | None = None  # "compute" or "memory": what sets the verify pass's pace
 
 
 def find_model_spec(model_id: str) -> ModelSpec:
@@ -267,6 +259,7 @@ class Recommendation:
     request: FitRequest
     candidates: list[Candidate]
     warnings: tuple[str, ...]
+    verdict: str = ""  # the answer, read first: what to run, or why nothing / no speculation
 
 
 def recommend(inp: RecommendInputs) -> Recommendation:
@@ -285,7 +278,9 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     rows = [_no_speculation(base, g, inp, cal) for g in groups]
     if combos:
         rows += _speculative_rows(base, combos, inp, cal)
-    rows.sort(key=lambda c: (not c.fits, -_score(c, inp.objective)))
+    # Fitting rows first; among rows that cannot run, the baseline first: a speedup of a configuration
+    # that does not fit is never shown as the top answer.
+    rows.sort(key=lambda c: (not c.fits, not c.fits and c.draft is not None, -_score(c, inp.objective)))
     shown = rows[: max(inp.top, 1)]
     for g in dict.fromkeys(c.gpus for c in shown):
         # Each speedup is against no speculation on the same GPU count: that baseline row is always shown.
@@ -293,14 +288,17 @@ def recommend(inp: RecommendInputs) -> Recommendation:
             shown.append(next(c for c in rows if c.draft is None and c.gpus == g))
     warnings += tuple(_candidate_warnings(shown))
     warnings += tuple(dict.fromkeys(choice.notes[c.draft] for c in shown if c.draft in choice.notes))
-    if not any(c.fits for c in rows):
-        alone = fit_report(replace(base, gpus=max(groups)))
-        fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"
-        warnings += (f"nothing fits on {max(groups)} x {base.gpu.id}: the target alone needs "
-                     f"{alone.breakdown.total / GIB:.1f} GiB per GPU; try {fixes}",)
+    alone = fit_report(replace(base, gpus=max(groups)))
+    fixes = ", ".join(f"{x.flag}" for x in alone.suggestions[:3]) or "a larger GPU"
+    nothing_fits = (f"nothing fits on {max(groups)} x {base.gpu.id}: the target alone needs "
+                    f"{alone.breakdown.total / GIB:.1f} GiB per GPU of {alone.capacity_gib:.1f}; try {fixes}; "
+                    "the speedups below are of configurations that cannot run")
     if not drafts:
         warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
-    return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings)
+    ranked = [Ranked(c.draft, c.draft_precision, c.k, c.gpus, c.speedup, c.fits, c.c, c.r, c.alpha, c.verify_bound)
+              for c in rows]
+    text = recommendation_verdict(ranked, base.gpu.id, base.batch, nothing_fits)
+    return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings, text)
 
 
 def _candidate_warnings(rows: list[Candidate]) -> list[str]:
@@ -379,7 +377,9 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
             draft.id, fmt.name, int(K_SEARCH[j]), g, s, float(p.speedup[i, 0, j]), float(p.speedup[i, 2, j]),
             float(p.c[i, 0, 0]), float(alpha[i, 1, 0]), sources[i], report.fits, report.headroom_gib, _memory(report), tps,
             tps * base.batch, _per_usd(tps * base.batch, g, inp),
-            verdict(report.fits, s, float(p.c[i, 0, 0]), float(p.r[i, 0, j]), float(alpha[i, 1, 0]), base.batch),
+            pass_verdict(report.fits, s, float(p.c[i, 0, 0]), float(p.r[i, 0, j]), float(alpha[i, 1, 0]), base.batch,
+                         verify_bound=_bound(p.verify_compute_bound[i, 0, j])),
+            float(p.r[i, 0, j]), _bound(p.verify_compute_bound[i, 0, j]),
         ))
     return out
 
@@ -389,7 +389,7 @@ def candidate_to_dict(c: Candidate) -> dict[str, Any]:
     return {
         "draft": c.draft, "draft_precision": c.draft_precision, "k": c.k, "gpus": c.gpus,
         "speedup": round(c.speedup, 4), "speedup_low": round(c.speedup_low, 4), "speedup_high": round(c.speedup_high, 4),
-        "c": None if c.c is None else round(c.c, 5), "alpha": None if c.alpha is None else round(c.alpha, 4),
+        "c": None if c.c is None else round(c.c, 5), "r": None if c.r is None else round(c.r, 5), "alpha": None if c.alpha is None else round(c.alpha, 4),
         "alpha_source": c.alpha_source, "fits": c.fits, "headroom_gib": round(c.headroom_gib, 3),
         "per_gpu_gib": c.memory,
         "tokens_per_s": round(c.tokens_per_s, 3), "throughput_tokens_per_s": round(c.throughput_tokens_per_s, 3),

@@ -115,7 +115,7 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
     precision = _precision(inp.precision, target.checkpoint_precision or engine.default_weight_format, engine, "target")
     draft_fmt = None
     if draft is not None:
-        if mismatch := check_tokenizers(target.spec, draft.spec, inp.allow_tokenizer_mismatch):
+        if mismatch := check_tokenizers(target.spec, draft.spec, inp.allow_tokenizer_mismatch, engine.name):
             warnings.append(mismatch)
         draft_fmt = _precision(inp.draft_precision, draft.checkpoint_precision or precision.name, engine, "draft")
         warnings.extend(_draft_warnings(target, draft, context))

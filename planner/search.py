@@ -6,13 +6,13 @@ one axis and k on another; every quantity below broadcasts over all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner import speedup as sp
-from planner.costmodel import DeviceProfile, ModelProfile, decode_cost, verify_cost
+from planner.costmodel import DeviceProfile, ModelProfile, PassCost, decode_cost, verify_cost
 from planner.draftloop import LoopSpec, loop_round
 from planner.draftloop.schedules import K_CAP
 
@@ -33,6 +33,7 @@ class RoundPrices:
     target_compute_bound: NDArray[np.bool_]
     verify_compute_bound: NDArray[np.bool_]
     draft_compute_bound: NDArray[np.bool_]
+    passes: dict[str, PassCost] | None = field(default=None, compare=False, repr=False)  # by operator
     # The engine's draft loop (planner.draftloop): per round, for the loop the plan runs. Without a
     # loop (loop=None) these are the textbook fixed-k figures: k drafted, k passes, no fixed cost.
     drafted_per_round: NDArray[np.float64] | float = np.nan  # E[drafted tokens], tokens per round
@@ -91,7 +92,7 @@ def price_rounds(
     r = v.total_s / t.total_s
     common = dict(t_target_s=t.total_s, t_draft_s=d.total_s, t_verify_s=v.total_s, c=c, r=r,
                   target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
-                  draft_compute_bound=d.compute_bound)
+                  draft_compute_bound=d.compute_bound, passes={"target": t, "draft": d, "verify": v})
     kk = np.asarray(k)
     if loop is None:
         length = sp.expected_accepted_length(alpha, k) if mean_length is None else np.asarray(mean_length, dtype=np.float64)

@@ -82,6 +82,10 @@ def test_wheel_in_fresh_venv_carries_the_catalogues(tmp_path):
     subprocess.run([env_dir / "bin" / "specplan", "report", "--target", "llama-3.1-8b", "--gpu", "h100-sxm",
                     "-o", str(report)], check=True, capture_output=True, cwd=tmp_path)
     assert "<svg" in report.read_text()
-    validation = subprocess.run([env_dir / "bin" / "specplan", "validate", "--format", "json"], check=True,
+    # validate exits 1 while an issue 9 target is missed; both packaged sets must still be read.
+    validation = subprocess.run([env_dir / "bin" / "specplan", "validate", "--format", "json"], check=False,
                                 capture_output=True, text=True, cwd=tmp_path)
-    assert json.loads(validation.stdout)["summary"]["decode_tokens_per_s"]["rows"] > 200
+    assert validation.returncode in (0, 1), validation.stderr
+    summary = json.loads(validation.stdout)["summary"]
+    assert summary["decode_tokens_per_s"]["rows"] > 200 and set(summary["coverage"]) == {
+        "measurements.yaml", "speculative_more.yaml"}

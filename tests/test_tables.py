@@ -162,10 +162,12 @@ def test_validate_table(width, validation, monkeypatch, capsys):
         monkeypatch.setenv("COLUMNS", str(width))
     print_validation_table(validation)
     text = capsys.readouterr().out
-    assert_whole(text, sorted({c["row"] for c in validation["checks"]}),
-                 ["row", "configuration", "measured", "predicted", "error", "pure roofline"])
+    rows = [*validation["checks"], *validation["speculative"]]
+    assert_whole(text, sorted({c["row"] for c in rows}),
+                 ["row", "configuration", "measured", "predicted", "error", "pure roofline", "engine", "alpha",
+                  "roofline error", "passed as", "speedup prior-only", "speedup measured acceptance", "check"])
     # Free text wraps between words only: every word of every configuration is still whole.
-    words = {w for c in validation["checks"] for w in c["what"].split()}
+    words = {w for c in rows for w in c["what"].split()}
     assert all(w in text for w in words)
 
 

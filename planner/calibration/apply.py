@@ -99,7 +99,7 @@ def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> Dev
     if fitted is None:
         return device
     return replace(device, eta_mem=fitted.eta_mem, eta_mem_quant=fitted.eta_mem, eta_kv=fitted.eta_mem,
-                   tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0)
+                   tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0, logits_copy_s_per_vocab=0.0)
 
 
 def measured_time_s(applied: AppliedCalibration, role: str, batch: int, context: float, new_tokens: int) -> float | None:

@@ -19,6 +19,7 @@ from planner.catalog.loading import format_validation_error
 from planner.catalog.safetensors import CheckpointSummary, summarize_checkpoint
 from planner.catalog.schemas import MLASpec, MoESpec, ModelSpec
 from planner.errors import ConfigImportError, SpecplanError
+from planner.catalog.tokenizers import token_pairs
 from planner.inputs import check_name, read_json, shown
 
 __all__ = ["ImportedModel", "SUPPORTED_MODEL_TYPES", "spec_from_config", "load_model_dir", "spec_to_config"]
@@ -248,13 +249,10 @@ def _tokenizer_identity(folder: Path) -> tuple[str, int] | None:
     if not path.is_file():
         return None
     try:
-        doc = read_json(path)
-        vocab = doc["model"]["vocab"]
-        pairs = dict(vocab) if isinstance(vocab, dict) else {str(t[0]): i for i, t in enumerate(vocab)}
-        pairs.update({t["content"]: t["id"] for t in doc.get("added_tokens", [])})
-    except (SpecplanError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pairs = token_pairs(read_json(path))
+    except SpecplanError:
         return None
-    if not all(isinstance(t, str) and isinstance(i, int) and not isinstance(i, bool) for t, i in pairs.items()):
+    if pairs is None:
         return None  # not a token -> id map: no identity (the vocab size stays the config's)
     digest = hashlib.sha256(json.dumps(sorted(pairs.items())).encode()).hexdigest()[:16]
     return f"sha256:{digest}", len(set(pairs.values()))
@@ -284,6 +282,7 @@ def load_model_dir(path: str | Path) -> ImportedModel:
     tok = _tokenizer_identity(config.parent)
     if tok is not None and tok[1] <= spec.vocab_size:
         updates["tokenizer"], updates["tokenizer_vocab_size"] = tok
+        updates["tokenizer_file"] = str((config.parent / "tokenizer.json").resolve())
     if updates:
         spec = spec.model_copy(update=updates)
     quant_cfg = cfg.get("quantization_config") or {}

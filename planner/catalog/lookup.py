@@ -16,12 +16,14 @@ from planner.catalog.hf_config import load_model_dir
 from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.catalog.names import resolve
 from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.tokenizers import LLAMACPP_MAX_VOCAB_DIFFERENCE, TokenizerMatch, match_tokenizers
 from planner.errors import ConfigImportError, IncompatiblePairError, SpecplanError
 from planner.inputs import MODEL_NAME_CATEGORIES, first_bad_character
 
 _TOKENIZER_CONFIG_CAP_BYTES = 8 * 1024 * 1024  # tokenizer_config.json with its template is well under this
 
-__all__ = ["ResolvedModel", "find_gpu", "find_model", "model_name", "check_tokenizers", "looks_like_path", "expand_path"]
+__all__ = ["ResolvedModel", "find_gpu", "find_model", "model_name", "check_tokenizers", "looks_like_path", "expand_path",
+           "UAG_ENGINE", "UAG_MARK"]
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,8 @@ def _adopt_catalog_identity(spec: ModelSpec) -> ModelSpec:
     update = {"family": entry.family, "generation": entry.generation, "variant_of": entry.architecture_id,
               "kind": entry.kind if same_repo else spec.kind}
     if spec.tokenizer.startswith("unknown:"):
-        update |= {"tokenizer": entry.tokenizer, "tokenizer_vocab_size": entry.tokenizer_vocab_size}
+        update |= {"tokenizer": entry.tokenizer, "tokenizer_vocab_size": entry.tokenizer_vocab_size,
+                   "tokenizer_base": entry.tokenizer_base, "tokenizer_base_vocab_size": entry.tokenizer_base_vocab_size}
     return spec.model_copy(update=update)
 
 
@@ -156,21 +159,55 @@ def find_model(name: str) -> ResolvedModel:
     return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog")
 
 
-def check_tokenizers(target: ModelSpec, draft: ModelSpec, allow_mismatch: bool = False) -> str | None:
-    """Refuse a draft whose tokenizer differs from the target's; return a warning when overridden.
+# transformers' universal assisted generation: a draft with any tokenizer (transformers >= 4.46,
+# generate(assistant_model=..., tokenizer=..., assistant_tokenizer=...); candidate_generator.py
+# AssistedCandidateGeneratorDifferentTokenizers @ 00a11b6a0745b442473aef0221e098d022b8158c).
+UAG_ENGINE = "hf"
+UAG_MARK = "universal assisted generation"  # in the warning a plan keeps: exports find the mode by it
+_UAG_NOTE = (f"planned as transformers {UAG_MARK} (transformers >= 4.46: generate(assistant_model=..., "
+             "tokenizer=..., assistant_tokenizer=...)): each round the draft's tokens are decoded to text and "
+             "re-tokenised for the target and back, greedy decoding only (sampling needs 4.50's UAG-TLI)")
 
-    Speculative decoding compares token ids, so the two models must share one
-    tokenizer; padded embedding sizes may differ (Qwen2.5 0.5B vs 72B).
+
+def _tokenizer_reason(target: ModelSpec, draft: ModelSpec, match: TokenizerMatch) -> str:
+    if match.relation == "unverified":
+        return f"cannot verify that draft {draft.id} and target {target.id} share a tokenizer (no tokenizer.json)"
+    why = f": {match.detail}" if match.detail else ""
+    return (f"draft {draft.id} uses tokenizer {draft.tokenizer!r} ({draft.tokenizer_vocab_size} tokens) "
+            f"but target {target.id} uses {target.tokenizer!r} ({target.tokenizer_vocab_size} tokens){why}")
+
+
+def _appended_note(target: ModelSpec, draft: ModelSpec, match: TokenizerMatch, engine: str | None) -> str:
+    """The pair shares ids; llama.cpp refuses vocabularies more than 128 tokens apart."""
+    extra = match.appended_draft or match.appended_target
+    longer = draft.id if match.appended_draft else target.id
+    note = (f"draft {draft.id} and target {target.id} share token ids 0-{(match.shared_ids or 1) - 1}; "
+            f"{longer} appends {extra} token(s) after them (special/infill tokens), so the pair is valid")
+    if engine == "llamacpp" and extra > LLAMACPP_MAX_VOCAB_DIFFERENCE:
+        raise IncompatiblePairError(
+            f"{note} in principle, but llama.cpp refuses vocabularies more than {LLAMACPP_MAX_VOCAB_DIFFERENCE} "
+            f"tokens apart (SPEC_VOCAB_MAX_SIZE_DIFFERENCE, common/speculative.cpp): {extra} here")
+    return note
+
+
+def check_tokenizers(target: ModelSpec, draft: ModelSpec, allow_mismatch: bool = False,
+                     engine: str | None = None) -> str | None:
+    """Refuse a draft whose token ids mean other tokens than the target's; return a warning when it runs anyway.
+
+    Judged from the token -> id maps (planner.catalog.tokenizers): the same map, or one map plus
+    appended tokens, is a valid pair; padded embedding sizes never matter (Qwen2.5 0.5B vs 72B).
+    Another tokenizer runs on ``engine`` "hf" as universal assisted generation (no flag needed);
+    elsewhere it is refused unless ``allow_mismatch``.
     """
-    if target.tokenizer == draft.tokenizer:
+    match = match_tokenizers(target, draft)
+    if match.relation == "same":
         return None
-    unverified = target.tokenizer.startswith("unknown:") or draft.tokenizer.startswith("unknown:")
-    reason = (
-        f"cannot verify that draft {draft.id} and target {target.id} share a tokenizer (no tokenizer.json)"
-        if unverified
-        else f"draft {draft.id} uses tokenizer {draft.tokenizer!r} ({draft.tokenizer_vocab_size} tokens) "
-        f"but target {target.id} uses {target.tokenizer!r} ({target.tokenizer_vocab_size} tokens)"
-    )
+    if match.relation == "appended":
+        return _appended_note(target, draft, match, engine)
+    reason = _tokenizer_reason(target, draft, match)
+    if engine == UAG_ENGINE:
+        return f"{reason}; {_UAG_NOTE}"
     if not allow_mismatch:
-        raise IncompatiblePairError(f"{reason}; token ids would not match (--allow-tokenizer-mismatch overrides)")
+        raise IncompatiblePairError(f"{reason}; token ids would not match (--engine hf runs such a pair as universal "
+                                    "assisted generation; --allow-tokenizer-mismatch overrides)")
     return f"{reason}; proceeding because --allow-tokenizer-mismatch was given"

@@ -214,6 +214,11 @@ class ModelSpec(Frozen):
     architecture: str = Field(description="HF model_type: llama, qwen2, qwen3_moe, deepseek_v3...")
     tokenizer: str = Field(description="identity of the tokenizer; equal strings = compatible pair")
     tokenizer_vocab_size: int = Field(gt=0, description="tokens the tokenizer can emit")
+    tokenizer_base: str | None = Field(
+        None, description="identity of the tokenizer whose token -> id map this one keeps, only appending after it"
+    )
+    tokenizer_base_vocab_size: int | None = Field(None, gt=0, description="ids shared with tokenizer_base (its size)")
+    tokenizer_file: str | None = Field(None, description="tokenizer.json the identity was read from (local imports)")
     vocab_size: int = Field(gt=0, description="rows of the (padded) embedding matrix")
     num_layers: int = Field(gt=0)
     hidden_size: int = Field(gt=0)
@@ -247,6 +252,10 @@ class ModelSpec(Frozen):
             raise ValueError("num_attention_heads must be a multiple of num_kv_heads")
         if self.vocab_size < self.tokenizer_vocab_size:
             raise ValueError("vocab_size (embedding rows) is smaller than tokenizer_vocab_size")
+        if (self.tokenizer_base is None) != (self.tokenizer_base_vocab_size is None):
+            raise ValueError("tokenizer_base and tokenizer_base_vocab_size go together")
+        if self.tokenizer_base_vocab_size is not None and self.tokenizer_base_vocab_size >= self.tokenizer_vocab_size:
+            raise ValueError("tokenizer_base_vocab_size must be below tokenizer_vocab_size (tokens are appended)")
         if self.sliding_window_layers > self.num_layers:
             raise ValueError("sliding_window_layers exceeds num_layers")
         if self.sliding_window_layers and self.sliding_window_tokens is None:

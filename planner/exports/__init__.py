@@ -93,7 +93,7 @@ def export_plan(plan: ExportPlan, server: str, server_version: str | None = None
     """
     check_server(server)
     key = _server_name(server)
-    check_plan(plan)
+    check_plan(plan, key)
     for value, flag in ((target_path, "--target-path"), (draft_path, "--draft-path")):
         if value is not None:
             check_word(value, flag)

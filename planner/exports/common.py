@@ -17,7 +17,9 @@ from pathlib import PurePath
 from typing import Any
 
 from planner import __version__
+from planner.catalog.lookup import UAG_MARK
 from planner.catalog.precisions import kv_format, weight_format
+from planner.catalog.tokenizers import TokenizerMatch, match_tokenizers
 from planner.exports.names import model_facts
 from planner.exports.versions import ServerLine
 from planner.plan import (
@@ -130,6 +132,20 @@ def check_runs(plan: ExportPlan, engine_name: str, label: str) -> None:
     kv = kv_format(plan.kv_precision).name
     if kv not in eng.kv_formats:
         raise SpecplanError(f"{label} cannot store the KV cache as {kv}; it offers {', '.join(eng.kv_formats)}")
+
+
+def tokenizer_match(plan: ExportPlan) -> TokenizerMatch | None:
+    """How the plan's draft tokenizer relates to the target's (None: a model's facts are unknown)."""
+    target, draft = model_facts(plan.target, plan.target_catalog_id), model_facts(plan.draft, plan.draft_catalog_id)
+    return None if target is None or draft is None else match_tokenizers(target, draft)
+
+
+def cross_tokenizer_plan(plan: ExportPlan) -> bool:
+    """True when the plan's draft has another tokenizer: it runs only as universal assisted generation."""
+    match = tokenizer_match(plan)
+    if match is not None:
+        return not match.compatible
+    return any(UAG_MARK in w for w in plan.warnings)
 
 
 def draft_max_context(plan: ExportPlan) -> int:

@@ -6,6 +6,11 @@ The draft length is fixed at the planner's k: ``num_assistant_tokens = k`` with
 and runs assisted generation for one sequence at a time ("not batched inputs"), so only
 batch-1 plans export. A Python file rather than a generation_config.json: JSON has no
 comments, and the assistant model is a generate() argument, not a config field.
+
+A draft with another tokenizer runs as universal assisted generation (transformers >= 4.46):
+generate() also takes ``tokenizer=`` and ``assistant_tokenizer=`` and then re-tokenises each
+round's draft through text (candidate_generator.py AssistedCandidateGeneratorDifferentTokenizers
+@ 00a11b6a0745b442473aef0221e098d022b8158c); greedy decoding only in that release line.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from planner.exports.common import (
     FileNames,
     check_runs,
     comment_block,
+    cross_tokenizer_plan,
     header,
 )
 from planner.exports.names import model_reference
@@ -34,6 +40,9 @@ DEFAULT_MAIN = "hf_assisted.py"
 _TORCH_DTYPE = {"bf16": "torch.bfloat16", "fp16": "torch.float16"}
 _OLD_LINE = "4.35-4.55"
 _DEMO_PROMPT = "Explain speculative decoding in three sentences."
+_UAG_NOTE = ("The assistant has another tokenizer: universal assisted generation (transformers >= 4.46) passes "
+             "tokenizer= and assistant_tokenizer= to generate() and re-tokenises each round's draft through text; "
+             "greedy decoding only before 4.50 (UAG-TLI adds sampling).")
 
 
 def _dtype(precision: str) -> str:
@@ -41,8 +50,11 @@ def _dtype(precision: str) -> str:
     return _TORCH_DTYPE.get(weight_format(precision).name, '"auto"')
 
 
-def _snippet(plan: ExportPlan, line: ServerLine, target: str, draft: str) -> str:
+def _snippet(plan: ExportPlan, line: ServerLine, target: str, draft: str, uag: bool) -> str:
     dtype_kw = "torch_dtype" if line.name == _OLD_LINE else "dtype"
+    # universal assisted generation: both tokenizers go to generate(), which re-tokenises each round
+    uag_load = "\n    assistant_tokenizer = AutoTokenizer.from_pretrained(ASSISTANT)" if uag else ""
+    uag_args = ", tokenizer=tokenizer, assistant_tokenizer=assistant_tokenizer" if uag else ""
     draft_prec = plan.draft_precision or plan.precision
     max_new = max(1, plan.context // 2)  # half the planned context is left for the prompt
     # The confidence threshold the plan was priced with (transformers' default is 0.4 from 4.45);
@@ -66,13 +78,13 @@ GENERATION_CONFIG = GenerationConfig(
 
 
 def main() -> None:
-    tokenizer = AutoTokenizer.from_pretrained(TARGET)
+    tokenizer = AutoTokenizer.from_pretrained(TARGET){uag_load}
     model = AutoModelForCausalLM.from_pretrained(TARGET, {dtype_kw}={_dtype(plan.precision)}, device_map="auto")
     assistant = AutoModelForCausalLM.from_pretrained(ASSISTANT, {dtype_kw}={_dtype(draft_prec)}, device_map="auto")
     prompt = " ".join(arg for arg in sys.argv[1:] if arg != "--compare") or {_DEMO_PROMPT!r}
     inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
     start = time.perf_counter()
-    output = model.generate(**inputs, assistant_model=assistant, generation_config=GENERATION_CONFIG)
+    output = model.generate(**inputs, assistant_model=assistant, generation_config=GENERATION_CONFIG{uag_args})
     assisted = time.perf_counter() - start
     print(tokenizer.decode(output[0], skip_special_tokens=True))
     if "--compare" in sys.argv:
@@ -117,10 +129,14 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     ]
     if line.name == _OLD_LINE:
         notes.append("transformers before 4.56 names the load dtype torch_dtype= (4.56 renamed it dtype=).")
+    uag = cross_tokenizer_plan(plan)
+    if uag:
+        notes.append(_UAG_NOTE + (" Within the 4.35-4.55 line that means 4.46 or later." if line.name == _OLD_LINE else ""))
     head = header(plan, LABEL, line, _measure(), notes)
     text = comment_block(head + [f"Run: python {shlex.quote(names.main)} \"your prompt\" [--compare]"]) + _snippet(
-        plan, line, target, draft)
+        plan, line, target, draft, uag)
     files: dict[str, Any] = {names.main: text}
-    summary = (f"{LABEL} {line.name}: assistant {draft}, num_assistant_tokens {plan.k} "
+    mode = " (universal assisted generation: assistant_tokenizer passed)" if uag else ""
+    summary = (f"{LABEL} {line.name}: assistant {draft}{mode}, num_assistant_tokens {plan.k} "
                f"(constant); predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

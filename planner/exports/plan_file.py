@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import SpecplanError
-from planner.exports.common import ExportPlan
+from planner.catalog.lookup import UAG_ENGINE, UAG_MARK
+from planner.exports.common import ExportPlan, tokenizer_match
 from planner.exports.names import catalogue_model
 from planner.exports.text import check_text, check_word
 from planner.inputs import parse_json, read_bytes
@@ -253,8 +254,12 @@ def _check_release(name: str | None, catalog_id: str | None, field: str) -> None
         )
 
 
-def check_plan(plan: ExportPlan) -> None:
-    """Refuse plans no server can run as speculative decoding: no draft, no fit, foreign tokens."""
+def check_plan(plan: ExportPlan, server: str | None = None) -> None:
+    """Refuse plans no server can run as speculative decoding: no draft, no fit, foreign tokens.
+
+    A draft with another tokenizer passes only for transformers (``server``, or the plan's
+    engine when no server is named yet), which runs it as universal assisted generation.
+    """
     if not plan.draft or not plan.k:
         raise SpecplanError("the plan has no draft model: there is no speculative decoding to export")
     if plan.vram_capacity_gib <= 0:
@@ -272,10 +277,9 @@ def check_plan(plan: ExportPlan) -> None:
             f"draft {plan.draft} does not share target {plan.target}'s tokenizer (the plan was made with "
             "--allow-tokenizer-mismatch); servers verify draft token ids against the target's, so acceptance would be ~0"
         )
-    target = catalogue_model(plan.target_catalog_id or plan.target)
-    draft = catalogue_model(plan.draft_catalog_id or plan.draft)
-    if target is not None and draft is not None and target.tokenizer != draft.tokenizer:
+    match = tokenizer_match(plan)
+    if match is not None and not match.compatible and (server or plan.engine) != UAG_ENGINE:
         raise SpecplanError(
-            f"draft {plan.draft} uses tokenizer {draft.tokenizer!r} but target {plan.target} uses {target.tokenizer!r}; "
-            "token ids would not match"
+            f"draft {plan.draft} and target {plan.target} use different tokenizers; token ids would not match "
+            f"(only transformers runs such a pair, as {UAG_MARK}: export with --format hf)"
         )

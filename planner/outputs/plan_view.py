@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
+from planner.costmodel.operators import BOUNDED_OPERATORS
 from planner.outputs.fit_view import fit_to_dict
 from rich.text import Text
 
@@ -22,6 +25,19 @@ def _ms(seconds: Any) -> float:
 
 def _bound(compute_bound: Any) -> str:
     return "compute" if bool(compute_bound) else "memory"
+
+
+def _operator(prices: Any, role: str) -> dict[str, Any] | None:
+    """The operator that takes most of one pass, its regime and every operator's time (ms)."""
+    passes = getattr(prices, "passes", None)
+    if not passes or role not in passes:
+        return None
+    cost = passes[role]
+    name = str(np.asarray(cost.bound_by).reshape(-1)[0])
+    fixed = name not in BOUNDED_OPERATORS
+    regime = "fixed" if fixed else ("compute" if bool(np.asarray(cost.bound_by_compute).reshape(-1)[0]) else "memory")
+    return {"operator": name, "regime": regime,
+            "operators_ms": {k: _ms(np.asarray(v).reshape(-1)[0]) for k, v in cost.operators.items()}}
 
 
 def estimate_to_dict(e: Estimate) -> dict[str, Any]:
@@ -58,7 +74,10 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "best_k": e.best_k,
         "bound": {"target": _bound(p.target_compute_bound),
                   "draft": _bound(p.draft_compute_bound) if has_draft else None,
-                  "verify": _bound(p.verify_compute_bound) if has_draft else None},
+                  "verify": _bound(p.verify_compute_bound) if has_draft else None,
+                  "operator": {"target": _operator(p, "target"),
+                               "draft": _operator(p, "draft") if has_draft else None,
+                               "verify": _operator(p, "verify") if has_draft else None}},
         "verdict": e.verdict,
         "warnings": unique(e.warnings),
         "cautions": _cautions(req.draft.id if req.draft else None,
@@ -84,6 +103,14 @@ def _loop_fields(e: Estimate) -> dict[str, Any]:
     }
 
 
+def _by(d: dict[str, Any], role: str) -> str:
+    """'<operator> (<regime>)' of the slowest operator of a pass, or '-' when it was not priced by operator."""
+    op = d["bound"].get("operator", {}).get(role)
+    if not op:
+        return "-"
+    return f"{op['operator']} ({'fixed cost' if op['regime'] == 'fixed' else op['regime'] + '-bound'})"
+
+
 def print_estimate(d: dict[str, Any]) -> None:
     """Human-readable estimate (names and paths printed as they are, never read as markup)."""
     out = console()
@@ -91,10 +118,11 @@ def print_estimate(d: dict[str, Any]) -> None:
     print_line(Text.assemble((pair, "bold"), f" on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, "
                              f"context {d['context']}"), out)
     print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
-               f"{d['bound']['target']}-bound)", out)
+               f"{d['bound']['target']}-bound; slowest operator {_by(d, 'target')})", out)
     if d["draft"]:
         print_line(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
                    f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
+        print_line(f"slowest operator: draft {_by(d, 'draft')}; verify {_by(d, 'verify')}", out)
         band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
         print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
         if d.get("draft_loop"):
@@ -154,7 +182,7 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
         "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,
         "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
         "task": task, "created_at": now_iso(),
-        "objective": objective, "candidates": candidates,
+        "objective": objective, "verdict": rec.verdict, "candidates": candidates,
         "warnings": unique(rec.warnings),
     }
 
@@ -186,6 +214,7 @@ def print_recommendation(d: dict[str, Any]) -> None:
     out = console()
     out.print(f"[bold]{escape(d['target'])}[/bold] on up to {d['gpus']} x {escape(d['gpu'])} ({d['engine']}, "
               f"{d['precision']}), batch {d['batch']}, context {d['context']}, task {d['task']}; ranked by {d['objective']}")
+    print_line(Text.assemble(("verdict:", "bold"), f" {d['verdict']}"), out)
     columns, total, per_usd = _recommend_columns(d)
     rows: list[list[str | Text]] = []
     for i, c in enumerate(d["candidates"], start=1):
@@ -199,8 +228,7 @@ def print_recommendation(d: dict[str, Any]) -> None:
         rows.append(row + [_fits_cell(c)])
     print_table(None, columns, rows, box="compact", out=out)
     best = d["candidates"][0] if d["candidates"] else None
-    if best is not None:
-        print_line(f"top row: {best['verdict']}", out)
+    if best is not None and best["fits"]:
         for note in best.get("cautions", []):
             print_line(Text.assemble(("caution:", "yellow"), f" {note}"), out)
     print_line("speedup: against (no speculation) on the same number of GPUs, a row shown for each count; "

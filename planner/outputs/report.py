@@ -33,7 +33,8 @@ def _curves(est: Any) -> dict[str, Any]:
     dtp = est.fit.draft_tp if tensor else 1
     tp = model_profile(req.target, req.precision, req.kv, req.gpus if tensor else 1)
     dp = model_profile(req.draft, req.draft_precision or req.precision, req.kv, dtp)
-    dev, ddev = device_profile(req.gpu, req.engine, req.gpus), device_profile(req.gpu, req.engine, dtp if tensor else req.gpus)
+    dev = device_profile(req.gpu, req.engine, req.gpus)
+    ddev = device_profile(req.gpu, req.engine, dtp if tensor else req.gpus, role="draft")
     ctx = decode_context(req.context)
     band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
     loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
@@ -51,7 +52,7 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
                             "candidates": rec_data["candidates"], "warnings": rec_data["warnings"],
                             "cautions": chosen["cautions"] if chosen else []}
     if chosen is None:
-        data["verdict"] = _no_speculation_verdict(rec_data)
+        data["verdict"] = rec.verdict[:1].upper() + rec.verdict[1:]
         data["estimate"] = None
         return data
     fit = replace(inp.fit, draft=chosen["draft"], draft_precision=chosen["draft_precision"], gpus=chosen["gpus"],
@@ -67,14 +68,6 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
     data["charts"] = _charts(est_data, curves)
     data["sources"] = _sources(est)
     return data
-
-
-def _no_speculation_verdict(rec: dict[str, Any]) -> str:
-    fitting = [c for c in rec["candidates"] if c["fits"]]
-    if not fitting:
-        return f"Nothing fits on {rec['gpus']} x {rec['gpu']}: see the warnings for the cheapest change."
-    return (f"Do not use speculative decoding for {rec['target']} here: no draft reaches a 1.05x speedup "
-            f"at batch {rec['batch']} (best: {max(c['speedup'] for c in fitting):.2f}x).")
 
 
 def _charts(est: dict[str, Any], curves: dict[str, Any]) -> dict[str, Any]:

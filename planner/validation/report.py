@@ -1,0 +1,196 @@
+"""Run every check of both public files and sum them up against issue 9's targets.
+
+Targets (``Targets``): median |error| of decode tokens/s <= 15%, of the prior-only speedup
+<= 15%, of the speedup with the measured acceptance <= 10%, of r <= 15%; and every run that
+did not gain (a measured slowdown < 1.0x, or a source's "no significant speed-up") predicted
+below 1.05x, the speedup under which specplan's verdict says "do not use speculation".
+
+What counts where:
+* medians take rows with a measured speedup; "up to N" figures are a best case over prompts,
+  so they are listed with a one-sided check (predicted <= N) and stay out of the medians;
+* a qualitative "about 1x" (S2-LC5625-03) is a no-gain row: it passes when the prediction at
+  the best k is below 1.05x, i.e. when specplan would also say "do not speculate";
+* a target with no rows to check is reported as not applicable, never as missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from planner.errors import SpecplanError
+from planner.plan import MIN_WORTHWHILE_SPEEDUP
+from planner.validation.cases import Skip, SpecCase, case_from_more, case_from_section_b
+from planner.validation.decode import Check, check_decode
+from planner.validation.rows import MEASUREMENTS, SPECULATIVE_MORE
+from planner.validation.speculative import SpecCheck, check_case
+
+__all__ = ["ValidationReport", "Targets", "validate", "median_abs_error", "summarize", "no_gain_checks",
+           "upper_bound_checks"]
+
+
+def median_abs_error(values: Iterable[float | None]) -> float:
+    """Median of |relative error| over the values given (NaN for none)."""
+    kept = [v for v in values if v is not None]
+    return float(np.median(np.abs(kept))) if kept else float("nan")
+
+
+@dataclass(frozen=True)
+class Targets:
+    """The limits `specplan validate` holds the model to (fractions; speedup in x)."""
+
+    decode_median: float = 0.15
+    prior_median: float = 0.15
+    measured_median: float = 0.10
+    r_median: float = 0.15
+    no_gain_below: float = MIN_WORTHWHILE_SPEEDUP
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """Decode checks, speculative checks, and every row not priced with its reason."""
+
+    checks: tuple[Check, ...]
+    speculative: tuple[SpecCheck, ...] = ()
+    skipped: tuple[Skip, ...] = ()
+    rows: dict[str, tuple[str, ...]] = field(default_factory=dict)  # file -> every row id it holds
+
+    def of_kind(self, kind: str) -> list[Check]:
+        """Decode checks (kind "decode")."""
+        return [c for c in self.checks if c.kind == kind]
+
+
+def validate(doc: dict[str, Any] | None = None, more: dict[str, Any] | None = None,
+             progress: Callable[[int, int], None] | None = None) -> ValidationReport:
+    """Check every row of the measurements file (section A and B) and of the speculative_more set.
+
+    Without arguments both packaged files are read; given ``doc`` only, ``more`` is not read
+    (a custom measurements file is checked on its own). ``progress(done, total)`` follows rows.
+    """
+    from planner.validation.rows import load_measurements, load_speculative_more
+
+    if doc is None:
+        doc = load_measurements()
+        more = load_speculative_more() if more is None else more
+    decode_rows, b_rows = doc.get("A_decode_throughput", []), doc.get("B_speculative_decoding", [])
+    more_rows = (more or {}).get("rows", [])
+    total, done = len(decode_rows) + len(b_rows) + len(more_rows), 0
+    checks: list[Check] = []
+    spec: list[SpecCheck] = []
+    skipped: list[Skip] = []
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        if progress:
+            progress(done, total)
+
+    for row in decode_rows:
+        try:
+            found = check_decode(row)
+            checks.extend(found)
+            if not found:
+                skipped.append(Skip(row.get("id", "?"), MEASUREMENTS, "no decode tokens/s figure"))
+        except SpecplanError as exc:
+            skipped.append(Skip(row.get("id", "?"), MEASUREMENTS, str(exc)))
+        step()
+    cases = [case_from_section_b(row) for row in b_rows] + [case_from_more(row) for row in more_rows]
+    for case in cases:
+        if isinstance(case, Skip):
+            skipped.append(case)
+        else:
+            _price(case, spec, skipped)
+        step()
+    rows = {MEASUREMENTS: tuple(str(r.get("id", "?")) for r in [*decode_rows, *b_rows])}
+    if more is not None:
+        rows[SPECULATIVE_MORE] = tuple(str(r.get("id", "?")) for r in more_rows)
+    return ValidationReport(tuple(checks), tuple(spec), tuple(skipped), rows)
+
+
+def _price(case: SpecCase, spec: list[SpecCheck], skipped: list[Skip]) -> None:
+    try:
+        spec.append(check_case(case))
+    except SpecplanError as exc:
+        skipped.append(Skip(case.row, case.file, str(exc)))
+
+
+def _median_block(errors: list[float | None], roofline: list[float | None]) -> dict[str, Any]:
+    kept = [e for e in errors if e is not None]
+    roof = [e for e in roofline if e is not None]
+    return {"rows": len(kept), "median_abs_error": round(median_abs_error(kept), 4) if kept else None,
+            "median_abs_error_pure_roofline": round(median_abs_error(roof), 4) if roof else None}
+
+
+def _spec_blocks(checks: list[SpecCheck]) -> dict[str, dict[str, Any]]:
+    """Medians of the prior-only speedup, the speedup with measured acceptance, and r."""
+    counted = [c for c in checks if c.compared_speedup]
+    with_acceptance = [c for c in counted if c.measured is not None]
+    return {
+        "speedup_prior_only": _median_block([c.prior_error for c in counted], [c.roofline_prior_error for c in counted]),
+        "speedup_measured_acceptance": _median_block([c.measured_error for c in with_acceptance],
+                                                     [c.roofline_measured_error for c in with_acceptance]),
+        "verify_ratio_r": _median_block([c.r_error for c in checks], [c.roofline_r_error for c in checks]),
+    }
+
+
+def no_gain_checks(report: ValidationReport, targets: Targets) -> list[dict[str, Any]]:
+    """Runs that did not gain (measured < 1.0x, or "about 1x"), each with its prediction and pass/fail."""
+    out = []
+    for c in report.speculative:
+        measured = c.case.measured_speedup
+        slowdown = c.case.speedup_kind == "measured" and measured is not None and measured < 1.0
+        if not (slowdown or c.case.speedup_kind == "no gain"):
+            continue
+        predicted = {"prior_only": c.prior.speedup, **({"measured_acceptance": c.measured.speedup} if c.measured else {})}
+        out.append({"row": c.row, "engine": c.engine, "kind": "slowdown" if slowdown else "no gain",
+                    "measured": round(float(measured or 1.0), 4),
+                    "predicted": {key: round(v, 4) for key, v in predicted.items()},
+                    "passed": all(v < targets.no_gain_below for v in predicted.values())})
+    return out
+
+
+def upper_bound_checks(report: ValidationReport) -> list[dict[str, Any]]:
+    """"up to N" rows: the prediction of a typical run should not exceed the best case."""
+    return [{"row": c.row, "engine": c.engine, "upper_bound": c.case.measured_speedup,
+             "predicted": round(c.prior.speedup, 4), "within": c.prior.speedup <= float(c.case.measured_speedup or 0)}
+            for c in report.speculative if c.case.speedup_kind == "upper bound"]
+
+
+def _target(name: str, block: dict[str, Any], limit: float) -> dict[str, Any]:
+    value = block["median_abs_error"]
+    return {"name": name, "value": value, "limit": limit, "rows": block["rows"],
+            "met": None if value is None else value <= limit}
+
+
+def summarize(report: ValidationReport, targets: Targets | None = None) -> dict[str, Any]:
+    """Medians overall and per engine, the no-gain and upper-bound lists, coverage and the targets."""
+    targets = targets or Targets()
+    decode = report.of_kind("decode")
+    decode_block = _median_block([c.error for c in decode], [c.roofline_error for c in decode])
+    blocks = _spec_blocks(list(report.speculative))
+    engines = sorted({c.engine for c in report.speculative})
+    by_engine = {e: _spec_blocks([c for c in report.speculative if c.engine == e]) for e in engines}
+    no_gain = no_gain_checks(report, targets)
+    skipped_by_file: dict[str, int] = {}
+    for s in report.skipped:
+        skipped_by_file[s.file] = skipped_by_file.get(s.file, 0) + 1
+    checked = {c.row for c in report.checks} | {c.row for c in report.speculative}
+    coverage = {f: {"rows": len(ids), "checked": sum(i in checked for i in ids), "skipped": skipped_by_file.get(f, 0)}
+                for f, ids in report.rows.items()}
+    rows = [
+        _target("decode tokens/s median |error|", decode_block, targets.decode_median),
+        _target("prior-only speedup median |error|", blocks["speedup_prior_only"], targets.prior_median),
+        _target("speedup with measured acceptance median |error|", blocks["speedup_measured_acceptance"],
+                targets.measured_median),
+        _target("verify ratio r median |error|", blocks["verify_ratio_r"], targets.r_median),
+        {"name": f"every no-gain run predicted below {targets.no_gain_below}x", "value": sum(not n["passed"] for n in no_gain),
+         "limit": 0, "rows": len(no_gain), "met": all(n["passed"] for n in no_gain) if no_gain else None},
+    ]
+    return {
+        "decode_tokens_per_s": decode_block, **blocks, "by_engine": by_engine,
+        "no_gain": no_gain, "upper_bounds": upper_bound_checks(report), "coverage": coverage,
+        "targets": rows, "targets_met": all(t["met"] is not False for t in rows),
+    }
