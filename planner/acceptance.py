@@ -17,6 +17,7 @@ from planner.calibration.schema import CalibrationFile
 from planner.catalog.precisions import WeightFormat
 from planner.catalog.schemas import ModelSpec
 from planner.draftloop import LoopSpec, alpha_from_loop_counts, engine_loop
+from planner.draftloop.convert import alpha_from_mean_length
 from planner.errors import SpecplanError
 from planner.priors import alpha_prior, precision_shift
 
@@ -41,14 +42,22 @@ class AlphaChoice:
 class MeasuredRate:
     """A measured accepted / drafted and, when known, the mean drafted tokens per round."""
 
-    rate: float  # accepted / drafted, dimensionless
+    rate: float | None  # accepted / drafted, dimensionless (None: only the mean accepted length was given)
     drafted_per_round: float | None  # tokens per round
     source: str  # how it was given, for the plan's detail line
+    mean_length: float | None = None  # tokens committed per round, the bonus token included
 
 
 def measured_rate(acceptance_rate: float | None, drafted_per_round: float | None, drafted: int | None,
-                  accepted: int | None, rounds: int | None) -> MeasuredRate | None:
-    """The rate from --acceptance-rate (+ --drafted-per-round) or from the counts --drafted/--accepted/--rounds."""
+                  accepted: int | None, rounds: int | None, mean_length: float | None = None) -> MeasuredRate | None:
+    """The rate from --acceptance-rate (+ --drafted-per-round), the counts --drafted/--accepted/--rounds, or
+    --mean-accepted-length."""
+    if mean_length is not None:
+        if any(x is not None for x in (acceptance_rate, drafted_per_round, drafted, accepted, rounds)):
+            raise SpecplanError("give --mean-accepted-length alone, or the acceptance rate / counts")
+        if not mean_length >= 1:
+            raise SpecplanError(f"--mean-accepted-length counts the bonus token: at least 1 (got {mean_length:g})")
+        return MeasuredRate(None, None, f"mean accepted length {mean_length:g}", mean_length)
     counts = (drafted, accepted, rounds)
     if any(x is not None for x in counts):
         if acceptance_rate is not None or drafted_per_round is not None:
@@ -104,6 +113,11 @@ def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | No
             float(sp.check_alpha(acceptance_rate, "acceptance rate")), None, f"accepted/proposed {acceptance_rate:g}")
         if k is None:
             raise SpecplanError("--acceptance-rate is accepted/proposed at some k: give that --k too")
+        if m.rate is None:  # a mean accepted length: through the loop when there is one
+            a = float(alpha_from_mean_length(loop, m.mean_length or 1.0, k) if loop is not None else
+                      sp.alpha_from_acceptance_rate(((m.mean_length or 1.0) - 1.0) / k, k))
+            return AlphaChoice(a, a, a, "user", f"{m.source} at k={k} -> per-token alpha {a:.3f}"
+                               + (f" ({loop.engine} {loop.line} loop)" if loop is not None else ""))
         if loop is None:
             a = float(sp.alpha_from_acceptance_rate(m.rate, k))
             return AlphaChoice(a, a, a, "user", f"accepted/proposed {m.rate:g} at k={k} -> per-token alpha {a:.3f}")

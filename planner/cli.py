@@ -143,6 +143,9 @@ def fit(fmt: str, **flags: Any) -> int:
 @click.option("--accepted", type=Int(0, 2**53), default=None, help="Accepted draft tokens (count; llama.cpp n_accept).")
 @click.option("--rounds", type=Int(1, 2**53), default=None,
               help="Verification rounds with a draft (count); with --drafted gives drafted per round.")
+@click.option("--mean-accepted-length", type=Float(1, 65), default=None,
+              help="Measured tokens per round, the bonus token included (tokens; vLLM/SGLang mean acceptance "
+                   "length), converted through the engine's draft loop at --k.")
 @click.option("--p-min", type=_UNIT, default=None,
               help="Draft confidence threshold, a probability 0..1 (llama.cpp p-min; transformers "
                    "assistant_confidence_threshold); default: the engine's, as exports write it.")
@@ -153,7 +156,8 @@ def fit(fmt: str, **flags: Any) -> int:
 @_format_option
 def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
              calibration: str | None, drafted_per_round: float | None, drafted: int | None, accepted: int | None,
-             rounds: int | None, p_min: float | None, loop_version: str | None, **flags: Any) -> int:
+             rounds: int | None, mean_accepted_length: float | None, p_min: float | None, loop_version: str | None,
+             **flags: Any) -> int:
     """Predict pass times, c, r, alpha, speedup and best k for one configuration."""
     from planner.outputs.plan_view import estimate_to_dict, print_estimate
     from planner.plan import EstimateInputs
@@ -165,7 +169,7 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
                                          acceptance_rate=acceptance_rate, task=task, calibration=calibration,
                                          p_min=p_min, server_version=loop_version,
                                          drafted_per_round=drafted_per_round, drafted=drafted, accepted=accepted,
-                                         rounds=rounds))
+                                         rounds=rounds, mean_accepted_length=mean_accepted_length))
     data = estimate_to_dict(result)
     _emit(data, fmt, print_estimate)
     return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT

@@ -55,6 +55,7 @@ class EstimateInputs:
     drafted: int | None = None  # measured counts: drafted tokens, accepted drafts, rounds
     accepted: int | None = None
     rounds: int | None = None
+    mean_accepted_length: float | None = None  # measured tokens per round, bonus included
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ def estimate(inp: EstimateInputs) -> Estimate:
         report = fit_report(req, fit_warnings)
         block = _calibration_block(applied, req, ctx, prices, price_rounds(tp, tp, dev0, dev0, req.batch, ctx, 1, 0.0), None, None, 1)
         return Estimate(report, prices, None, None, 1.0, 1.0, None, fit_warnings, "no draft: target alone", block)
-    rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds)
+    rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds,
+                         inp.mean_accepted_length)
     user = inp.alpha is not None or rate is not None
     loop = plan_loop(req.engine.name, inp.server_version, inp.p_min, None if user else applied)
     prior = choose_alpha(None, None, None, req.target, req.draft, req.draft_precision or req.precision, inp.task)

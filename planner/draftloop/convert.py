@@ -12,13 +12,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from planner.draftloop.data import LoopSpec
+from planner.draftloop.renewal import loop_round
 from planner.draftloop.rounds import round_distribution, round_means
+from planner.draftloop.schedules import K_CAP
 from planner.errors import SpecplanError
 
-__all__ = ["LoopCounts", "loop_acceptance_rate", "loop_drafted_per_round", "rate_floor", "alpha_from_loop_counts"]
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
+__all__ = ["LoopCounts", "loop_acceptance_rate", "loop_drafted_per_round", "rate_floor", "alpha_from_loop_counts",
+           "alpha_from_mean_length"]
 
 _STEPS = 40  # bisection steps inside one grid cell: far below measurement noise
 _GRID = 1025  # alpha grid for the last crossing
@@ -37,26 +46,32 @@ class LoopCounts:
     detail: str
 
 
+def _means(loop: LoopSpec, alpha: ArrayLike, n_max: int, kappa: float) -> tuple[np.ndarray, np.ndarray]:
+    """(E[drafted], E[accepted]) per round of the loop, its schedule's chain included (tokens per round)."""
+    if loop.schedule == "fixed":
+        m = round_means(round_distribution(loop.rule, alpha, n_max, loop.p_min, kappa, loop.n_min))
+        return np.asarray(m.drafted), np.asarray(m.accepted)
+    lr = loop_round(replace(loop, kappa=kappa, fixed_round_us=0.0), alpha, n_max, 0.0, np.ones(K_CAP + 1), 1.0)
+    return np.asarray(lr.drafted), np.asarray(lr.accepted)
+
+
 def loop_acceptance_rate(loop: LoopSpec, alpha: float, n_max: int, kappa: float | None = None) -> float:
     """accepted / drafted the loop produces at per-token alpha (dimensionless)."""
-    m = round_means(round_distribution(loop.rule, alpha, n_max, loop.p_min, loop.kappa if kappa is None else kappa,
-                                       loop.n_min))
-    return float(m.acceptance_rate)
+    d, a = _means(loop, alpha, n_max, loop.kappa if kappa is None else kappa)
+    return float(a / d) if float(d) > 0 else 0.0
 
 
 def loop_drafted_per_round(loop: LoopSpec, alpha: float, n_max: int, kappa: float | None = None) -> float:
     """Mean drafted tokens per round the loop produces (tokens per round)."""
-    m = round_means(round_distribution(loop.rule, alpha, n_max, loop.p_min, loop.kappa if kappa is None else kappa,
-                                       loop.n_min))
-    return float(m.drafted)
+    return float(_means(loop, alpha, n_max, loop.kappa if kappa is None else kappa)[0])
 
 
 def _rates_on_grid(loop: LoopSpec, n_max: int, kappa: float) -> tuple[np.ndarray, np.ndarray]:
     """accepted/drafted over a grid of alpha in (0, 1) (one broadcast evaluation)."""
-    grid = np.linspace(1e-6, 1 - 1e-6, _GRID)
-    m = round_means(round_distribution(loop.rule, grid, n_max, loop.p_min, kappa, loop.n_min))
-    drafts = np.asarray(m.drafted) > 1e-9  # where nothing is drafted the rate is undefined, not 0
-    return grid[drafts], np.asarray(m.acceptance_rate)[drafts]
+    grid = np.linspace(1e-6, 1 - 1e-6, _GRID if loop.schedule == "fixed" else _GRID // 8)
+    d, a = _means(loop, grid, n_max, kappa)
+    drafts = d > 1e-9  # where nothing is drafted the rate is undefined, not 0
+    return grid[drafts], (a / np.where(drafts, d, 1.0))[drafts]
 
 
 def rate_floor(loop: LoopSpec, n_max: int, kappa: float | None = None) -> float:
@@ -177,3 +192,23 @@ def _sharper_kappa(loop: LoopSpec, rate: float, n_max: int, floor: float) -> Loo
                       f"loop gives with p-min {loop.p_min:g} at the default kappa {loop.kappa:g}: the draft's confidence "
                       f"sorts less sharply, kappa raised to {kap:.3g} -> per-token alpha {alpha:.3f}, {d:.2f} drafted "
                       "per round predicted")
+
+
+def alpha_from_mean_length(loop: LoopSpec, mean_length: float, n_max: int) -> float:
+    """Per-token alpha whose loop commits ``mean_length`` tokens per round (the bonus token included).
+
+    The figure Spec-Bench-style sources print (mean accepted tokens per verification). Committed
+    tokens rise with alpha under every rule and schedule here, so a bisection inverts it.
+    Unit: probability.
+    """
+    if not 1 <= mean_length <= n_max + 1 + 1e-9 and loop.schedule == "fixed":
+        raise SpecplanError(f"mean accepted length must be between 1 and k + 1 = {n_max + 1} (got {mean_length:g})")
+    lo, hi = 0.0, 1.0
+    for _ in range(_STEPS):
+        mid = 0.5 * (lo + hi)
+        d, a = _means(loop, mid, n_max, loop.kappa)
+        if 1.0 + float(a) < mean_length:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)

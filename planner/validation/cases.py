@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from planner.errors import SpecplanError
-from planner.validation.names import engine_name_in, source_format, source_gpu, source_model
+from planner.validation.names import engine_name_in, loop_version_in, source_format, source_gpu, source_model
 from planner.validation.rows import MEASUREMENTS, SPECULATIVE_MORE, is_number
 
 __all__ = ["MeasuredAcceptance", "SpecCase", "Skip", "case_from_section_b", "case_from_more", "SpeedupKind"]
@@ -199,6 +199,9 @@ def case_from_section_b(row: dict[str, Any]) -> SpecCase | Skip:
         "precision": precision, "draft_precision": draft_precision, "batch": int(row.get("batch_size") or 1),
         "context": int(prompt) or _CONTEXT_TOKENS, "task": facts.get("task") or _task(row),
     }
+    version = loop_version_in(words, args["engine"])
+    if version:
+        args["server_version"] = version  # the draft loop the run used (planner/draftloop/loops.yaml)
     k = row.get("k") or facts.get("k")
     if k:
         args["k"] = int(k)
@@ -237,7 +240,11 @@ def case_from_more(row: dict[str, Any]) -> SpecCase | Skip:
         acceptance = _more_acceptance(block)
     except SpecplanError as exc:
         return Skip(row["id"], SPECULATIVE_MORE, str(exc))
-    return SpecCase(row["id"], SPECULATIVE_MORE, tuple(block["args"].items()),
+    args = dict(block["args"])
+    version = loop_version_in(str(row.get("engine") or ""), str(args.get("engine") or ""))
+    if version:
+        args["server_version"] = version  # the draft loop the run used (planner/draftloop/loops.yaml)
+    return SpecCase(row["id"], SPECULATIVE_MORE, tuple(args.items()),
                     None if speedup is None else float(speedup), kind,
                     None if compare.get("r") is None else float(compare["r"]), acceptance,
                     str(block.get("mapping_notes") or ""),

@@ -17,7 +17,7 @@ from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.engines import EngineSpec, engine_spec
 from planner.errors import UnknownNameError
 
-__all__ = ["source_model", "source_gpu", "source_format", "source_engine", "engine_name_in", "GPTFAST_INT4_G32",
+__all__ = ["source_model", "source_gpu", "source_format", "source_engine", "engine_name_in", "loop_version_in", "GPTFAST_INT4_G32",
            "GPTFAST_INT8_WO"]
 
 # Model names in the sources that are catalogued under another id with the same architecture.
@@ -127,6 +127,30 @@ def engine_name_in(label: str | None) -> str:
     """The engine entry a source's engine words name (transformers when none is recognised)."""
     text = (label or "spec-bench").lower()
     return next((name for word, name in _ENGINE_WORDS if word in text), "hf")
+
+
+_VERSION_WORDS = re.compile(r"\bv?(\d+\.\d+(?:\.\d+)?)\b")
+
+
+def loop_version_in(label: str | None, engine: str) -> str | None:
+    """The draft-loop release line (planner.draftloop) a source's engine words name; None: the newest.
+
+    transformers "(heuristic)" / "(dynamic)" and Spec-Bench (whose SpS baseline runs assisted
+    generation with the pre-4.45 defaults), llama.cpp's speculative example, vLLM releases.
+    """
+    text = (label or "spec-bench").lower()
+    if engine == "hf":
+        if "dynamic" in text:
+            return "4.45"
+        return "heuristic" if "heuristic" in text or "spec-bench" in text or "sps" in text else None
+    if engine == "llamacpp":
+        return "llama-speculative" if "speculative example" in text or "llama-speculative" in text else None
+    if engine == "vllm":
+        if "v0 era" in text:
+            return "0.6.0"
+        found = _VERSION_WORDS.search(text)
+        return found.group(1) if found else None
+    return None
 
 
 def source_engine(label: str | None) -> EngineSpec:

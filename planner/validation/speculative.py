@@ -132,6 +132,9 @@ def measured_acceptance_flags(acc: MeasuredAcceptance, k: int | None) -> tuple[d
         return {"acceptance_rate": acc.acceptance_rate}, f"--acceptance-rate {acc.acceptance_rate:g}"
     if k is None:
         raise SpecplanError("a mean accepted length needs the k it was measured at")
+    if "mean_accepted_length" in _ESTIMATE_FIELDS:  # converted through the engine's draft loop
+        return ({"mean_accepted_length": acc.mean_accepted_length},
+                f"--mean-accepted-length {acc.mean_accepted_length:g}")
     # E[L] = 1 + k * accepted/proposed: the same quantity servers print, converted by estimate.
     rate = (float(acc.mean_accepted_length or 0.0) - 1.0) / k
     return {"acceptance_rate": rate}, f"--acceptance-rate {rate:.4f} (= (E[L] {acc.mean_accepted_length:g} - 1) / k)"
