@@ -88,9 +88,11 @@ def price_rounds(
     t = decode_cost(target, device, batch, context)
     d = decode_cost(draft, draft_device, batch, context)
     v = verify_cost(target, device, k, batch, context)
-    c = d.total_s / t.total_s
+    # A proposer's own per-step host work (loops.yaml draft_pass_us) is part of every draft pass.
+    t_draft = d.total_s + (loop.draft_pass_us * 1e-6 if loop is not None else 0.0)
+    c = t_draft / t.total_s
     r = v.total_s / t.total_s
-    common = dict(t_target_s=t.total_s, t_draft_s=d.total_s, t_verify_s=v.total_s, c=c, r=r,
+    common = dict(t_target_s=t.total_s, t_draft_s=t_draft, t_verify_s=v.total_s, c=c, r=r,
                   target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
                   draft_compute_bound=d.compute_bound, passes={"target": t, "draft": d, "verify": v})
     kk = np.asarray(k)

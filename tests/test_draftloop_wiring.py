@@ -97,3 +97,21 @@ def test_transformers_export_writes_the_planned_confidence_threshold(tmp_path: P
     assert runner.invoke(main, ["export", "--server", "hf", "--from-plan", str(tmp_path / "plan.json"),
                                 "-o", str(out)]).exit_code == 0
     assert "assistant_confidence_threshold=0.3," in out.read_text(encoding="utf-8")
+
+
+def test_a_proposers_per_step_host_time_is_part_of_every_draft_pass() -> None:
+    """vLLM V0's worker adds loops.yaml draft_pass_us to each draft pass: c includes it, V1's does not."""
+    from planner.draftloop import engine_loop
+    from planner.plan import EstimateInputs, estimate
+    from planner.requests import FitInputs
+
+    def priced(version: str):  # type: ignore[no-untyped-def]
+        fit = FitInputs(target="meta-llama/Llama-3.1-70B", draft="meta-llama/Llama-3.2-1B", gpu="mi300x",
+                        precision="fp8", draft_precision="fp8", k=5)
+        return estimate(EstimateInputs(fit, k_given=True, server_version=version)).prices
+
+    v0, v1 = priced("0.6.7"), priced("0.11.0")
+    extra = engine_loop("vllm", "0.6.7").draft_pass_us * 1e-6
+    assert extra > 0 and engine_loop("vllm", "0.11.0").draft_pass_us == 0
+    assert float(v0.t_draft_s) == pytest.approx(float(v1.t_draft_s) + extra)
+    assert float(v0.c) == pytest.approx(float(v0.t_draft_s) / float(v0.t_target_s))

@@ -24,13 +24,16 @@ __all__ = ["padded_rows", "gemm_s", "quant_matmul_s", "weight_matmul_s"]
 Array = NDArray[np.float64]
 
 
-def padded_rows(rows: Array, matvec_rows: Array | float, small: Array | float, large: Array | float) -> Array:
+def padded_rows(rows: Array, matvec_rows: Array | float, small: Array | float, large: Array | float,
+                mid: Array | float | None = None) -> Array:
     """Rows a tiled GEMM computes for ``rows`` real ones, rows.
 
     Up to ``matvec_rows`` the engine runs a mat-vec (no padding); up to the small tile
-    it pads to the small tile; above, to a multiple of the large tile.
+    it pads to the small tile, up to the mid tile to the mid tile; above, to a multiple
+    of the large tile (vLLM's CUTLASS dispatch: M <= 16, <= 64, <= 128, larger).
     """
-    tiled = np.where(rows <= small, small, np.ceil(rows / large) * large)
+    mid = small if mid is None else mid
+    tiled = np.where(rows <= small, small, np.where(rows <= mid, mid, np.ceil(rows / large) * large))
     return np.where(rows <= matvec_rows, rows, tiled)
 
 

@@ -178,7 +178,7 @@ def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: Arra
     stream = d.bandwidth_bytes_s * eta  # achieved bytes/s of the weights
     rate = np.choose(p.dtype_index, d.peak_flops) * d.eta_compute
     # Padded rows over the achieved rate: one array shared by every dense weight GEMM, s per flop per row.
-    padded_s_per_flop = padded_rows(tokens, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large) / rate
+    padded_s_per_flop = padded_rows(tokens, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large, d.gemm_tile_mid) / rate
     weights = {"qkv": (p.qkv_params, p.bytes_per_param), "o": (p.o_params, p.bytes_per_param),
                "mlp": (p.mlp_params, p.bytes_per_param), "lm_head": (p.lm_head_params, p.lm_head_bytes_per_param)}
     gguf = np.any(p.block_quant & (d.quant_matvec_rows > 0))
@@ -229,7 +229,7 @@ def _experts(p: ModelProfile, d: DeviceProfile, tokens: Array, stream: Array, ra
     touched = expected_experts_touched(p.num_experts, p.experts_per_token, tokens)
     mem = p.expert_bytes * touched / stream
     per_expert = tokens * p.experts_per_token / np.maximum(touched, 1e-12)
-    rows = padded_rows(per_expert, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large)
+    rows = padded_rows(per_expert, d.gemm_matvec_rows, d.gemm_tile_small, d.gemm_tile_large, d.gemm_tile_mid)
     comp = _FLOPS_PER_MAC * p.expert_params * touched * rows / rate
     return np.maximum(mem, comp), mem, comp
 

@@ -105,7 +105,8 @@ class DeviceProfile:
     logits_copy_s_per_vocab: float = 0.0  # device-to-host copy per vocab entry per sampled token
     gemm_matvec_rows: float = 1.0  # GEMMs up to this many rows run unpadded (mat-vec)
     gemm_tile_small: float = 1.0  # M tile of small GEMMs (rows)
-    gemm_tile_large: float = 1.0  # M tile above the small one (rows)
+    gemm_tile_mid: float = 1.0  # M tile between the small and the large one (rows; = small when none)
+    gemm_tile_large: float = 1.0  # M tile above the others: M pads to a multiple of it (rows)
     quant_matvec_rows: float = 0.0  # rows served by the quantised mat-vec kernel (0: none)
     quant_matvec_dot_flops: float = np.inf  # achieved dot rate of the mat-vec, per extra row
     quant_matmul_tile_rows: float = 1.0
@@ -199,9 +200,13 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
     )
 
 
-def _tiles(rows: tuple[int, ...]) -> tuple[float, float]:
-    """(small, large) M tiles of a tile list (1, 1: no padding)."""
-    return (float(rows[0]), float(rows[-1])) if rows else (1.0, 1.0)
+def _tiles(rows: tuple[int, ...]) -> tuple[float, float, float]:
+    """(small, mid, large) M tiles of a tile list, smallest first (1, 1, 1: no padding; at most three tiers)."""
+    if not rows:
+        return 1.0, 1.0, 1.0
+    if len(rows) > 3:
+        raise SpecplanError(f"gemm_tile_rows holds at most three tiles (got {list(rows)})")
+    return float(rows[0]), float(rows[-2] if len(rows) == 3 else rows[0]), float(rows[-1])
 
 
 def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_sampling: bool = True,
@@ -225,7 +230,7 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
     q = engine.kernels_for(kernels)
     dot_peak = dp4a_tops(gpu) * TERA
     mm_peak = (peak_tflops(gpu, "int8") * TERA if q is not None and q.quant_matmul_dot == "int8_tensor" else dot_peak)
-    small, large = _tiles(c.gemm_tile_rows)
+    small, mid, large = _tiles(c.gemm_tile_rows)
     return DeviceProfile(
         bandwidth_bytes_s=gpu.memory_bandwidth_gb_s * GB,
         peak_flops=tuple(peak_tflops(gpu, d) * TERA for d in DTYPES),  # type: ignore[arg-type]
@@ -238,7 +243,8 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
         hop_latency_s=_HOP_LATENCY_US[gpu.interconnect.kind] * MICRO,
         tensor_parallel=engine.parallelism == "tensor",
         logits_copy_s_per_vocab=copy_s,
-        gemm_matvec_rows=float(c.gemm_matvec_rows), gemm_tile_small=small, gemm_tile_large=large,
+        gemm_matvec_rows=float(c.gemm_matvec_rows), gemm_tile_small=small, gemm_tile_mid=mid,
+        gemm_tile_large=large,
         quant_matvec_rows=float(q.quant_matvec_max_rows) if q else float(_NO_QUANT_KERNELS),
         quant_matvec_dot_flops=dot_peak * q.quant_matvec_eta_dot if q else np.inf,
         quant_matmul_tile_rows=float(q.quant_matmul_tile_rows) if q else 1.0,

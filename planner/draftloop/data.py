@@ -40,6 +40,7 @@ class LoopLine(Frozen):
     plan_p_min: float = Field(0.0, ge=0, le=1, description="confidence threshold specplan plans and exports with")
     fixed_round_us: float = Field(ge=0, le=1e6, description="host time per round outside the passes, us")
     extra_draft_passes: int = Field(0, ge=0, le=4, description="draft passes per round beyond the rule's count")
+    draft_pass_us: float = Field(0.0, ge=0, le=1e5, description="host time per draft pass outside the cost model's pass, us")
     by_name_only: bool = Field(False, description="chosen only when --server-version names it (a tool, not a release)")
     why: str
     source: tuple[str, ...] | str
@@ -76,6 +77,7 @@ class LoopSpec:
     kappa: float  # confidence-model concentration (dimensionless)
     k_means: str  # what the plan's k is for this engine (n_max for llama.cpp)
     extra_draft_passes: int = 0  # draft passes per round beyond the rule's count (llama-speculative's seed pass)
+    draft_pass_us: float = 0.0  # host time the proposer adds to every draft pass (vLLM V0's per-step worker), us
 
     @property
     def variable_length(self) -> bool:
@@ -150,4 +152,4 @@ def engine_loop(engine: str, version: str | None = None, p_min: float | None = N
     return LoopSpec(engine=engine, line=line.name, rule=line.rule, schedule=line.schedule,
                     p_min=line.plan_p_min if p_min is None else float(p_min), n_min=0 if n_min is None else int(n_min),
                     fixed_round_us=line.fixed_round_us, kappa=kap, k_means=eng.k_means,
-                    extra_draft_passes=line.extra_draft_passes)
+                    extra_draft_passes=line.extra_draft_passes, draft_pass_us=line.draft_pass_us)
