@@ -19,7 +19,9 @@ from planner.catalog.schemas import ModelSpec
 from planner.draftloop import LoopSpec, alpha_from_loop_counts, engine_loop
 from planner.draftloop.convert import alpha_from_mean_length
 from planner.errors import SpecplanError
+from planner.catalog.tokenizers import cross_tokenizer
 from planner.priors import alpha_prior, precision_shift
+from planner.priors.uag import uag_round_us
 
 __all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "plan_loop", "mean_length_by_k", "choose_alpha", "measured_precision",
            "calibrated_alpha"]
@@ -97,6 +99,14 @@ def plan_loop(engine: str, server_version: str | None, p_min: float | None,
     if p_min is None and measured is not None and loop.rule != "fixed":
         loop = replace(loop, p_min=measured)
     return loop
+
+
+def with_pair_costs(loop: LoopSpec, target: ModelSpec, draft: ModelSpec, k: int) -> LoopSpec:
+    """The loop plus what this pair adds to every round: re-tokenisation when the tokenizers differ (UAG)."""
+    if not cross_tokenizer(target, draft):
+        return loop
+    # committed ~ half the drafts plus the bonus token: the window term is small either way.
+    return replace(loop, fixed_round_us=loop.fixed_round_us + uag_round_us(k, 1 + k / 2))
 
 
 def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | None, k: int | None,

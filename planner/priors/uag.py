@@ -13,7 +13,7 @@ from functools import lru_cache
 from planner.errors import CatalogError
 from planner.priors.model import priors_document
 
-__all__ = ["UagMode", "uag_mode", "retokenised_tokens_per_round"]
+__all__ = ["UagMode", "uag_mode", "retokenised_tokens_per_round", "uag_round_us"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,10 @@ class UagMode:
     sampling_from: str
     target_lookbehind_tokens: int
     assistant_lookbehind_tokens: int
+    host_us_per_call: float  # one tokenizer decode or encode call, us
+    tokenizer_calls_per_round: int
+    host_us_per_retokenised_token: float  # us per token decoded or encoded
+    alignment_us_per_round: float  # the prefix alignment between the two token streams, us
 
 
 @lru_cache(maxsize=1)
@@ -43,3 +47,14 @@ def retokenised_tokens_per_round(k: int, committed: float) -> float:
     """
     mode = uag_mode()
     return mode.target_lookbehind_tokens + committed + mode.assistant_lookbehind_tokens + k
+
+
+def uag_round_us(k: int, committed: float) -> float:
+    """Host time one universal-assisted-generation round adds to the engine's round, us.
+
+    The tokenizer calls' fixed cost, the re-tokenised tokens (both directions) and the alignment.
+    """
+    mode = uag_mode()
+    return (mode.tokenizer_calls_per_round * mode.host_us_per_call
+            + mode.host_us_per_retokenised_token * retokenised_tokens_per_round(k, committed)
+            + mode.alignment_us_per_round)
