@@ -26,34 +26,12 @@ import click
 
 from planner.cli_errors import DEBUG_ENV, EXIT_DOES_NOT_FIT
 from planner.cli_errors import ErrorHandlingGroup as _Group
-from planner.cli_types import NAME, Device, Float, Int, IntList
-from planner.errors import SpecplanError
-from planner.outputs.render import FORMATS, dump
+from planner.cli_calibration import calibrate, detect, probe
+from planner.cli_options import (_BATCH, _CONTEXT, _GPUS, _K, _MEMORY_GIB, _MIN_GIB, _PRICE, _TOP, _UNIT, _calibration,
+                                 _draft, _emit, _format_option, _hardware, _options, _task)
+from planner.cli_types import NAME, Float, Int
 
 __all__ = ["main"]
-
-
-def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
-    text = dump(data, fmt, table)
-    if text is not None:
-        click.echo(text.rstrip("\n"))
-
-
-# Ranges: wide enough for any real deployment, narrow enough that a typo is caught here.
-_GPUS = Int(1, 4096)
-_BATCH = Int(1, 1_000_000)
-_CONTEXT = Int(1, 100_000_000)
-_K = Int(1, 64)  # planner.speedup.K_MAX: no engine proposes longer chains
-_TOP = Int(1, 10_000)
-_UNIT = Float(0, 1)
-_MEMORY_GIB = Float(0, 1_000_000, low_open=True)
-_MIN_GIB = Float(0, 1_000_000)
-_PRICE = Float(0, 1_000_000, low_open=True)
-
-_format_option = click.option(
-    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-    help="Output: table for people, json or yaml for scripts (same fields as the table and more)."
-)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
@@ -68,46 +46,6 @@ def main(ctx: click.Context, debug: bool) -> None:
         ctx.command.debug = True
 
 
-def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """Apply a list of click options in reading order."""
-
-    def wrap(f: Any) -> Any:
-        for d in reversed(decorators):
-            f = d(f)
-        return f
-
-    return wrap
-
-
-_hardware = _options(
-    click.option("--target", type=NAME, required=True,
-                 help="Target model: catalogue id or name (see `specplan models`), or a local folder / config.json."),
-    click.option("--gpu", type=NAME, required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
-    click.option("--gpus", type=_GPUS, default=1, show_default=True,
-                 help="Number of GPUs in the group (tensor parallel or layer split); recommend and report "
-                      "also try every smaller valid count."),
-    click.option("--precision", type=NAME, default=None,
-                 help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
-    click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0."),
-    click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences decoded together (count)."),
-    click.option("--context", type=_CONTEXT, default=None,
-                 help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
-    click.option("--engine", default="auto", show_default=True, type=NAME,
-                 help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
-    click.option("--memory-gib", type=_MEMORY_GIB, default=None,
-                 help="Memory of one GPU in GiB, if not the catalogue's (Apple: your configuration)."),
-)
-_draft = _options(
-    click.option("--draft", type=NAME, default=None, help="Draft model: catalogue id or name, or a local folder / config.json."),
-    click.option("--draft-precision", type=NAME, default=None,
-                 help="Draft weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the target's)."),
-    click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
-)
-_task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
-                     show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
-
-_calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
-                            help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")
 
 
 @main.command()
@@ -389,88 +327,8 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
     _emit(data, fmt, lambda d: click.echo("\n".join([*d["summary"], "wrote " + ", ".join(d["wrote"])])))
 
 
-@main.command()
-@_format_option
-def detect(fmt: str) -> None:
-    """List this machine's NVIDIA GPUs (NVML) and their catalogue match. Exit 3 without a GPU."""
-    from planner.calibration.nvml import detect as run_detect
-    from planner.calibration.nvml import detect_to_dict
-    from planner.outputs.calibration_view import print_detect_table
-
-    _emit(detect_to_dict(run_detect()), fmt, print_detect_table)
-
-
-@main.command()
-@click.option("--target", required=True, type=NAME, help="Target: a local folder (or a catalogue name with --random-weights).")
-@click.option("--draft", required=True, type=NAME, help="Draft: a local folder (or a catalogue name with --random-weights).")
-@click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
-@click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
-@click.option("--budget-s", type=Float(0, 86400, low_open=True), default=120.0, show_default=True, help="Time budget for the whole probe, seconds.")
-@click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts (one per line; default: built-in chat prompts).")
-@click.option("--temperature", type=Float(0, 100), default=0.7, show_default=True, help="Sampling temperature for the sampled rounds (0: greedy rounds only).")
-@click.option("--k-max", type=_K, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
-@click.option("--batch-sizes", type=IntList(1, 4096), default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
-@click.option("--contexts", type=IntList(0, 1_000_000), default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
-@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds.")
-@click.option("--device", type=Device(), default="auto", show_default=True, help="Device to run on: auto, cpu, mps, cuda or cuda:N.")
-@click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
-              help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
-@click.option("--gpu", type=NAME, default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-@_format_option
-def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...],
-          prompts: str | None, **flags: Any) -> None:
-    """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
-    from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
-    from planner.inputs import check_output
-    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
-
-    check_output(output, force)
-    cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
-    with progress_printer() as progress:
-        cfg.progress = progress
-        cal = run_probe(cfg, output, force=True)
-    _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
-    if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
-        raise KeyboardInterrupt  # the partial file is written; the exit code still says "interrupted" (130)
-
-
-@main.command()
-@click.option("--vllm-metrics", type=NAME, default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
-@click.option("--vllm-metrics-before", type=NAME, default=None, help="vLLM /metrics URL or saved copy from before the window (counters are differenced).")
-@click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
-              help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
-@click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
-@click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
-@click.option("--model-name", type=NAME, default=None, help="vLLM model_name label to keep (when one server serves several).")
-@click.option("--p-min", type=_UNIT, default=None,
-              help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-@_format_option
-def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
-              draft: str, k: int | None, model_name: str | None, p_min: float | None, output: str, force: bool,
-              fmt: str) -> None:
-    """Turn a running server's acceptance counters into a calibration file."""
-    from planner.calibration import server_metrics as sm
-    from planner.calibration.schema import write_calibration
-    from planner.inputs import check_output
-    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary
-
-    if bool(vllm_metrics) == bool(llamacpp_files):
-        raise SpecplanError("give either --vllm-metrics or --llamacpp")
-    check_output(output, force)
-    if vllm_metrics:
-        before = sm.read_text_source(vllm_metrics_before, "--vllm-metrics-before") if vllm_metrics_before else None
-        cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics, "--vllm-metrics"), k, target, draft,
-                                  model_name=model_name)
-    else:
-        texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
-        cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files), p_min=p_min)
-    write_calibration(cal, output, force=force)
-    _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
+for _command in (detect, probe, calibrate):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,79 @@
+"""What every command shares: output, value ranges and the option groups (hardware, draft, task, calibration)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from planner.cli_types import NAME, Float, Int
+from planner.outputs.render import FORMATS, dump
+
+__all__ = ["_emit", "_options", "_hardware", "_draft", "_task", "_calibration", "_format_option", "_GPUS", "_BATCH",
+           "_CONTEXT", "_K", "_TOP", "_UNIT", "_MEMORY_GIB", "_MIN_GIB", "_PRICE"]
+
+
+def _emit(data: Any, fmt: str, table: Callable[[Any], None]) -> None:
+    text = dump(data, fmt, table)
+    if text is not None:
+        click.echo(text.rstrip("\n"))
+
+
+# Ranges: wide enough for any real deployment, narrow enough that a typo is caught here.
+_GPUS = Int(1, 4096)
+_BATCH = Int(1, 1_000_000)
+_CONTEXT = Int(1, 100_000_000)
+_K = Int(1, 64)  # planner.speedup.K_MAX: no engine proposes longer chains
+_TOP = Int(1, 10_000)
+_UNIT = Float(0, 1)
+_MEMORY_GIB = Float(0, 1_000_000, low_open=True)
+_MIN_GIB = Float(0, 1_000_000)
+_PRICE = Float(0, 1_000_000, low_open=True)
+
+_format_option = click.option(
+    "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+    help="Output: table for people, json or yaml for scripts (same fields as the table and more)."
+)
+
+
+def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Apply a list of click options in reading order."""
+
+    def wrap(f: Any) -> Any:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return wrap
+
+
+_hardware = _options(
+    click.option("--target", type=NAME, required=True,
+                 help="Target model: catalogue id or name (see `specplan models`), or a local folder / config.json."),
+    click.option("--gpu", type=NAME, required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
+    click.option("--gpus", type=_GPUS, default=1, show_default=True,
+                 help="Number of GPUs in the group (tensor parallel or layer split); recommend and report "
+                      "also try every smaller valid count."),
+    click.option("--precision", type=NAME, default=None,
+                 help="Target weight format (default: the engine's; e.g. bf16, fp8, int4-awq, q4_k_m)."),
+    click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0."),
+    click.option("--batch", type=_BATCH, default=1, show_default=True, help="Concurrent sequences decoded together (count)."),
+    click.option("--context", type=_CONTEXT, default=None,
+                 help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
+    click.option("--engine", default="auto", show_default=True, type=NAME,
+                 help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
+    click.option("--memory-gib", type=_MEMORY_GIB, default=None,
+                 help="Memory of one GPU in GiB, if not the catalogue's (Apple: your configuration)."),
+)
+_draft = _options(
+    click.option("--draft", type=NAME, default=None, help="Draft model: catalogue id or name, or a local folder / config.json."),
+    click.option("--draft-precision", type=NAME, default=None,
+                 help="Draft weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the target's)."),
+    click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
+)
+_task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
+                     show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
+
+_calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
+                            help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")
