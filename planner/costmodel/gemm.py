@@ -65,10 +65,11 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
     # cheaper with more rows).
     at_limit = mem_s + (d.quant_matvec_rows - 1) * flops_per_row / d.quant_matvec_dot_flops
     dots = np.where(mv, dots, np.maximum(load + dots, at_limit) - load)
-    # Plain mat-vec (Metal K-quants at 2-3 rows): each row streams the weights again.
+    # Plain mat-vec (Metal K-quants at 2-3 rows): each row is a whole mat-vec of its own,
+    # the weights streamed again and the row's ALU work hidden under them unless it is longer.
     reread = kquant & (rows < d.kquant_matvec_rows)
     load = np.where(reread, rows * mem_s, load)
-    dots = np.where(reread, 0.0, dots)
+    dots = np.where(reread, rows * np.maximum(flops_per_row / d.quant_matvec_dot_flops - mem_s, 0.0), dots)
     return load + dots, load, dots
 
 
