@@ -180,9 +180,13 @@ def test_exit_codes(runner, files):
     loose = ["--max-median-error", "100", "--max-prior-error", "100", "--max-measured-error", "100",
              "--max-r-error", "100"]
     alone = _cli(runner, "--measurements", m, *loose)
-    assert alone.exit_code == 1  # B-SLOW, a measured slowdown, is predicted to gain on every setting
+    # B-SLOW, a measured slowdown on an M1 Pro (Q4 target), is predicted below 1.05x since the
+    # Metal kernel lines price the quantised verify per row (issue 9): every target met.
+    assert alone.exit_code == 0
     data = json.loads(alone.stdout)
-    assert data["summary"]["targets"][-1]["met"] is False and not data["summary"]["targets_met"]
+    assert data["summary"]["targets"][-1]["met"] is True and data["summary"]["targets_met"]
+    strict = _cli(runner, "--measurements", m, *loose[:2], "--max-prior-error", "0", *loose[4:])
+    assert strict.exit_code == 1 and not json.loads(strict.stdout)["summary"]["targets_met"]
     decode_only = _cli(runner, "--measurements", _decode_only(files[0]), "--max-median-error", "100")
     assert decode_only.exit_code == 0 and json.loads(decode_only.stdout)["summary"]["targets_met"]
     assert _cli(runner, "--measurements", _decode_only(files[0]), "--max-median-error", "0").exit_code == 1
