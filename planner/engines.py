@@ -50,14 +50,34 @@ class CostDefaults(Frozen):
 
 
 class KernelSpec(Frozen):
-    """How an engine multiplies block-quantised (GGUF) weights, by rows (tokens) per pass."""
+    """How an engine multiplies block-quantised (GGUF) weights, by rows (tokens) per pass.
 
+    A row past the first in the mat-vec costs ``params x ops_per_weight / (unit peak x
+    eta_dot)``: 2 ops (one multiply-add) on CUDA's dp4a, the dequantise + dot work on
+    the FP32 ALUs of GPUs without integer dot units (Apple Metal).
+    """
+
+    memory_classes: tuple[MemoryClass, ...] = Field(
+        ("hbm", "gddr"), description="memory classes (GPU families) this release line's kernels run on"
+    )
     quant_matvec_max_rows: int = Field(ge=0, description="rows served by the quantised mat-vec kernel (MMVQ)")
-    quant_matvec_eta_dot: float = Field(gt=0, le=1, description="mat-vec dot products / dp4a peak, per extra row")
+    quant_matvec_dot: Literal["dp4a", "fp32"] = Field("dp4a", description="unit the mat-vec's per-row work runs on")
+    quant_matvec_ops_per_weight: float = Field(
+        2.0, gt=0, description="ops per weight per extra row on that unit (2: one multiply-add)"
+    )
+    quant_matvec_eta_dot: float = Field(gt=0, le=1, description="mat-vec achieved / peak of that unit, per extra row")
+    kquant_matvec_min_rows: int = Field(
+        1, ge=1, description="K-quant blocks below this many rows run the plain mat-vec: weights re-read per row"
+    )
     quant_matmul_tile_rows: int = Field(ge=1, description="rows per tile of the quantised GEMM: weights re-read per tile")
     quant_matmul_tile_step: int = Field(ge=1, description="rows pad to a multiple of this inside a tile")
-    quant_matmul_dot: Literal["dp4a", "int8_tensor"] = Field(description="unit the quantised GEMM's dot products run on")
+    quant_matmul_dot: Literal["dp4a", "int8_tensor", "fp32"] = Field(
+        description="unit the quantised GEMM's dot products run on"
+    )
     quant_matmul_eta_dot: float = Field(gt=0, le=1, description="achieved / peak of that unit")
+    gemm_matvec_rows: int | None = Field(
+        None, ge=1, description="16-bit weights' mat-vec row limit on this line (None: the cost block's)"
+    )
     source: str
 
 
@@ -110,15 +130,23 @@ class EngineSpec(Frozen):
         """Cost defaults for a memory class (HBM, GDDR or unified)."""
         return self.cost[memory_class]
 
-    def kernels_for(self, release: str | None = None) -> KernelSpec | None:
-        """The quantised-kernel regime of a release line (default: the first listed, the current one)."""
+    def kernels_for(self, release: str | None = None, memory_class: MemoryClass | None = None) -> KernelSpec | None:
+        """The quantised-kernel regime of a release line.
+
+        Default: the first line listed for ``memory_class`` (the current one there; any
+        class when None). A named line must run on that memory class.
+        """
         if not self.kernels:
             return None
+        runs = {k: v for k, v in self.kernels.items() if memory_class is None or memory_class in v.memory_classes}
         if release is None:
-            return next(iter(self.kernels.values()))
-        if release not in self.kernels:
-            raise UnknownNameError(f"{self.label} has no kernel release line {release!r}; known: {', '.join(self.kernels)}")
-        return self.kernels[release]
+            return next(iter(runs.values()), None)
+        if release not in runs:
+            where = f" on {memory_class} memory" if memory_class else ""
+            raise UnknownNameError(
+                f"{self.label} has no kernel release line {release!r}{where}; known: {', '.join(runs) or 'none'}"
+            )
+        return runs[release]
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,10 @@ pad(M) rounds M up to the engine's M tile (engines.yaml gemm_tile_rows). The qua
 kernels (llama.cpp MMVQ / MMQ) load the weights once per tile of rows and do each
 row's dot products after the load, so every row past the first in a tile adds its
 dot time; the mat-vec kernel serves up to ``quant_matvec_rows`` rows in one tile.
-Everything broadcasts over arrays of rows and of profile fields.
+A row's dot time is 2 P / dot rate, the rate set per kernel line from its unit (CUDA
+dp4a; on Metal the FP32 ALUs at the dequantise + dot ops each weight costs per row).
+Metal runs K-quants below ``kquant_matvec_rows`` rows through the plain mat-vec,
+one weight pass per row. Everything broadcasts over arrays of rows and of profile fields.
 """
 
 from __future__ import annotations
@@ -46,7 +49,8 @@ def gemm_s(mem_s: Array, flops_per_row: Array | float, padded_s_per_flop: Array)
     return np.maximum(mem_s, compute), mem_s, compute
 
 
-def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: DeviceProfile) -> Priced:
+def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: DeviceProfile,
+                   kquant: Array | bool = False) -> Priced:
     """A GGUF block-quantised matmul over ``rows`` rows, s: weight loads plus the dot passes after them.
 
     Mat-vec (rows <= quant_matvec_rows): one load, rows - 1 extra dot passes. Above it
@@ -64,15 +68,20 @@ def quant_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, d: D
     # cheaper with more rows).
     at_limit = mem_s + (d.quant_matvec_rows - 1) * flops_per_row / d.quant_matvec_dot_flops
     dots = np.where(mv, dots, np.maximum(load + dots, at_limit) - load)
+    # Plain mat-vec (Metal K-quants at 2-3 rows): each row is a whole mat-vec of its own,
+    # the weights streamed again and the row's ALU work hidden under them unless it is longer.
+    reread = kquant & (rows < d.kquant_matvec_rows)
+    load = np.where(reread, rows * mem_s, load)
+    dots = np.where(reread, rows * np.maximum(flops_per_row / d.quant_matvec_dot_flops - mem_s, 0.0), dots)
     return load + dots, load, dots
 
 
 def weight_matmul_s(mem_s: Array, flops_per_row: Array | float, rows: Array, padded_s_per_flop: Array,
-                    block_quant: Array | bool, d: DeviceProfile) -> Priced:
+                    block_quant: Array | bool, d: DeviceProfile, kquant: Array | bool = False) -> Priced:
     """One weight operator: the GGUF kernels where they apply, else a tiled GEMM."""
     priced = gemm_s(mem_s, flops_per_row, padded_s_per_flop)
     use = block_quant & (d.quant_matvec_rows > 0)
     if not np.any(use):
         return priced  # the common case: no GGUF kernels anywhere in this call
-    quant = quant_matmul_s(mem_s, flops_per_row, rows, d)
+    quant = quant_matmul_s(mem_s, flops_per_row, rows, d, kquant)
     return tuple(np.where(use, q, g) for q, g in zip(quant, priced))  # type: ignore[return-value]

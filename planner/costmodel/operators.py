@@ -183,7 +183,7 @@ def pass_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike, context: Arra
                "mlp": (p.mlp_params, p.bytes_per_param), "lm_head": (p.lm_head_params, p.lm_head_bytes_per_param)}
     gguf = np.any(p.block_quant & (d.quant_matvec_rows > 0))
     priced = {k: weight_matmul_s(np.asarray(q * per / stream), _FLOPS_PER_MAC * q, tokens, padded_s_per_flop,
-                                 p.block_quant, d) for k, (q, per) in weights.items()} if gguf else {}
+                                 p.block_quant, d, p.kquant) for k, (q, per) in weights.items()} if gguf else {}
     ops = {k: v[0] for k, v in priced.items()} or _dense_gemms_s(p, stream, padded_s_per_flop)
     experts = _experts(p, d, tokens, stream, rate)
     attention = _attention(p, d, b, ctx, n, tokens)

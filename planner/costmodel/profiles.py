@@ -82,6 +82,7 @@ class ModelProfile:
     bytes_per_param: float = 2.0  # linear layers
     lm_head_bytes_per_param: float = 2.0
     block_quant: bool = False  # GGUF block formats (q8_0 ... q2_k): the engine's quantised kernels
+    kquant: bool = False  # GGUF K-quant super-blocks (q6_k, q5_k_m, q4_k_m, ...): their own kernel gates on Metal
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,7 @@ class DeviceProfile:
     quant_matmul_tile_rows: float = 1.0
     quant_matmul_tile_step: float = 1.0
     quant_matmul_dot_flops: float = np.inf
+    kquant_matvec_rows: float = 1.0  # K-quants below this many rows re-read the weights per row (plain mat-vec)
 
 
 def stack_profiles(profiles: list[Any], shape: tuple[int, ...]) -> Any:
@@ -149,6 +151,16 @@ def peak_tflops(gpu: GpuSpec, dtype: str) -> float:
 def dp4a_tops(gpu: GpuSpec) -> float:
     """int8 dot-product ops/s of the CUDA cores (dp4a), TOPS: 4 x the FP32 rate, else the FP16 path."""
     return gpu.fp32_tflops * _DP4A_OVER_FP32 if gpu.fp32_tflops else peak_tflops(gpu, "fp16")
+
+
+def _dot_units_flops(gpu: GpuSpec) -> dict[str, float]:
+    """Peak rate of each unit a quantised kernel can run its dot products on, ops/s.
+
+    dp4a: CUDA cores' int8 dot (4 x FP32); int8_tensor: the int8 tensor path; fp32: the
+    shader ALUs' FP32 rate (Apple: the only figure published; FP16 runs at about the same).
+    """
+    fp32 = gpu.fp32_tflops or peak_tflops(gpu, "fp16")
+    return {"dp4a": dp4a_tops(gpu) * TERA, "int8_tensor": peak_tflops(gpu, "int8") * TERA, "fp32": fp32 * TERA}
 
 
 def _dequantising(fmt: WeightFormat) -> bool:
@@ -196,7 +208,7 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
         qkv_params=(attn - o) / shard, o_params=o / shard, mlp_params=mlp_bytes / bytes_per_param / shard,
         lm_head_params=lm_head / shard, expert_params=expert_params / shard,
         bytes_per_param=bytes_per_param, lm_head_bytes_per_param=head_bpp,
-        block_quant=fmt.kind == "gguf",
+        block_quant=fmt.kind == "gguf", kquant=fmt.kind == "gguf" and "_k" in fmt.name,
     )
 
 
@@ -227,9 +239,11 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
     per_vocab_ns = (s.draft_ns_per_vocab if role == "draft" and s is not None else c.sampling_ns_per_vocab) if sampled else 0.0
     on_host = sampled and s is not None and s.where == "host" and gpu.memory_class != "unified"
     copy_s = _LOGIT_BYTES / (s.host_link_gb_s * GB) if on_host and s is not None else 0.0
-    q = engine.kernels_for(kernels)
-    dot_peak = dp4a_tops(gpu) * TERA
-    mm_peak = (peak_tflops(gpu, "int8") * TERA if q is not None and q.quant_matmul_dot == "int8_tensor" else dot_peak)
+    q = engine.kernels_for(kernels, gpu.memory_class)
+    units = _dot_units_flops(gpu)
+    mv_rate = units[q.quant_matvec_dot] * q.quant_matvec_eta_dot * _FLOPS_PER_MAC / q.quant_matvec_ops_per_weight if q else np.inf
+    mm_peak = units[q.quant_matmul_dot] if q else np.inf
+    matvec_rows = q.gemm_matvec_rows if q is not None and q.gemm_matvec_rows else c.gemm_matvec_rows
     small, mid, large = _tiles(c.gemm_tile_rows)
     return DeviceProfile(
         bandwidth_bytes_s=gpu.memory_bandwidth_gb_s * GB,
@@ -243,11 +257,12 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
         hop_latency_s=_HOP_LATENCY_US[gpu.interconnect.kind] * MICRO,
         tensor_parallel=engine.parallelism == "tensor",
         logits_copy_s_per_vocab=copy_s,
-        gemm_matvec_rows=float(c.gemm_matvec_rows), gemm_tile_small=small, gemm_tile_mid=mid,
+        gemm_matvec_rows=float(matvec_rows), gemm_tile_small=small, gemm_tile_mid=mid,
         gemm_tile_large=large,
         quant_matvec_rows=float(q.quant_matvec_max_rows) if q else float(_NO_QUANT_KERNELS),
-        quant_matvec_dot_flops=dot_peak * q.quant_matvec_eta_dot if q else np.inf,
+        quant_matvec_dot_flops=mv_rate,
         quant_matmul_tile_rows=float(q.quant_matmul_tile_rows) if q else 1.0,
         quant_matmul_tile_step=float(q.quant_matmul_tile_step) if q else 1.0,
         quant_matmul_dot_flops=mm_peak * q.quant_matmul_eta_dot if q else np.inf,
+        kquant_matvec_rows=float(q.kquant_matvec_min_rows) if q else 1.0,
     )
