@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib.resources import files
 from typing import Literal
@@ -23,6 +24,7 @@ __all__ = [
     "engine_spec",
     "default_engine_for",
     "check_engine_runs",
+    "version_key",
 ]
 
 Vendor = Literal["nvidia", "amd", "apple", "intel"]
@@ -78,6 +80,9 @@ class KernelSpec(Frozen):
     gemm_matvec_rows: int | None = Field(
         None, ge=1, description="16-bit weights' mat-vec row limit on this line (None: the cost block's)"
     )
+    below: str | None = Field(
+        None, description="first release (build) after this line: --server-version below it selects the line"
+    )
     source: str
 
 
@@ -130,6 +135,22 @@ class EngineSpec(Frozen):
         """Cost defaults for a memory class (HBM, GDDR or unified)."""
         return self.cost[memory_class]
 
+    def kernel_line_for_version(self, version: str | None, memory_class: MemoryClass) -> str | None:
+        """The kernel release line a server version runs on ``memory_class`` (None: the current one).
+
+        Lines with ``below`` are checked oldest first: the first whose ``below`` the version is
+        under wins; a version past all of them (or none given) runs the current line.
+        """
+        if version is None or not self.kernels:
+            return None
+        try:
+            key = version_key(version)
+        except SpecplanError:
+            return None  # a line named by word (llama-speculative, heuristic): the current kernels
+        dated = [(version_key(spec.below), name) for name, spec in self.kernels.items()
+                 if spec.below is not None and memory_class in spec.memory_classes]
+        return next((name for below, name in sorted(dated) if key < below), None)
+
     def kernels_for(self, release: str | None = None, memory_class: MemoryClass | None = None) -> KernelSpec | None:
         """The quantised-kernel regime of a release line.
 
@@ -147,6 +168,17 @@ class EngineSpec(Frozen):
                 f"{self.label} has no kernel release line {release!r}{where}; known: {', '.join(runs) or 'none'}"
             )
         return runs[release]
+
+
+_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
+
+
+def version_key(text: str) -> tuple[int, ...]:
+    """The first dotted number in a version string as a tuple: 'b11312' -> (11312,), 'v0.6.7' -> (0, 6, 7)."""
+    m = _VERSION.search(text)
+    if m is None:
+        raise SpecplanError(f"server version {text!r} has no version number (e.g. 0.6.7, b4500)")
+    return tuple(int(x) for x in m.group(1).split("."))
 
 
 @lru_cache(maxsize=1)

@@ -206,3 +206,23 @@ def test_estimate_names_the_operator_that_bounds_each_pass(runner):
     d = json.loads(runner.invoke(main, [*args, "--format", "json"]).stdout)
     assert d["bound"]["verify"] == "compute" and d["bound"]["operator"]["verify"]["operator"] == "mlp"
     assert set(d["bound"]["operator"]["target"]["operators_ms"]) == set(OPERATORS)
+
+
+def test_a_build_number_selects_the_kernel_line_it_ran():
+    """--server-version picks engines.yaml's kernel line by its `below` build: PR #5625's b2300 table vs today."""
+    from planner.engines import engine_spec
+    from planner.plan import EstimateInputs, estimate
+    from planner.requests import FitInputs
+
+    eng = engine_spec("llamacpp")
+    assert eng.kernel_line_for_version("b2300", "hbm") == "pr5625-2024-03"
+    assert eng.kernel_line_for_version("b11312", "hbm") is None and eng.kernel_line_for_version(None, "hbm") is None
+    assert eng.kernel_line_for_version("b4000", "unified") == "metal-b4077-2024-11"
+    assert eng.kernel_line_for_version("llama-speculative", "hbm") is None  # a tool, not a build
+
+    def r(version):  # type: ignore[no-untyped-def]
+        fit = FitInputs(target="codellama/CodeLlama-34b-hf", draft="codellama/CodeLlama-7b-Python-hf",
+                        gpu="a100-sxm-80gb", engine="llamacpp", precision="q8_0", draft_precision="q4_0", k=8)
+        return float(estimate(EstimateInputs(fit, k_given=True, server_version=version)).prices.r)
+
+    assert r("b2300") > 3.0 > 2.0 > r(None)  # 9 rows: three 4-row MMQ tiles then vs one MMQ tile now

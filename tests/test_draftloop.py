@@ -170,10 +170,11 @@ def test_release_lines_and_defaults() -> None:
     assert engine_loop("hf").p_min == 0.4 and engine_loop("hf", "4.40").rule == "fixed"
     with pytest.raises(SpecplanError):
         engine_loop("vllm", p_min=0.5)
-    tool = engine_loop("llamacpp", "llama-speculative")  # by name only: never picked by a build number
+    tool = engine_loop("llamacpp", "llama-speculative")  # by name, or any build before server speculation (b4180)
     assert tool.rule == "fixed" and tool.extra_draft_passes == 1
+    assert engine_loop("llamacpp", "b2300").line == "llama-speculative"
     with pytest.raises(SpecplanError, match="no draft-loop line"):
-        engine_loop("llamacpp", "b100")
+        engine_loop("vllm", "0.4.0")
     lr = loop_round(tool, 0.8, 5, 0.2, np.ones(6), 1.0)
     assert float(lr.draft_passes) == 6.0 and float(lr.drafted) == 5.0
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
@@ -12,12 +11,12 @@ from pydantic import Field, ValidationError
 from planner.catalog.loading import format_validation_error, safe_load
 from planner.catalog.schemas import Frozen
 from planner.draftloop.rounds import Rule
+from planner.engines import version_key
 from planner.errors import CatalogError, SpecplanError
 
 __all__ = ["LoopLine", "EngineLoops", "LoopSpec", "loop_table", "default_kappa", "engine_loop", "version_key"]
 
 _SCHEDULES = ("fixed", "heuristic", "heuristic_transient")
-_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
 
 
 class ServerDefaults(Frozen):
@@ -108,14 +107,6 @@ def loop_table() -> dict[str, EngineLoops]:
 def default_kappa() -> float:
     """The confidence model's concentration from loops.yaml (dimensionless)."""
     return _doc().confidence.kappa
-
-
-def version_key(text: str) -> tuple[int, ...]:
-    """The first dotted number in a version string as a tuple: 'b11312' -> (11312,), 'v0.6.7' -> (0, 6, 7)."""
-    m = _VERSION.search(text)
-    if m is None:
-        raise SpecplanError(f"server version {text!r} has no version number (e.g. 0.6.7, b4500)")
-    return tuple(int(x) for x in m.group(1).split("."))
 
 
 def _line_for(eng: EngineLoops, version: str | None, engine: str) -> LoopLine:

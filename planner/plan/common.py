@@ -24,16 +24,21 @@ _WRONG_DRAFT_ALPHA = 0.65
 UAG_K = 5  # k the re-tokenisation cost of a cross-tokenizer round is priced at when none is given
 
 
-def profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat | None, gpus: int):  # type: ignore[no-untyped-def]
-    """Target/draft profiles and devices for a g-GPU group under the request's engine."""
+def profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat | None, gpus: int,  # type: ignore[no-untyped-def]
+             server_version: str | None = None):
+    """Target/draft profiles and devices for a g-GPU group under the request's engine.
+
+    ``server_version`` picks the engine's kernel release line (engines.yaml ``below``); None: current.
+    """
+    kernels = req.engine.kernel_line_for_version(server_version, req.gpu.memory_class)
     tensor = req.engine.parallelism == "tensor"
     dtp = draft_tp_degree(replace(req, gpus=gpus))
     tp = model_profile(req.target, req.precision, req.kv, gpus if tensor else 1)
-    device = device_profile(req.gpu, req.engine, gpus)
+    device = device_profile(req.gpu, req.engine, gpus, kernels=kernels)
     if draft is None:
         return tp, None, device, device
     dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1)
-    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus, role="draft")
+    return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus, role="draft", kernels=kernels)
 
 
 def bound(compute_bound: Any) -> str:

@@ -80,7 +80,7 @@ def estimate(inp: EstimateInputs) -> Estimate:
     if applied is not None:
         fit_warnings += applied.warnings
     ctx = decode_context(req.context)
-    tp, dp, dev0, ddev0 = profiles(req, req.draft, req.draft_precision, req.gpus)
+    tp, dp, dev0, ddev0 = profiles(req, req.draft, req.draft_precision, req.gpus, inp.server_version)
     dev = calibrated_device(dev0, applied.target_timing if applied else None)
     ddev = calibrated_device(ddev0, applied.draft_timing if applied else None)
     if dp is None or req.draft is None:

@@ -54,6 +54,13 @@ _ROW_FACTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Builds the speculative_more rows ran, where the source dates them but names no build. PR #5625's
+# thread (ggerganov's review and llama-bench table, 2024-03-02): a build of early March 2024,
+# b2300 (the tag of those days, estimated from the date); it prices the speculative example's loop
+# (no server speculation before b4180) and the CUDA kernels of that time (engines.yaml pr5625-2024-03).
+_MORE_BUILDS = {"S2-LC5625": "b2300"}
+
+
 @dataclass(frozen=True)
 class MeasuredAcceptance:
     """The acceptance a run measured, in the quantity its source printed."""
@@ -241,9 +248,10 @@ def case_from_more(row: dict[str, Any]) -> SpecCase | Skip:
     except SpecplanError as exc:
         return Skip(row["id"], SPECULATIVE_MORE, str(exc))
     args = dict(block["args"])
-    version = loop_version_in(str(row.get("engine") or ""), str(args.get("engine") or ""))
+    version = _MORE_BUILDS.get(str(row["id"]).rsplit("-", 1)[0]) or loop_version_in(
+        str(row.get("engine") or ""), str(args.get("engine") or ""))
     if version:
-        args["server_version"] = version  # the draft loop the run used (planner/draftloop/loops.yaml)
+        args["server_version"] = version  # the loop and kernels the run used (loops.yaml, engines.yaml)
     return SpecCase(row["id"], SPECULATIVE_MORE, tuple(args.items()),
                     None if speedup is None else float(speedup), kind,
                     None if compare.get("r") is None else float(compare["r"]), acceptance,

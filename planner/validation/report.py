@@ -9,7 +9,9 @@ What counts where:
 * medians take rows with a measured speedup; "up to N" figures are a best case over prompts,
   so they are listed with a one-sided check (predicted <= N) and stay out of the medians;
 * a qualitative "about 1x" (S2-LC5625-03) is a no-gain row: it passes when the prediction at
-  the best k is below 1.05x, i.e. when specplan would also say "do not speculate";
+  the best k is below 1.05x, i.e. when specplan would also say "do not speculate". It is listed
+  and checked beside the slowdowns, but the target is the issue's: every measured slowdown
+  (< 1.0x), a number, not a source's words;
 * a target with no rows to check is reported as not applicable, never as missed.
 """
 
@@ -174,6 +176,7 @@ def summarize(report: ValidationReport, targets: Targets | None = None) -> dict[
     engines = sorted({c.engine for c in report.speculative})
     by_engine = {e: _spec_blocks([c for c in report.speculative if c.engine == e]) for e in engines}
     no_gain = no_gain_checks(report, targets)
+    slowdowns = [n for n in no_gain if n["kind"] == "slowdown"]
     skipped_by_file: dict[str, int] = {}
     for s in report.skipped:
         skipped_by_file[s.file] = skipped_by_file.get(s.file, 0) + 1
@@ -186,8 +189,9 @@ def summarize(report: ValidationReport, targets: Targets | None = None) -> dict[
         _target("speedup with measured acceptance median |error|", blocks["speedup_measured_acceptance"],
                 targets.measured_median),
         _target("verify ratio r median |error|", blocks["verify_ratio_r"], targets.r_median),
-        {"name": f"every no-gain run predicted below {targets.no_gain_below}x", "value": sum(not n["passed"] for n in no_gain),
-         "limit": 0, "rows": len(no_gain), "met": all(n["passed"] for n in no_gain) if no_gain else None},
+        {"name": f"every measured slowdown (< 1.0x) predicted below {targets.no_gain_below}x",
+         "value": sum(not n["passed"] for n in slowdowns), "limit": 0, "rows": len(slowdowns),
+         "met": all(n["passed"] for n in slowdowns) if slowdowns else None},
     ]
     return {
         "decode_tokens_per_s": decode_block, **blocks, "by_engine": by_engine,
