@@ -55,7 +55,7 @@ TARGET_FORMAT = "bf16"
 KV_FORMAT = "fp16"
 TASK = "chat"
 PAYS = 1.05  # planner.plan.MIN_WORTHWHILE_SPEEDUP
-GOAL_CONFIGS_PER_S = 1_000_000
+GOAL_CONFIGS_PER_S = 20_000_000  # issue 9: per-operator pricing must keep the sweep at >= 20M per second
 GOAL_COLD_S = 0.6
 CLI_ARGS = ("recommend", "--target", "llama-3.1-70b", "--gpu", "h100-sxm", "--gpus", "4", "--format", "json")
 # Above this many float64 per full-size array, the GPU axis is priced in chunks.
@@ -168,7 +168,7 @@ def run_sweep(repeats: int, gpu_chunk: int) -> None:
     print(f"  GPU blocks per pass       {len(blocks)}  ({gpu_chunk} GPUs per price_rounds call)")
     print(f"  setup (profiles + stack)  {t_setup:.3f} s  ({s['profiles']} profiles; not counted below)")
     print(f"  pricing, best of {len(times)}       {best:.4f} s  (all runs: {', '.join(f'{x:.4f}' for x in times)})")
-    print(f"  configurations per second {configs / best:,.0f}   goal > 1,000,000 per second on one core"
+    print(f"  configurations per second {configs / best:,.0f}   goal > {GOAL_CONFIGS_PER_S:,} per second on one core"
           f"  [{'met' if configs / best > GOAL_CONFIGS_PER_S else 'NOT met'}]")
     print(f"  peak RSS of this process  {peak_rss_mib:,.0f} MiB")
     print(f"  all speedups finite       {bool(finite)}")
