@@ -88,7 +88,8 @@ def fit(fmt: str, **flags: Any) -> int:
               help="Draft confidence threshold, a probability 0..1 (llama.cpp p-min; transformers "
                    "assistant_confidence_threshold); default: the engine's, as exports write it.")
 @click.option("--server-version", "loop_version", default=None, type=NAME,
-              help="Engine release whose draft loop to price (0.6.7, b4500; default: the newest line).")
+              help="Engine release whose draft loop and kernel line to price (0.6.7, b4500, llama-speculative; "
+                   "default: the newest line).")
 @_task
 @_calibration
 @_format_option
