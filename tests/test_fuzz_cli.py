@@ -166,6 +166,21 @@ def test_estimate_k_and_acceptance_rate(runner, a):
     _run(runner, a)
 
 
+@fuzz(300)
+@given(flags(["estimate", "--target", "meta-llama/Llama-3.1-8B", "--draft", "meta-llama/Llama-3.2-1B",
+              "--gpu", "rtx-4090"], {"--k": K, "--engine": (name(["llamacpp", "hf", "vllm"]), None)},
+             {"--acceptance-rate": UNIT, "--p-min": UNIT,
+              "--drafted-per-round": (number(["0.5", "3", "16"]), float_bad(0, 64, low_open=True)),
+              "--drafted": (number(["730", "1"]), int_bad(1, 2**53)),
+              "--accepted": (number(["526", "0"]), int_bad(0, 2**53)),
+              "--rounds": (number(["150", "1"]), int_bad(1, 2**53)),
+              "--mean-accepted-length": (number(["1.5", "3"]), float_bad(1, 65)),
+              "--server-version": (name(["b4500", "b11312", "b2300", "0.6.7", "llama-speculative", "4.45"]), None)}))
+def test_estimate_draft_loop_flags(runner, a):
+    """The draft-loop inputs (issue 9): any mix is an answer, a fit verdict or one line and exit 2."""
+    _run(runner, a)
+
+
 @fuzz(150)
 @given(flags(["recommend"], REQUIRED, {**HARDWARE, "--top": TOP, "--gpu-hour-usd": PRICE, "--alpha": UNIT,
                                        "--objective": (st.sampled_from(["latency", "throughput", "cost", "x"]), None),
