@@ -122,6 +122,8 @@ _ranking = _options(
                  help="Candidate rows to show (count; the no-speculation rows are added)."),
     click.option("--gpu-hour-usd", type=_PRICE, default=None,
                  help="Price of one GPU in USD per GPU-hour: adds tokens per USD (needed by --objective cost)."),
+    click.option("--server-version", default=None, type=NAME,
+                 help="Engine release whose draft loop and kernel line to price (0.6.7, b4500; default: the newest)."),
 )
 
 
@@ -138,7 +140,7 @@ def _exit_for(candidates: list[dict[str, Any]]) -> int:
 @_calibration
 @_format_option
 def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float | None, alpha: float | None,
-              calibration: str | None, **flags: Any) -> int:
+              calibration: str | None, server_version: str | None, **flags: Any) -> int:
     """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row).
 
     Exit 1 when no candidate fits.
@@ -154,7 +156,7 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
         check_alpha(alpha)
     result = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                            top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha,
-                                           calibration=calibration))
+                                           calibration=calibration, server_version=server_version))
     data = recommendation_to_dict(result, task, objective)
     _emit(data, fmt, print_recommendation)
     return _exit_for(data["candidates"])
@@ -244,7 +246,7 @@ def _print_written(d: dict[str, Any]) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, calibration: str | None, output: str,
-           force: bool, fmt: str, **flags: Any) -> int:
+           force: bool, fmt: str, server_version: str | None, **flags: Any) -> int:
     """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation.
 
     Exit 1 when no candidate fits (the report is still written).
@@ -257,7 +259,8 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 
     check_output(output, force)
     data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
-                                             top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration))
+                                             top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration,
+                                             server_version=server_version))
     write_text_atomic(output, render_report(data), force=force)
     _emit({"wrote": [output], "verdict": data["verdict"], "estimate": data["estimate"],
            "recommendation": data["question"]}, fmt, _print_written)

@@ -115,3 +115,15 @@ def test_a_proposers_per_step_host_time_is_part_of_every_draft_pass() -> None:
     assert extra > 0 and engine_loop("vllm", "0.11.0").draft_pass_us == 0
     assert float(v0.t_draft_s) == pytest.approx(float(v1.t_draft_s) + extra)
     assert float(v0.c) == pytest.approx(float(v0.t_draft_s) / float(v0.t_target_s))
+
+
+def test_recommend_and_report_price_the_release_asked_for(tmp_path: Path) -> None:
+    """recommend --server-version prices that release's loop (vLLM V0's worker costs more than V1's)."""
+    runner = CliRunner()
+    base = ["recommend", "--target", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "mi300x", "--format", "json"]
+    v0 = json.loads(runner.invoke(main, base + ["--server-version", "0.6.7"]).stdout)["candidates"][0]
+    v1 = json.loads(runner.invoke(main, base).stdout)["candidates"][0]
+    assert v0["draft"] and v1["draft"] and v0["speedup"] < v1["speedup"]
+    out = runner.invoke(main, ["report", "--target", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "mi300x",
+                               "--server-version", "0.6.7", "-o", str(tmp_path / "r.html"), "--format", "json"])
+    assert out.exit_code == 0, out.stderr

@@ -57,7 +57,8 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
         return data
     fit = replace(inp.fit, draft=chosen["draft"], draft_precision=chosen["draft_precision"], gpus=chosen["gpus"],
                   k=chosen["k"])
-    est = estimate(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration))
+    est = estimate(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration,
+                                  server_version=inp.server_version))
     est_data = estimate_to_dict(est)
     curves = _curves(est)
     data["estimate"] = est_data

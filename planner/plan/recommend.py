@@ -42,6 +42,7 @@ class RecommendInputs:
     gpu_hour_usd: float | None = None
     alpha: float | None = None  # applies to every draft; each draft's prior otherwise
     calibration: str | None = None  # path of a calibration file
+    server_version: str | None = None  # release whose draft loop and kernel line are priced (None: the newest)
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,7 @@ def _per_usd(throughput: float, gpus: int, inp: RecommendInputs) -> float | None
 def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs, cal: CalibrationFile | None) -> Candidate:
     req = replace(base, gpus=g)
     report = fit_report(req)
-    tp, _, dev, _ = profiles(req, None, None, g)
+    tp, _, dev, _ = profiles(req, None, None, g, inp.server_version)
     if cal is not None:
         dev = calibrated_device(dev, apply_calibration(cal, inp.calibration or "", req.gpu, req.target, None,
                                                        req.engine.name).target_timing)
@@ -181,7 +182,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
     for draft, fmt, g in combos:
         req = replace(base, gpus=g, draft=draft, draft_precision=fmt)
         reports.append(fit_report(req))
-        tp, dp, dev, ddev = profiles(req, draft, fmt, g)
+        tp, dp, dev, ddev = profiles(req, draft, fmt, g, inp.server_version)
         applied = apply_calibration(cal, inp.calibration or "", req.gpu, req.target, draft, req.engine.name) if cal else None
         if applied is not None:
             dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
@@ -196,7 +197,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
     tp_s, dp_s = stack_profiles(targets, shape), stack_profiles(drafts, shape)
     dev_s, ddev_s = stack_profiles(devs, shape), stack_profiles(ddevs, shape)
     alpha = np.asarray(bands).reshape(n, 3, 1)
-    loop = engine_loop(base.engine.name)
+    loop = engine_loop(base.engine.name, inp.server_version)
     fixed = [with_pair_costs(loop, base.target, draft, UAG_K).fixed_round_us for draft, _, _ in combos]
     loop = replace(loop, fixed_round_us=np.reshape(fixed, shape))  # type: ignore[arg-type]  # per candidate
     p = price_rounds(tp_s, dp_s, dev_s, ddev_s, base.batch, decode_context(base.context), K_SEARCH[None, None, :], alpha,
