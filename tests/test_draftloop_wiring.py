@@ -127,3 +127,13 @@ def test_recommend_and_report_price_the_release_asked_for(tmp_path: Path) -> Non
     out = runner.invoke(main, ["report", "--target", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "mi300x",
                                "--server-version", "0.6.7", "-o", str(tmp_path / "r.html"), "--format", "json"])
     assert out.exit_code == 0, out.stderr
+
+
+def test_a_rate_without_a_drafted_count_at_long_n_max_is_flagged_a_guess() -> None:
+    runner = CliRunner()
+    base = ["estimate", "--target", "Qwen/Qwen2.5-32B-Instruct", "--draft", "Qwen/Qwen2.5-0.5B-Instruct",
+            "--gpu", "rtx-4090", "--engine", "llamacpp", "--k", "16", "--acceptance-rate", "0.85", "--format", "json"]
+    guess = json.loads(runner.invoke(main, base).stdout)["warnings"]
+    assert any("without a drafted count" in w for w in guess)
+    told = json.loads(runner.invoke(main, base + ["--drafted-per-round", "6"]).stdout)["warnings"]
+    assert not any("without a drafted count" in w for w in told)

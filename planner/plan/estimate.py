@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 
 from planner import speedup as sp
-from planner.acceptance import (AlphaChoice, calibrated_alpha, choose_alpha, mean_length_by_k, measured_precision,
-                                measured_rate, plan_loop, with_pair_costs)
+from planner.acceptance import (AlphaChoice, MeasuredRate, calibrated_alpha, choose_alpha, mean_length_by_k,
+                                measured_precision, measured_rate, plan_loop, with_pair_costs)
 from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
 from planner.calibration.schema import read_calibration
 from planner.catalog.schemas import ModelSpec
@@ -114,11 +114,32 @@ def estimate(inp: EstimateInputs) -> Estimate:
     prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1], loop=loop)
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best, cross_tokenizer(req.target, req.draft)))
+    warnings += tuple(_unknown_round_length(rate, loop, k, prices))
     text = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch, k,
                         best, float(prices_band.speedup[1, best - 1]), bound(prices.verify_compute_bound))
     before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
     return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop)
+
+
+# A real pair at --draft 16 drafted far fewer tokens per round than its acceptance suggests:
+# llama.cpp PR #3006 (CodeLlama 34B + 7B Q4_K_M, greedy, --draft 16): 254 drafted over 266 - 223 = 43
+# rounds (5.9 per round) at 87.8% accepted. The confidence model (kappa from one tiny pair) reads
+# such a rate as much longer rounds, so without a drafted count the round length is a guess.
+_LONG_N_MAX = 8
+
+
+def _unknown_round_length(rate: MeasuredRate | None, loop: LoopSpec, k: int, prices: RoundPrices) -> list[str]:
+    """A caution when an accepted/drafted rate of a threshold loop comes without drafted tokens per round."""
+    if rate is None or rate.rate is None or rate.drafted_per_round is not None or not loop.variable_length:
+        return []
+    if k < _LONG_N_MAX:
+        return []
+    drafted = float(np.asarray(prices.drafted_per_round))
+    return [f"accepted/drafted {rate.rate:g} at n-max {k} without a drafted count: the loop model assumes "
+            f"{drafted:.1f} drafted tokens per round, a guess; real pairs at --draft 16 have drafted 6-7 "
+            "(llama.cpp PR #3006: 254 drafted in 43 rounds at 87.8%); give --drafted-per-round or "
+            "--drafted/--rounds for a figure you can rely on"]
 
 
 def _figure(catalogue: float, calibrated: float, measured: float | None, source: str) -> dict[str, Any]:
