@@ -1,4 +1,4 @@
-"""specplan detect, probe and calibrate: the commands that measure (NVML, the probe, live servers)."""
+"""specplan detect, probe and calibrate: the commands that measure (the host CPU, NVML, the probe, live servers)."""
 
 from __future__ import annotations
 
@@ -14,14 +14,22 @@ __all__ = ["detect", "probe", "calibrate"]
 
 
 @click.command()
+@click.option("--require-gpu", is_flag=True, help="Exit 3 when no NVIDIA GPU is found (the CPU alone is not enough).")
 @_format_option
-def detect(fmt: str) -> None:
-    """List this machine's NVIDIA GPUs (NVML) and their catalogue match. Exit 3 without a GPU."""
-    from planner.calibration.nvml import detect as run_detect
-    from planner.calibration.nvml import detect_to_dict
-    from planner.outputs.calibration_view import print_detect_table
+def detect(fmt: str, require_gpu: bool) -> None:
+    """List this machine's CPU (plan on it with --gpu cpu) and NVIDIA GPUs (NVML) with their catalogue match.
 
-    _emit(detect_to_dict(run_detect()), fmt, print_detect_table)
+    Exit 0 whenever the CPU is reported, with a "no NVIDIA GPU" line when NVML finds none;
+    --require-gpu keeps the old exit 3 for scripts that need a GPU.
+    """
+    from planner.calibration.host import detect_report, host_device
+    from planner.calibration.nvml import NoGpuError
+    from planner.outputs.host_view import print_detect_report
+
+    report = detect_report(host_device())
+    _emit(report, fmt, print_detect_report)
+    if require_gpu and not report["gpus"]:
+        raise NoGpuError(str(report["no_gpu"]))
 
 
 @click.command()

@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from planner.catalog.loading import format_validation_error, safe_load
 from planner.catalog.names import did_you_mean
@@ -27,7 +27,7 @@ __all__ = [
     "version_key",
 ]
 
-Vendor = Literal["nvidia", "amd", "apple", "intel"]
+Vendor = Literal["nvidia", "amd", "apple", "intel", "cpu"]
 _ALIASES = {"tensorrtllm": "trtllm", "llama": "llamacpp", "transformers": "hf", "gpt-fast": "gptfast"}
 
 
@@ -130,10 +130,21 @@ class EngineSpec(Frozen):
         default_factory=dict, description="quantised-weight kernel regimes by release line ('current' first)"
     )
     sampling: SamplingSpec | None = None
+    refuses: dict[Vendor, str] = Field(
+        default_factory=dict, description="why the engine is not planned on a device kind it could in principle run on"
+    )
 
     def cost_for(self, memory_class: MemoryClass) -> CostDefaults:
-        """Cost defaults for a memory class (HBM, GDDR or unified)."""
+        """Cost defaults for a memory class (HBM, GDDR, unified or the host CPU)."""
+        if memory_class not in self.cost:
+            raise SpecplanError(f"{self.label} has no cost figures for {memory_class} memory")
         return self.cost[memory_class]
+
+    @model_validator(mode="after")
+    def _cpu_has_costs(self) -> EngineSpec:
+        if "cpu" in self.vendors and "cpu" not in self.cost:
+            raise ValueError("an engine that runs on the host CPU (vendors: cpu) needs a cost.cpu block")
+        return self
 
     def kernel_line_for_version(self, version: str | None, memory_class: MemoryClass) -> str | None:
         """The kernel release line a server version runs on ``memory_class`` (None: the current one).
@@ -213,13 +224,14 @@ def engine_spec(name: str) -> EngineSpec:
 
 def default_engine_for(vendor: str) -> EngineSpec:
     """The engine a user of this vendor's hardware most likely runs."""
-    return engines()["llamacpp" if vendor == "apple" else "vllm"]
+    return engines()["llamacpp" if vendor in ("apple", "cpu") else "vllm"]
 
 
 def check_engine_runs(engine: EngineSpec, vendor: str, gpu_name: str) -> None:
     """Refuse engine/hardware pairs the engine does not support."""
     if vendor not in engine.vendors:
+        why = f": {engine.refuses[vendor]}" if vendor in engine.refuses else ""  # type: ignore[index]
         raise SpecplanError(
-            f"{engine.label} does not run on {gpu_name} ({vendor}); engines for it: "
+            f"{engine.label} does not run on {gpu_name} ({vendor}){why}; engines for it: "
             + ", ".join(e.name for e in engines().values() if vendor in e.vendors)
         )

@@ -58,7 +58,11 @@ def resolve_engine(name: str | None, gpu: GpuSpec) -> EngineSpec:
 
 
 def _gpu(name: str) -> GpuSpec:
-    """A catalogue GPU, or this machine's GPU 0 for ``local`` (NVML; exit 3 without a GPU)."""
+    """A catalogue GPU, this machine's GPU 0 for ``local`` (NVML; exit 3 without a GPU), its CPU for ``cpu``."""
+    from planner.calibration.host import host_device, is_host_device
+
+    if is_host_device(name):
+        return host_device().spec
     if name.strip().lower() == "local":
         from planner.calibration.nvml import local_group
 

@@ -24,7 +24,8 @@ __all__ = [
     "memory_class_of",
 ]
 
-MemoryClass = Literal["hbm", "gddr", "unified"]
+# "cpu": the host CPU planned as a device (--gpu cpu; planner/calibration/host.py builds its spec).
+MemoryClass = Literal["hbm", "gddr", "unified", "cpu"]
 # What a released checkpoint was trained to do: "base" (pre-trained), "instruct" (chat/instruct/-it
 # post-training), "reasoning" (R1-style long chain-of-thought post-training), "draft" (trained to
 # draft for speculative decoding: it pairs with every release of its targets).
@@ -85,15 +86,17 @@ class Interconnect(Frozen):
 
 
 def memory_class_of(memory_type: str) -> MemoryClass:
-    """Map a memory technology name (HBM3e, GDDR6X, LPDDR5X...) to its class."""
+    """Map a memory technology name (HBM3e, GDDR6X, LPDDR5X, host DRAM...) to its class."""
     kind = memory_type.lower()
+    if kind.startswith("host"):  # a CPU's own DRAM, reached by its cores (not a GPU's memory)
+        return "cpu"
     if kind.startswith("hbm"):
         return "hbm"
     if kind.startswith("gddr"):
         return "gddr"
     if kind.startswith("lpddr") or kind.startswith("ddr") or "unified" in kind:
         return "unified"
-    raise ValueError(f"unknown memory type {memory_type!r} (expected HBM*, GDDR*, LPDDR*)")
+    raise ValueError(f"unknown memory type {memory_type!r} (expected HBM*, GDDR*, LPDDR*, host*)")
 
 
 class GpuSpec(Frozen):
@@ -102,7 +105,7 @@ class GpuSpec(Frozen):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$")
     name: str
     aliases: list[str] = Field(default_factory=list, description="other names, incl. NVML's")
-    vendor: Literal["nvidia", "amd", "apple", "intel"]
+    vendor: Literal["nvidia", "amd", "apple", "intel", "cpu"]  # cpu: a host CPU, whoever made it
     family: str = Field(description="architecture, e.g. hopper, ada, rdna3, apple-m4")
     segment: Literal["datacenter", "workstation", "consumer"]
     memory_gib: float = Field(gt=0, description="installed memory as sold (vendor 'GB' of DRAM is GiB)")

@@ -237,7 +237,8 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
     s = engine.sampling
     sampled = host_sampling and role != "bench"
     per_vocab_ns = (s.draft_ns_per_vocab if role == "draft" and s is not None else c.sampling_ns_per_vocab) if sampled else 0.0
-    on_host = sampled and s is not None and s.where == "host" and gpu.memory_class != "unified"
+    # Unified memory and the host CPU itself read the logits where they lie: no copy over a link.
+    on_host = sampled and s is not None and s.where == "host" and gpu.memory_class not in ("unified", "cpu")
     copy_s = _LOGIT_BYTES / (s.host_link_gb_s * GB) if on_host and s is not None else 0.0
     q = engine.kernels_for(kernels, gpu.memory_class)
     units = _dot_units_flops(gpu)
