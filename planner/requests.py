@@ -70,6 +70,11 @@ def _gpu(name: str) -> GpuSpec:
     return find_gpu(name)
 
 
+def _host_note(gpu: GpuSpec) -> str:
+    """What a plan on the host CPU rests on: the figures were read and measured here, not catalogued."""
+    return f"planning on this machine's CPU, {gpu.name}: {gpu.notes}"
+
+
 def _precision(name: str | None, fallback: str, engine: EngineSpec, what: str):  # type: ignore[no-untyped-def]
     fmt = weight_format(name or fallback)
     if fmt.name not in engine.weight_formats:
@@ -110,7 +115,7 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
     target = find_model(inp.target)
     context = inp.context if inp.context is not None else min(DEFAULT_CONTEXT, target.spec.max_context_tokens)
     draft = find_model(inp.draft) if inp.draft else None
-    warnings: list[str] = []
+    warnings: list[str] = [_host_note(gpu)] if gpu.vendor == "cpu" else []
     if context > target.spec.max_context_tokens:
         raise SpecplanError(
             f"--context {context} exceeds {target.spec.id}'s maximum of {target.spec.max_context_tokens} tokens"

@@ -370,7 +370,8 @@ def test_malformed_calibration_file_names_file_and_field(tmp_path, runner):
 def test_local_gpu_without_driver_exits_3(runner):
     result = runner.invoke(main, ["fit", "--target", "llama-3.1-8b", "--gpu", "local"])
     assert result.exit_code == 3 and "Traceback" not in result.output
-    detect = runner.invoke(main, ["detect"])
+    # Issue 10: plain detect also reports the host CPU and exits 0; --require-gpu keeps exit 3.
+    detect = runner.invoke(main, ["detect", "--require-gpu"])
     assert detect.exit_code == 3
     assert "no NVIDIA GPU" in detect.stderr or "nvidia-ml-py" in detect.stderr
 

@@ -8,7 +8,7 @@ fake /proc text and a fake measurer and never depend on this machine or its spee
 Linux exposes no DRAM speed or channel count to an unprivileged process (that is in the
 SMBIOS tables, root only), so the bandwidth is measured: a multi-threaded numpy copy of a
 buffer of at most :data:`COPY_BUFFER_CAP_BYTES`, repeated until :data:`COPY_TIME_CAP_S`,
-best pass kept (STREAM's "copy" convention: read + write bytes over time). The FP32 peak is
+median pass kept (STREAM's "copy" convention: read + write bytes over time). The FP32 peak is
 cores x clock x SIMD lanes x 2 (FMA) x 2 FMA pipes, an estimate the spec's notes say is one.
 """
 
@@ -193,10 +193,12 @@ def copy_bandwidth_gb_s(copied_bytes: int, seconds: float) -> float:
 def measure_copy_bandwidth(threads: int, buffer_bytes: int = COPY_BUFFER_CAP_BYTES,
                            time_cap_s: float = COPY_TIME_CAP_S, clock: Callable[[], float] = time.perf_counter
                            ) -> BandwidthReading:
-    """Best-of-passes multi-threaded copy of ``buffer_bytes`` (source + destination), bounded in time.
+    """Median-of-passes multi-threaded copy of ``buffer_bytes`` (source + destination), bounded in time.
 
-    One slice per thread (numpy releases the GIL inside a large copy, so the threads overlap);
-    passes repeat until ``time_cap_s`` or :data:`COPY_MAX_PASSES`, the fastest one counts.
+    One slice per thread (numpy releases the GIL inside a large copy, so the threads overlap).
+    The first pass only faults the destination's pages in and is not counted; timed passes
+    repeat until ``time_cap_s`` or :data:`COPY_MAX_PASSES`, and their median counts (the best
+    pass alone swings with a neighbour's load on a shared machine).
     """
     import numpy as np
 
@@ -204,18 +206,20 @@ def measure_copy_bandwidth(threads: int, buffer_bytes: int = COPY_BUFFER_CAP_BYT
     src, dst = np.ones(n), np.empty(n)
     bounds = np.linspace(0, n, threads + 1).astype(int)
     parts = [(src[a:b], dst[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-    best = float("inf")
-    start = clock()
+    times: list[float] = []
     with ThreadPoolExecutor(max_workers=threads) as pool:
-        for _ in range(COPY_MAX_PASSES):
+        start = clock()
+        for attempt in range(COPY_MAX_PASSES + 1):
             t0 = clock()
             list(pool.map(lambda p: np.copyto(p[1], p[0]), parts))
-            best = min(best, max(clock() - t0, 1e-9))
-            if clock() - start >= time_cap_s:
+            if attempt:
+                times.append(max(clock() - t0, 1e-9))
+            if clock() - start >= time_cap_s and times:
                 break
     copied = n * 8
-    return BandwidthReading(copy_bandwidth_gb_s(copied, best),
-                            f"measured copy ({copied * 2 / GB:.2f} GB read+written, {threads} threads, best pass)")
+    return BandwidthReading(copy_bandwidth_gb_s(copied, float(np.median(times))),
+                            f"measured copy ({copied * 2 / GB:.2f} GB read+written, {threads} threads, "
+                            f"median of {len(times)} passes)")
 
 
 def _meminfo_bytes(text: str | None, key: str) -> int | None:
@@ -299,7 +303,7 @@ def host_device() -> HostCpu:
 
 def host_identity(host: HostCpu) -> DeviceIdentity:
     """The calibration-file identity of the host CPU (backend cpu)."""
-    return DeviceIdentity(name=host.spec.name, catalog_id=None, memory_gib=round(host.memory_gib, 2), backend="cpu")
+    return DeviceIdentity(name=host.spec.name, catalog_id=HOST_DEVICE_ID, memory_gib=round(host.memory_gib, 2), backend="cpu")
 
 
 def host_to_dict(host: HostCpu) -> dict[str, object]:

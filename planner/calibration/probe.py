@@ -221,7 +221,11 @@ def _device_identity(torch: Any, device: Any) -> DeviceIdentity:
         except SpecplanError:
             props = torch.cuda.get_device_properties(device)
             return DeviceIdentity(name=props.name, memory_gib=props.total_memory / GIB, backend="cuda")
-    return DeviceIdentity(name="cpu", backend="cpu")
+    if device.type == "cpu":  # the host as --gpu cpu plans it, so the fitted timings apply there
+        from planner.calibration.host import host_device, host_identity
+
+        return host_identity(host_device())
+    return DeviceIdentity(name=device.type, backend="mps" if device.type == "mps" else "unknown")
 
 
 def monotonic_clock() -> float:
@@ -370,6 +374,10 @@ def _peak_bandwidth_gpu(cfg: ProbeConfig, device: Any) -> Any:
     """The GpuSpec whose peak bandwidth the fit divides by: --gpu, or this machine's (NVML)."""
     from planner.catalog.lookup import find_gpu
 
+    from planner.calibration.host import host_device, is_host_device
+
+    if cfg.gpu and is_host_device(cfg.gpu) or not cfg.gpu and device.type == "cpu":
+        return host_device().spec  # the fit divides by the measured copy bandwidth --gpu cpu plans with
     if cfg.gpu and cfg.gpu.lower() != "local":
         return find_gpu(cfg.gpu)
     if device.type != "cuda":

@@ -44,6 +44,13 @@ DEFAULT_MAIN = "llamacpp-serve.sh"
 _GGUF_TYPE = {"bf16": "BF16", "fp16": "F16", "q8_0": "Q8_0", "q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q4_k_m": "Q4_K_M",
               "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
 _ALL_LAYERS = 99  # more layers than any catalogued model has: everything on the GPU
+
+
+def _gpu_layers(plan: ExportPlan) -> int:
+    """Layers offloaded to a GPU: all of them, or none for a plan made on the host CPU (--gpu cpu)."""
+    from planner.calibration.host import is_host_device
+
+    return 0 if is_host_device(plan.gpu) else _ALL_LAYERS
 # The threshold is always written out: master's default 0.00 was reported to collapse acceptance
 # to 0.07 (llama.cpp issue #25908). It is the p-min the plan was priced with (plan JSON "p_min"),
 # or, for a plan that did not record one, the p-min specplan plans llama.cpp with
@@ -80,8 +87,8 @@ def _settings(plan: ExportPlan, line: ServerLine) -> list[tuple[str, str, Any]]:
     if not classic:
         rows.append(("--spec-type", "LLAMA_ARG_SPEC_TYPE", "draft-simple"))
     rows += [
-        ("-ngl", "LLAMA_ARG_N_GPU_LAYERS", _ALL_LAYERS),
-        ("-ngld" if classic else "--spec-draft-ngl", "LLAMA_ARG_N_GPU_LAYERS_DRAFT", _ALL_LAYERS),
+        ("-ngl", "LLAMA_ARG_N_GPU_LAYERS", _gpu_layers(plan)),
+        ("-ngld" if classic else "--spec-draft-ngl", "LLAMA_ARG_N_GPU_LAYERS_DRAFT", _gpu_layers(plan)),
         # -c is the KV cache of all slots together: each of the -np slots gets c / np tokens.
         ("-c", "LLAMA_ARG_CTX_SIZE", plan.context * plan.batch),
         ("-np", "LLAMA_ARG_N_PARALLEL", plan.batch),
@@ -136,8 +143,10 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
         f"({target_file}, {draft_file}); GGUF files of"),
         (f"  {plan.target} ({_GGUF_TYPE[weight_format(plan.precision).name]}) and {plan.draft} "
         f"({_GGUF_TYPE[weight_format(draft_prec).name]}) named <repo name>-<type>.gguf unless set."),
-        f"-ngl {_ALL_LAYERS} and the draft's GPU layers are always set: a draft left on the CPU makes speculation slower",
-        "  (llama.cpp issue #10664: 45 -> 104 tokens/s with -ngld 99).",
+        *(["-ngl 0 and draft GPU layers 0: planned on the host CPU (--gpu cpu), both models run there."]
+          if _gpu_layers(plan) == 0 else
+          [f"-ngl {_ALL_LAYERS} and the draft's GPU layers are always set: a draft left on the CPU makes speculation "
+           "slower", "  (llama.cpp issue #10664: 45 -> 104 tokens/s with -ngld 99)."]),
         f"-c {plan.context * plan.batch} = context {plan.context} x {plan.batch} slot(s) (-np): each slot gets the full",
         "  context (llama-server divides -c among the slots).",
         f"Draft length: max k = {plan.k}, min {_N_MIN}, p-min {plan_p_min(plan):g} written out: the p-min the plan was",
@@ -166,6 +175,6 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
                        f"{shlex.quote(env_name)} ...)."]
     files = {names.main: script, env_name: comment_block(env_head) + "".join(env_lines)}
     summary = (f"{LABEL} {line.name}: draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
-               f"{plan.context} tokens, all layers on GPU; predicted {plan.speedup:.2f}x "
+               f"{plan.context} tokens, {'on the CPU' if _gpu_layers(plan) == 0 else 'all layers on GPU'}; predicted {plan.speedup:.2f}x "
                f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)
