@@ -276,7 +276,7 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
                    "given with it re-plan from its settings.")
 @click.option("--target", type=NAME, default=None,
               help="Target model: Hub id, catalogue name or a folder (without --from-plan).")
-@click.option("--gpu", type=NAME, default=None, help="GPU: catalogue id, name or alias (without --from-plan).")
+@click.option("--gpu", type=NAME, default=None, help="GPU: catalogue id, name or alias, or cpu for this machine's CPU (without --from-plan).")
 @click.option("--gpus", type=_GPUS, default=1, show_default=True, help="Number of GPUs the server runs on (tensor parallel).")
 @click.option("--precision", type=NAME, default=None, help="Target weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the engine's).")
 @click.option("--kv-precision", type=NAME, default=None, help="KV-cache element format: fp16 (default), fp8, q8_0, q4_0.")

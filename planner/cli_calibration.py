@@ -47,7 +47,7 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--device", type=Device(), default="auto", show_default=True, help="Device to run on: auto, cpu, mps, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
               help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
-@click.option("--gpu", type=NAME, default=None, help="Catalogue GPU of this machine, for the eta fit (default: NVML match).")
+@click.option("--gpu", type=NAME, default=None, help="Catalogue GPU of this machine, or cpu, for the eta fit (default: NVML match; the host CPU on --device cpu).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option

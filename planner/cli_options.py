@@ -51,7 +51,7 @@ def _options(*decorators: Callable[[Any], Any]) -> Callable[[Any], Any]:
 _hardware = _options(
     click.option("--target", type=NAME, required=True,
                  help="Target model: catalogue id or name (see `specplan models`), or a local folder / config.json."),
-    click.option("--gpu", type=NAME, required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`)."),
+    click.option("--gpu", type=NAME, required=True, help="GPU: catalogue id, name or alias (see `specplan gpus`); local: this machine's GPU 0 (NVML); cpu: this machine's CPU."),
     click.option("--gpus", type=_GPUS, default=1, show_default=True,
                  help="Number of GPUs in the group (tensor parallel or layer split); recommend and report "
                       "also try every smaller valid count."),

@@ -278,3 +278,29 @@ def test_detect_report_lists_gpus_next_to_the_cpu():
     report = detect_report(h, lambda: detect(FakeNVML(devices=[h100()])))
     assert report["no_gpu"] is None and report["gpus"][0]["catalog_id"] == "h100-sxm"
     assert report["cpu"]["model"] == h.model
+
+
+# --- the CPU probe's figures apply to --gpu cpu ----------------------------------------
+
+
+def test_cpu_probe_is_fitted_against_the_host_and_applies_to_gpu_cpu(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.test_calibration import _cfg, _save, transformers
+
+    from planner.calibration import probe as pr
+    from planner.calibration.apply import apply_calibration
+    from planner.catalog.lookup import find_model
+
+    h = read_host(_sources(), _measurer(50.0))
+    monkeypatch.setattr(host, "host_device", lambda: h)
+    llama = transformers.LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                     num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    target = _save(transformers.LlamaForCausalLM, llama, tmp_path / "t", 0)
+    draft = _save(transformers.LlamaForCausalLM, llama, tmp_path / "d", 1)
+    cal = pr.run_probe(_cfg(target, draft, device="cpu"), tmp_path / "cal.yaml")
+    assert cal.device.backend == "cpu" and cal.device.catalog_id == "cpu" and cal.device.name == h.spec.name
+    applied = apply_calibration(cal, "cal.yaml", h.spec, find_model(str(target)).spec, find_model(str(draft)).spec, "hf")
+    assert not any("not cpu" in w for w in applied.warnings)
+    assert cal.fitted_timing and applied.target_timing is not None  # fitted against the host spec
+    assert applied.timings  # measured on this host with transformers: they price --gpu cpu --engine hf
