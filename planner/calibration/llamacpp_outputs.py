@@ -20,7 +20,8 @@ from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_f
 from planner.calibration.llamacpp_texts import LlamaCounts, llamacpp_counts, per_position_width, stated_k, stated_p_min
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.draftloop import alpha_from_loop_counts, engine_loop
-from planner.draftloop.convert import rate_floor
+from planner.draftloop.convert import loop_acceptance_rate, rate_floor
+from planner.draftloop.data import LoopSpec
 from planner.errors import SpecplanError
 from planner.speedup import acceptance_rate_from_alpha, check_k
 
@@ -108,6 +109,15 @@ def _totals(parts: list[LlamaCounts]) -> tuple[int, int, int | None, int | None,
     return accepted, drafted, rounds, bound, per_position
 
 
+def _loop_alpha_at(loop: LoopSpec, rate: float, k: int, kappa: float) -> float:
+    """Per-token alpha whose p-min loop at confidence ``kappa`` accepts ``rate`` of its drafts (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(40):  # loop_acceptance_rate rises with alpha
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if loop_acceptance_rate(loop, mid, k, kappa) < rate else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
 def _loop_alpha(fit: RateFit, k: int, dpr: float | None, p_min: float, stated: bool,
                 notes: list[str]) -> tuple[float, float, float, float | None] | None:
     """(alpha, low, high, kappa) through llama.cpp's p-min loop; None when the server's own counts defy the loop.
@@ -131,7 +141,9 @@ def _loop_alpha(fit: RateFit, k: int, dpr: float | None, p_min: float, stated: b
                      f"{floor:.3g} its loop yields and no confidence fits {dpr:.2f} drafted per round: "
                      "alpha from the fixed-k relation instead")
         return None
-    ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), floor), k).alpha
+    # The interval ends go through the same loop, at the kappa the point estimate used.
+    kappa = conv.kappa
+    ends = [_loop_alpha_at(loop, max(float(acceptance_rate_from_alpha(x, k)), rate_floor(loop, k, kappa)), k, kappa)
             for x in (fit.alpha_low, fit.alpha_high)]
     notes.append(f"p_min {p_min:g} ({'stated by the server' if stated else '--p-min'}): {conv.detail}")
     return conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha), conv.kappa if conv.kappa_fitted else None

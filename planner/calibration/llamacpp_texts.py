@@ -139,6 +139,15 @@ def rounds_from_mean_length(accepted: int, drafted: int, mean_len: float, label:
     return rounds
 
 
+def mean_length_spread(accepted: int, mean_len: float) -> int:
+    """How many rounds either side of the nearest also print as ``mean_len`` (0: the count is exact)."""
+    if accepted == 0 or mean_len <= 1 + MEAN_LEN_HALF_STEP:
+        return 0
+    lo = math.ceil(accepted / (mean_len - 1 + MEAN_LEN_HALF_STEP))
+    hi = math.floor(accepted / (mean_len - 1 - MEAN_LEN_HALF_STEP))
+    return max(hi - lo, 0) // 2 + (max(hi - lo, 0) % 2)
+
+
 def _json_documents(text: str, label: str) -> list[Any] | None:
     """The JSON documents in a text (one document, JSON lines, or an SSE stream); None if not JSON."""
     stripped = text.strip()
@@ -224,10 +233,13 @@ def _log_counts(text: str, label: str) -> LlamaCounts | None:
             for i in range(width)
         )
     has_mean = any(m[2] for m in matches)
+    spread = sum(mean_length_spread(a, float(m[2])) for a, m in zip(accepted, matches) if m[2])
     kind = "llama-server log ('draft acceptance' lines" + (", rounds from mean len)" if has_mean else ")")
     stats = _stats_counts(text, label)
-    note = None
-    if total_rounds is None and stats is not None and (stats.accepted, stats.drafted) == (sum(accepted), sum(drafted)):
+    note = (f"rounds from the 2-decimal mean len: up to {spread} either way" if spread else None)
+    # The cumulative 'statistics' line covers the same tokens when its totals match: its count is exact.
+    if stats is not None and (stats.accepted, stats.drafted) == (sum(accepted), sum(drafted)) and (
+            total_rounds is None or spread):
         total_rounds, note = stats.rounds, "rounds from the 'statistics' line (#calls a, verification steps)"
         per_position = per_position or stats.per_position
     return LlamaCounts(kind, sum(accepted), sum(drafted), total_rounds, len(matches), per_position=per_position,
