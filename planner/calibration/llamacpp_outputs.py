@@ -65,9 +65,12 @@ def _merge_same_requests(parts: list[tuple[str, LlamaCounts]], notes: list[str])
 
 def _resolve_k(texts: Sequence[str], k: int | None, label: str, notes: list[str]) -> int:
     """k as the output states it (n_max / n_draft); --k only when no text states it."""
-    stated, how = stated_k(texts), "speculative.n_max / n_max / n_draft"
+    stated, how, width = stated_k(texts), "speculative.n_max / n_max / n_draft", per_position_width(texts)
+    if stated is not None and width is not None and width != stated:
+        raise SpecplanError(f"{label}: the outputs state n_max {stated} but the server's per-position rates have "
+                            f"{width} positions: calibrate one server setting at a time")
     if stated is None:
-        stated, how = per_position_width(texts), "the width of the server's per-position rates (sized to n_max)"
+        stated, how = width, "the width of the server's per-position rates (sized to n_max)"
     if stated is None:
         if k is None:
             raise SpecplanError(

@@ -90,7 +90,7 @@ class LlamaCounts:
 
 def clean_log(text: str) -> str:
     """Text without ANSI colour codes (llama-speculative colours its tokens) and with CR as newline."""
-    return _ANSI.sub("", text).replace("\r", "\n")
+    return _ANSI.sub(" ", text).replace("\r", "\n")  # a space: a code may join a token to a log line
 
 
 def _whole(value: Any, field: str, label: str) -> int:
@@ -122,30 +122,38 @@ def _rates(text: str | None, label: str) -> tuple[float, ...] | None:
     return values
 
 
+def _mean_length_range(accepted: int, drafted: int, mean_len: float) -> tuple[int, int, int]:
+    """(lowest, nearest, highest) round counts S <= D whose 1 + A / S prints as ``mean_len`` (2 decimals)."""
+    lo = max(1, math.ceil(accepted / (mean_len - 1 + MEAN_LEN_HALF_STEP) - 1e-9))
+    top = mean_len - 1 - MEAN_LEN_HALF_STEP
+    hi = min(drafted, math.floor(accepted / top + 1e-9)) if top > 0 else drafted
+    nearest = round(accepted / (mean_len - 1)) if mean_len - 1 > MEAN_LEN_HALF_STEP / 2 else lo
+    return lo, min(max(nearest, lo), hi), hi
+
+
 def rounds_from_mean_length(accepted: int, drafted: int, mean_len: float, label: str) -> int | None:
     """Verification steps S from the printed mean length m = 1 + A / S (two decimals), count of rounds.
 
-    The nearest whole S to A / (m - 1); None when A = 0 (m = 1 says nothing about S). Refuses an
-    S no whole count fits: above D (a round drafts at least one token) or outside the rounding.
+    The whole S nearest A / (m - 1) among those that print as m and are at most D (a round drafts
+    at least one token); None when A = 0 (m = 1 says nothing about S). Refuses an m no S fits.
     """
     if accepted == 0:
         return None
-    if mean_len <= 1 + MEAN_LEN_HALF_STEP / 2:
-        raise SpecplanError(f"{label}: mean len {mean_len:g} with {accepted} accepted tokens: the line is inconsistent")
-    rounds = max(1, round(accepted / (mean_len - 1)))
-    if rounds > drafted or abs(1 + accepted / rounds - mean_len) > MEAN_LEN_HALF_STEP + 1e-9:
+    if mean_len < 1:
+        raise SpecplanError(f"{label}: mean len {mean_len:g} is below 1: the line is inconsistent")
+    lo, nearest, hi = _mean_length_range(accepted, drafted, mean_len)
+    if lo > hi:
         raise SpecplanError(f"{label}: mean len {mean_len:g} fits no whole number of rounds for {accepted} accepted "
                             f"of {drafted} drafted tokens")
-    return rounds
+    return nearest
 
 
-def mean_length_spread(accepted: int, mean_len: float) -> int:
-    """How many rounds either side of the nearest also print as ``mean_len`` (0: the count is exact)."""
-    if accepted == 0 or mean_len <= 1 + MEAN_LEN_HALF_STEP:
+def mean_length_spread(accepted: int, drafted: int, mean_len: float) -> int:
+    """How far the round count read from ``mean_len`` may be from the true one (0: exact), rounds."""
+    if accepted == 0 or mean_len < 1:
         return 0
-    lo = math.ceil(accepted / (mean_len - 1 + MEAN_LEN_HALF_STEP))
-    hi = math.floor(accepted / (mean_len - 1 - MEAN_LEN_HALF_STEP))
-    return max(hi - lo, 0) // 2 + (max(hi - lo, 0) % 2)
+    lo, nearest, hi = _mean_length_range(accepted, drafted, mean_len)
+    return max(nearest - lo, hi - nearest, 0)
 
 
 def _json_documents(text: str, label: str) -> list[Any] | None:
@@ -233,7 +241,7 @@ def _log_counts(text: str, label: str) -> LlamaCounts | None:
             for i in range(width)
         )
     has_mean = any(m[2] for m in matches)
-    spread = sum(mean_length_spread(a, float(m[2])) for a, m in zip(accepted, matches) if m[2])
+    spread = sum(mean_length_spread(a, d, float(m[2])) for a, d, m in zip(accepted, drafted, matches) if m[2])
     kind = "llama-server log ('draft acceptance' lines" + (", rounds from mean len)" if has_mean else ")")
     stats = _stats_counts(text, label)
     note = (f"rounds from the 2-decimal mean len: up to {spread} either way" if spread else None)
