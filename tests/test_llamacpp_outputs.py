@@ -101,6 +101,24 @@ def test_responses_and_log_of_one_run_are_counted_once(other):
     assert any("committed tokens = accepted + target steps" in n for n in cal.notes)
 
 
+def test_a_log_with_more_requests_than_the_saved_responses_counts_the_log():
+    log = log_text("llama_server_b11312.log")
+    first = log_text("llamacpp_b11312_responses.jsonl").splitlines()[0]  # request 1 only (38 / 62)
+    cal = llamacpp_calibration([first, log], None, "t", "d", ["r.json", "server.log"])
+    assert counts(cal) == B11312_RUN
+    assert any("every request of r.json is in server.log" in n for n in cal.notes)
+
+
+def test_props_give_settings_only():
+    props = json.dumps({"default_generation_settings": {"params": {"speculative.n_max": 3, "speculative.p_min": 0.5}}})
+    metrics = log_text("llamacpp_b11312.prom")
+    cal = llamacpp_calibration([props, metrics], None, "t", "d", ["props.json", "metrics.prom"])
+    assert counts(cal) == B11312_RUN and cal.fitted_acceptance[0].p_min == 0.5
+    assert any("props.json: settings only" in n for n in cal.notes)
+    with pytest.raises(SpecplanError, match="only settings"):
+        llamacpp_calibration([props], None, "t", "d", "props.json")
+
+
 def test_speculative_simple_plain_output():
     cal = calibrate(["llama_speculative_simple_b11312_plain.txt"])
     fit = cal.fitted_acceptance[0]

@@ -317,12 +317,16 @@ def test_llama_speculative_output():
 
 
 def test_llamacpp_several_files_sum():
-    cal = llama(["llamacpp_completion.json", "llama_server.log"])
+    cal = llama(["llamacpp_completion.json", "llamacpp_chat.jsonl"])
     c = cal.counters
     assert c is not None
-    assert (c.num_accepted_tokens, c.num_draft_tokens) == (187 + 358, 312 + 609)
-    assert c.num_drafts is None  # the log cannot tell its steps, so the total cannot either
-    assert sum(n.startswith(("llamacpp_completion.json:", "llama_server.log:")) for n in cal.notes) == 2
+    assert (c.num_accepted_tokens, c.num_draft_tokens) == (187 + 121 + 52, 312 + 210 + 104)
+    assert sum(n.startswith(("llamacpp_completion.json:", "llamacpp_chat.jsonl:")) for n in cal.notes) == 2
+    # issue 10: the log's first request is the saved completion (187 / 312): the log alone is counted
+    both = llama(["llamacpp_completion.json", "llama_server.log"])
+    assert (both.counters.num_accepted_tokens, both.counters.num_draft_tokens) == (187 + 171, 312 + 297)
+    assert both.counters.num_drafts is None  # the old log format cannot tell its steps
+    assert any("every request of llamacpp_completion.json is in llama_server.log" in n for n in both.notes)
     # issue 10: the outputs state their k (n_max 8, n_draft 16): two settings are not summed
     with pytest.raises(SpecplanError, match="several draft n_max") as excinfo:
         llama(["llamacpp_completion.json", "llama_speculative.txt"])

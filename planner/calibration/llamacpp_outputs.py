@@ -50,7 +50,11 @@ def _merge_same_requests(parts: list[tuple[str, LlamaCounts]], notes: list[str])
         twin = next((i for i, (_, m) in enumerate(merged)
                      if m.kind != part.kind and (m.accepted, m.drafted) == (part.accepted, part.drafted)), None)
         if twin is None:
-            merged.append((label, part))
+            covering = _covering(merged, label, part, notes)
+            if covering is not None:  # this part's requests are all in an earlier part, or the reverse
+                merged[covering[0]] = covering[1]
+            else:
+                merged.append((label, part))
             continue
         first_label, first = merged[twin]
         merged[twin] = (first_label, replace(
@@ -61,6 +65,32 @@ def _merge_same_requests(parts: list[tuple[str, LlamaCounts]], notes: list[str])
         notes.append(f"{label} and {first_label} report the same {part.accepted} / {part.drafted} tokens: "
                      "read as the same requests, counted once")
     return [m for _, m in merged]
+
+
+def _covering(merged: list[tuple[str, LlamaCounts]], label: str, part: LlamaCounts,
+              notes: list[str]) -> tuple[int, tuple[str, LlamaCounts]] | None:
+    """(index, the part to keep) when one of two texts holds every request of the other (responses in a log).
+
+    A log may hold more requests than the saved responses (warm-up, other clients); its per-request
+    (accepted, drafted) pairs then contain the responses' pairs, and the log alone is counted.
+    """
+    def contains(big: LlamaCounts, small: LlamaCounts) -> bool:
+        pool = list(big.pairs)
+        for pair in small.pairs:
+            if pair not in pool:
+                return False
+            pool.remove(pair)
+        return True
+
+    for i, (other_label, other) in enumerate(merged):
+        if other.kind == part.kind or not other.pairs or not part.pairs:
+            continue
+        if contains(other, part) or contains(part, other):
+            big_label, big, small_label = ((other_label, other, label) if contains(other, part)
+                                           else (label, part, other_label))
+            notes.append(f"every request of {small_label} is in {big_label}: {big_label} alone is counted")
+            return i, (big_label, big)
+    return None
 
 
 def _resolve_k(texts: Sequence[str], k: int | None, label: str, notes: list[str]) -> int:
@@ -171,8 +201,13 @@ def llamacpp_calibration(
     if not texts:
         raise SpecplanError("no llama.cpp outputs given")
     labels = _labels(source_label, len(texts))
-    read = [(label, llamacpp_counts(text, label)) for text, label in zip(texts, labels)]
-    notes = [f"{label}: {p.kind}, {p.items} item(s), {p.accepted} accepted / {p.drafted} drafted"
+    found = [(label, llamacpp_counts(text, label)) for text, label in zip(texts, labels)]
+    read = [(label, p) for label, p in found if p is not None]
+    if not read:
+        raise SpecplanError(f"{', '.join(labels)}: only settings (speculative.n_max / p_min), no acceptance counts: "
+                            "add the server's responses, log or /metrics")
+    notes = [f"{label}: settings only (n_max / p-min)" for label, p in found if p is None]
+    notes += [f"{label}: {p.kind}, {p.items} item(s), {p.accepted} accepted / {p.drafted} drafted"
              + (f", {p.rounds} rounds" if p.rounds is not None else "") + (f" ({p.rounds_note})" if p.rounds_note else "")
              for label, p in read]
     parts = _merge_same_requests(read, notes)

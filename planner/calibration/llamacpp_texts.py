@@ -86,6 +86,7 @@ class LlamaCounts:
     rounds_bound: int | None = None
     per_position: tuple[float, ...] | None = None
     rounds_note: str | None = None
+    pairs: tuple[tuple[int, int], ...] = ()  # (accepted, drafted) per response or per-request log line
 
 
 def clean_log(text: str) -> str:
@@ -200,17 +201,20 @@ def _timings_counts(docs: list[Any], label: str) -> LlamaCounts:
         )
     accepted = drafted = 0
     bound: int | None = 0
+    pairs = []
     for t in drafting:
         a = _whole(t.get("draft_n_accepted", 0), "draft_n_accepted", label)
         d = _whole(t["draft_n"], "draft_n", label)
         if a > d:
             raise SpecplanError(f"{label}: timings.draft_n_accepted ({a}) exceeds timings.draft_n ({d})")
         accepted, drafted = accepted + a, drafted + d
+        pairs.append((a, d))
         if bound is not None and "predicted_n" in t:
             bound += max(_whole(t["predicted_n"], "predicted_n", label) - a - 1, 0)
         else:
             bound = None
-    return LlamaCounts("server responses (timings)", accepted, drafted, None, len(drafting), rounds_bound=bound)
+    return LlamaCounts("server responses (timings)", accepted, drafted, None, len(drafting), rounds_bound=bound,
+                       pairs=tuple(pairs))
 
 
 def _log_counts(text: str, label: str) -> LlamaCounts | None:
@@ -251,7 +255,7 @@ def _log_counts(text: str, label: str) -> LlamaCounts | None:
         total_rounds, note = stats.rounds, "rounds from the 'statistics' line (#calls a, verification steps)"
         per_position = per_position or stats.per_position
     return LlamaCounts(kind, sum(accepted), sum(drafted), total_rounds, len(matches), per_position=per_position,
-                       rounds_note=note)
+                       rounds_note=note, pairs=tuple(zip(accepted, drafted)))
 
 
 def _stats_counts(text: str, label: str) -> LlamaCounts | None:
@@ -331,8 +335,15 @@ def _speculative_counts(text: str, label: str) -> LlamaCounts | None:
                        len(drafted), per_position=stats.per_position if rounds and stats else None, rounds_note=note)
 
 
-def llamacpp_counts(text: str, label: str) -> LlamaCounts:
-    """Recognise one llama.cpp text: JSON responses, server log lines, statistics, /metrics, llama-speculative."""
+def _states_settings(text: str) -> bool:
+    return bool(_N_MAX_JSON.search(text) or _P_MIN_JSON.search(text) or _N_MAX_LOG.search(text))
+
+
+def llamacpp_counts(text: str, label: str) -> LlamaCounts | None:
+    """Recognise one llama.cpp text: JSON responses, server log lines, statistics, /metrics, llama-speculative.
+
+    None for a text that only states settings (a saved /props, a start-up log): it gives k and p-min.
+    """
     text = clean_log(text)
     try:
         docs = _json_documents(text, label)
@@ -342,9 +353,13 @@ def llamacpp_counts(text: str, label: str) -> LlamaCounts:
             raise
         docs = None
     if docs is not None:
+        if _states_settings(text) and "timings" not in text:
+            return None
         return _timings_counts(docs, label)
     found = (_log_counts(text, label) or _speculative_counts(text, label) or _stats_counts(text, label)
              or _metrics_counts(text, label))
+    if found is None and _states_settings(text):
+        return None
     if found is None:
         raise SpecplanError(
             f"{label}: no llama.cpp acceptance data (expected a server response with timings.draft_n, a "
