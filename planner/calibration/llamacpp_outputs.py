@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_from_rate, model_identity
-from planner.calibration.llamacpp_texts import LlamaCounts, llamacpp_counts, per_position_width, stated_k, stated_p_min
+from planner.calibration.llamacpp_settings import stated_k, stated_p_min
+from planner.calibration.llamacpp_texts import LlamaCounts, llamacpp_counts, per_position_width
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.draftloop import alpha_from_loop_counts, engine_loop
 from planner.draftloop.convert import loop_acceptance_rate, rate_floor

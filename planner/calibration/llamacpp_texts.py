@@ -18,7 +18,7 @@ Formats, as the llama.cpp tree vendored in llama-cpp-python 0.3.36 (b11312) prin
   ``n_predict = N``, ``n_drafted = D``, ``n_accept = A``; each target step commits its accepted drafts
   plus one token, so steps = n_predict - n_accept (steps without a draft included).
 
-Per-position rates are as llama.cpp prints them: accepted-at-position-i counts over rounds, i.e.
+k and p-min are read in ``llamacpp_settings``. Per-position rates are as llama.cpp prints them: accepted-at-position-i counts over rounds, i.e.
 P(the first i+1 drafts of a round were accepted), not conditional rates.
 """
 
@@ -30,10 +30,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.calibration.acceptance_stats import MAX_COUNT
+from planner.calibration.llamacpp_settings import clean_log, states_settings
 from planner.errors import SpecplanError
 from planner.inputs import parse_json, shown
 
-__all__ = ["LlamaCounts", "clean_log", "llamacpp_counts", "per_position_width", "stated_k", "stated_p_min"]
+__all__ = ["LlamaCounts", "llamacpp_counts", "mean_length_spread", "per_position_width", "rounds_from_mean_length"]
 
 _NUM = r"([0-9]*\.?[0-9]+)"
 # Every variant of the per-request server line (see the module docstring).
@@ -56,16 +57,6 @@ _METRIC = re.compile(r"^llamacpp:spec_decode_num_(drafts|draft_tokens|accepted_t
 _SPEC_DRAFTED = re.compile(r"\bn_drafted\s*=\s*([0-9]+)")
 _SPEC_ACCEPT = re.compile(r"\bn_accept\s*=\s*([0-9]+)")
 _SPEC_PREDICT = re.compile(r"\bn_predict\s*=\s*([0-9]+)")
-# The setting lines only: "n_draft   = 16" ends its line (the adaptive-MTP trace "n_draft=1," does not).
-_SPEC_DRAFT = re.compile(r"\bn_draft\s*=\s*([0-9]+)[ \t]*$", re.MULTILINE)
-# k as the server states it: "speculative.n_max": 8 in /props and generation_settings, or the
-# start-up line "- n_max=8, n_min=0, p_min=0.75" (common/speculative.cpp).
-_N_MAX_JSON = re.compile(r'"speculative\.n_max"\s*:\s*([0-9]+)')
-_N_MAX_LOG = re.compile(r"\bn_max\s*=\s*([0-9]+)\s*,\s*n_min\b")
-# p-min: "speculative.p_min": 0.75 in /props, "p_min=0.750000" / "p_min = 0.75" in a log.
-_P_MIN_JSON = re.compile(r'"speculative\.p_min"\s*:\s*' + _NUM)
-_P_MIN_LOG = re.compile(r"\bp_min\s*=\s*" + _NUM)
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 MEAN_LEN_HALF_STEP = 0.005  # "mean len = %5.2f": the printed value is within half a hundredth
 
 
@@ -87,11 +78,6 @@ class LlamaCounts:
     per_position: tuple[float, ...] | None = None
     rounds_note: str | None = None
     pairs: tuple[tuple[int, int], ...] = ()  # (accepted, drafted) per response or per-request log line
-
-
-def clean_log(text: str) -> str:
-    """Text without ANSI colour codes (llama-speculative colours its tokens) and with CR as newline."""
-    return _ANSI.sub(" ", text).replace("\r", "\n")  # a space: a code may join a token to a log line
 
 
 def _whole(value: Any, field: str, label: str) -> int:
@@ -335,10 +321,6 @@ def _speculative_counts(text: str, label: str) -> LlamaCounts | None:
                        len(drafted), per_position=stats.per_position if rounds and stats else None, rounds_note=note)
 
 
-def _states_settings(text: str) -> bool:
-    return bool(_N_MAX_JSON.search(text) or _P_MIN_JSON.search(text) or _N_MAX_LOG.search(text))
-
-
 def llamacpp_counts(text: str, label: str) -> LlamaCounts | None:
     """Recognise one llama.cpp text: JSON responses, server log lines, statistics, /metrics, llama-speculative.
 
@@ -353,12 +335,12 @@ def llamacpp_counts(text: str, label: str) -> LlamaCounts | None:
             raise
         docs = None
     if docs is not None:
-        if _states_settings(text) and "timings" not in text:
+        if states_settings(text) and "timings" not in text:
             return None
         return _timings_counts(docs, label)
     found = (_log_counts(text, label) or _speculative_counts(text, label) or _stats_counts(text, label)
              or _metrics_counts(text, label))
-    if found is None and _states_settings(text):
+    if found is None and states_settings(text):
         return None
     if found is None:
         raise SpecplanError(
@@ -367,30 +349,6 @@ def llamacpp_counts(text: str, label: str) -> LlamaCounts | None:
             "output with n_drafted / n_accept)"
         )
     return found
-
-
-def _one(values: set[float] | set[int], what: str, advice: str) -> Any:
-    if len(values) > 1:
-        raise SpecplanError(f"the llama.cpp texts state several {what} values ({', '.join(map(str, sorted(values)))}): "
-                            f"{advice}")
-    return values.pop() if values else None
-
-
-def stated_p_min(texts: list[str] | tuple[str, ...]) -> float | None:
-    """The p-min the server states in /props or responses (speculative.p_min) or its log; None if none does."""
-    found = {round(float(x), 6) for text in texts for x in _P_MIN_JSON.findall(text) + _P_MIN_LOG.findall(text)}
-    return _one({x for x in found if 0 <= x <= 1}, "p-min", "calibrate one server setting at a time")
-
-
-def stated_k(texts: list[str] | tuple[str, ...]) -> int | None:
-    """The draft maximum k the texts state: speculative.n_max, '- n_max=k, n_min=' or 'n_draft = k'."""
-    found = set()
-    for text in texts:
-        text = clean_log(text)
-        for x in _N_MAX_JSON.findall(text) + _N_MAX_LOG.findall(text) + _SPEC_DRAFT.findall(text):
-            if len(x) <= 4 and 1 <= int(x) <= 64:  # planner.speedup.K_MAX
-                found.add(int(x))
-    return _one(found, "draft n_max (k)", "calibrate one server setting at a time")
 
 
 def per_position_width(texts: list[str] | tuple[str, ...]) -> int | None:
