@@ -71,6 +71,31 @@ def test_pr24536_line_with_mean_acceptance_length_and_rates():
     assert fit.p_min is None and fit.drafted_per_round == pytest.approx(259 / 87)
 
 
+# Lines of real servers as users quoted them in public notes and log parsers (found by code search, 2026):
+# draft-mtp runs of builds around PR #24536 and an ngram-mod run of the PR #19164 era.
+REAL_LINES = [
+    # draft-mtp, mean len and statistics of the same (first) request: 308 / 1.52 = 202.6 -> 203 = #calls(a)
+    ("0.27.402.300 I slot print_timing: id  0 | task 0 | draft acceptance = 0.76049 (  308 accepted /   405 generated), "
+     "mean len =  2.52\n0.27.402.358 I spec common_specu: statistics        draft-mtp: #calls(b,g,a) =    1    203    "
+     "203, #gen drafts =    203, #acc drafts =   172, #gen tokens =    405, #acc tokens =   308, #mean acc len = 2.52, "
+     "#acc rate/pos = (0.847, 0.670), dur(b,g,a) = 0.003, 1396.591, 0.467 ms\n", (308, 405, 203)),
+    # a build between: no mean len; the statistics line is cumulative over earlier tasks, so it is not used
+    ("[36225] 2.48.844.217 I slot print_timing: id  2 | task 359 | draft acceptance = 0.89771 ( 3405 accepted /  3793 "
+     "generated)\n[36225] 2.48.844.228 I statistics        draft-mtp: #calls(b,g,a) =    2   3220   2477, #gen drafts = "
+     "  2477, #acc drafts =  2301, #gen tokens =   4304, #acc tokens =  3858, dur(b,g,a) = 0.002, 17227.157, 1.162 ms\n",
+     (3405, 3793, None)),
+    # ngram-mod, older statistics line: no mean, no rates
+    ("statistics ngram_mod: #calls(b,g,a) = 5 887 7, #gen drafts = 7, #acc drafts = 7, #gen tokens = 448, "
+     "#acc tokens = 148, dur(b,g,a) = 0.88, 2.66, 4.75 ms\n", (148, 448, 7)),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), REAL_LINES)
+def test_lines_from_real_servers(text, expected):
+    c = llamacpp_counts(text, "posted.log")
+    assert (c.accepted, c.drafted, c.rounds) == expected
+
+
 def test_statistics_line_alone_is_cumulative_so_the_last_counts():
     text = log_text("llama_server_b11312.log")
     stats = "\n".join(line for line in text.splitlines() if "statistics" in line)

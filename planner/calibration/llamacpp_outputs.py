@@ -243,7 +243,9 @@ def llamacpp_calibration(
     if per_position:
         notes.append("per-position rates as llama.cpp prints them, P(first i+1 drafts accepted): "
                      + ", ".join(f"{u:.3f}" for u in per_position)
-                     + "; conditional P(accept i | before accepted): " + ", ".join(f"{c:.3f}" for c in conditional))
+                     + "; conditional P(accept i | before accepted): " + ", ".join(f"{c:.3f}" for c in conditional)
+                     + " (a round that drafted fewer than i+1 tokens counts as stopped there: under p-min these "
+                     "mix the draft stopping with rejection, so they are shown, not used)")
     stated = stated_p_min(texts)
     if stated is not None and p_min is not None and abs(stated - p_min) > 1e-6:
         notes.append(f"the server states p-min {stated:g}; --p-min {p_min:g} was given: the server's value is used")

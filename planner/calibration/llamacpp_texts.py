@@ -46,7 +46,7 @@ _LOG_LINE = re.compile(
 )
 _ACC_PER_POS = re.compile(r"\bacc per pos\s*=\s*\(([0-9.,\s]*)\)")
 _STATS_LINE = re.compile(
-    r"statistics\s+([\w.-]+)\s*:\s*#calls\(b,g,a\)\s*=\s*([0-9]+)\s+([0-9]+)\s+([0-9]+)\s*,\s*#gen drafts\s*=\s*([0-9]+)"
+    r"statistics\s+([\w.-]+)\s*:?\s*#calls\(b,g,a\)\s*=\s*([0-9]+)\s+([0-9]+)\s+([0-9]+)\s*,\s*#gen drafts\s*=\s*([0-9]+)"
     r"\s*,\s*#acc drafts\s*=\s*([0-9]+)\s*,\s*#gen tokens\s*=\s*([0-9]+)\s*,\s*#acc tokens\s*=\s*([0-9]+)"
     r"(?:\s*,\s*#mean acc len\s*=\s*[0-9.]+)?(?:\s*,\s*#acc rate/pos\s*=\s*\(([^)\n]*)\))?"
 )
