@@ -294,3 +294,40 @@ def test_simulated_server_runs_parse_to_exact_counts(seed):
     alone = "\n".join(line for line in log.splitlines() if "statistics" not in line)
     c = llamacpp_counts(alone, "l")
     assert (c.accepted, c.drafted) == (acc, gen) and c.rounds is not None and abs(c.rounds - rounds) <= 2 * n_max
+
+
+# --- real outputs of the b11312 tools (tests/data/server/real_b11312/README.md) ----------------
+
+REAL = DATA / "real_b11312"
+
+
+def real(*names: str, k: int | None = None):
+    return llamacpp_calibration([read_text_source(str(REAL / n), "--llamacpp", log=True) for n in names], k,
+                                "t", "d", list(names))
+
+
+@pytest.mark.parametrize("names", [("server.log",), ("metrics.prom",), ("responses.jsonl", "server.log"),
+                                   ("responses.jsonl", "metrics.prom"), ("props.json", "metrics.prom")])
+def test_real_server_run_counts(names):
+    cal = real(*names)
+    assert counts(cal) == (87, 112, 29)  # 9 + 10 + 10 rounds, as the server's /metrics counts them
+    assert cal.counters.accepted_per_position == [29, 26, 20, 12]
+    assert cal.fitted_acceptance[0].k == 4 and cal.fitted_acceptance[0].drafted_per_round == pytest.approx(112 / 29)
+
+
+def test_real_server_p_min_from_the_trace_line():
+    assert real("server.log").fitted_acceptance[0].p_min == 0.5  # "- n_max=4, n_min=0, p_min=0.500000"
+
+
+def test_real_responses_alone_need_k_and_bound_the_rounds():
+    with pytest.raises(SpecplanError, match="pass --k"):
+        real("responses.jsonl")  # b11312's generation_settings carry speculative.types only
+    cal = real("responses.jsonl", k=4)
+    assert counts(cal) == (87, 112, None) and any("at most 30" in n for n in cal.notes)  # 3 x (40 - 29 - 1)
+
+
+def test_real_llama_speculative_mixed_output():
+    with pytest.raises(SpecplanError, match="not UTF-8"):
+        read_text(REAL / "speculative_mixed.txt")
+    cal = real("speculative_mixed.txt")
+    assert counts(cal) == (31, 40, 42 - 31) and cal.fitted_acceptance[0].k == 4  # "n_draft   = 4"

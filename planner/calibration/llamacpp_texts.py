@@ -335,8 +335,10 @@ def llamacpp_counts(text: str, label: str) -> LlamaCounts | None:
             raise
         docs = None
     if docs is not None:
-        if states_settings(text) and "timings" not in text:
-            return None
+        has_timings = any(isinstance(r, dict) and isinstance(r.get("timings"), dict)
+                          for d in docs for r in (d if isinstance(d, list) else [d]))
+        if not has_timings and (states_settings(text) or "generation_settings" in text):
+            return None  # a saved /props (default_generation_settings): settings only
         return _timings_counts(docs, label)
     found = (_log_counts(text, label) or _speculative_counts(text, label) or _stats_counts(text, label)
              or _metrics_counts(text, label))
