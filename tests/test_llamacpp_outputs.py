@@ -331,3 +331,24 @@ def test_real_llama_speculative_mixed_output():
         read_text(REAL / "speculative_mixed.txt")
     cal = real("speculative_mixed.txt")
     assert counts(cal) == (31, 40, 42 - 31) and cal.fitted_acceptance[0].k == 4  # "n_draft   = 4"
+
+
+PMIN = REAL / "pmin095"
+
+
+def test_real_p_min_run_counts_the_servers_rounds_not_predicted_minus_accepted():
+    texts = [read_text_source(str(PMIN / n), "--llamacpp", log=True) for n in ("server.log", "responses.jsonl")]
+    with pytest.raises(SpecplanError, match="pass --k"):
+        llamacpp_calibration(texts, None, "t", "d", ["server.log", "responses.jsonl"])  # default verbosity
+    cal = llamacpp_calibration(texts, 8, "t", "d", ["server.log", "responses.jsonl"])
+    assert counts(cal) == (92, 95, 28)  # 52 by predicted_n - accepted
+    assert cal.fitted_acceptance[0].drafted_per_round == pytest.approx(95 / 28)
+    assert any("cut its drafts" in n for n in cal.notes)
+    with_p_min = llamacpp_calibration(texts, 8, "t", "d", ["server.log", "responses.jsonl"], p_min=0.95)
+    assert with_p_min.fitted_acceptance[0].p_min == 0.95
+
+
+def test_real_p_min_run_metrics_state_k():
+    cal = llamacpp_calibration([read_text_source(str(PMIN / "metrics.prom"), "--llamacpp", log=True)], None, "t", "d")
+    assert counts(cal) == (92, 95, 28) and cal.fitted_acceptance[0].k == 8
+    assert cal.counters.accepted_per_position == [28, 20, 17, 8, 8, 7, 2, 2]

@@ -108,6 +108,7 @@ def _resolve_k(texts: Sequence[str], k: int | None, label: str, notes: list[str]
                 f"{label}: the output does not state the draft maximum (no speculative.n_max, '- n_max=' or "
                 "'n_draft =' line): pass --k (the server's --spec-draft-n-max / --draft-max)"
             )
+        notes.append(f"k = {int(k)} as given (--k): no output states the draft maximum")
         return int(check_k(k))
     if k is not None and int(k) != stated:
         notes.append(f"the output printed n_draft = {stated} but k={int(k)} was given: the output's k={stated} is used")
@@ -253,7 +254,9 @@ def llamacpp_calibration(
     dpr = drafted / rounds if rounds else None
     loop_fit = None if used_p_min is None else _loop_alpha(fit, k, dpr, used_p_min, stated is not None, notes)
     if used_p_min is None:
-        notes.append("p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation")
+        cut = (f"; {dpr:.2f} drafted per round of k={k}: the server cut its drafts, so pass the --p-min it ran with"
+               if dpr is not None and dpr < 0.95 * k else "")
+        notes.append(f"p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation{cut}")
     if loop_fit is None:
         alpha, low, high, kappa = fit.alpha, fit.alpha_low, fit.alpha_high, None
     else:
