@@ -75,7 +75,7 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
 @click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
 @click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max; llama.cpp outputs that print n_max or n_draft need none).")
 @click.option("--model-name", type=NAME, default=None, help="vLLM model_name label to keep (when one server serves several).")
 @click.option("--p-min", type=_UNIT, default=None,
               help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")
@@ -100,6 +100,6 @@ def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacp
                                   model_name=model_name)
     else:
         texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
-        cal = sm.llamacpp_calibration(texts, k, target, draft, ", ".join(llamacpp_files), p_min=p_min)
+        cal = sm.llamacpp_calibration(texts, k, target, draft, list(llamacpp_files), p_min=p_min)
     write_calibration(cal, output, force=force)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)

@@ -48,7 +48,11 @@ def test_counts_and_drafted_per_round_convert_through_the_loop() -> None:
 def test_llamacpp_calibration_records_p_min_and_drafted_per_round() -> None:
     response = json.dumps({"generation_settings": {"speculative.p_min": 0.75, "speculative.n_max": 8},
                            "timings": {"draft_n": 300, "draft_n_accepted": 240, "predicted_n": 340}})
-    cal = llamacpp_calibration([response], 8, "meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-1B-Instruct")
+    # issue 10: the rounds are the server's own count (its /metrics), not predicted_n - accepted
+    metrics = ("llamacpp:spec_decode_num_draft_tokens_total 300\nllamacpp:spec_decode_num_accepted_tokens_total 240\n"
+               "llamacpp:spec_decode_num_drafts_total 100\n")
+    cal = llamacpp_calibration([response, metrics], 8, "meta-llama/Llama-3.1-8B-Instruct",
+                               "meta-llama/Llama-3.2-1B-Instruct")
     fit = cal.fitted_acceptance[0]
     assert fit.p_min == 0.75 and fit.drafted_per_round == pytest.approx(300 / 100)
     # the drafted tokens were the confident ones: the fixed-k reading at n-max overstates alpha

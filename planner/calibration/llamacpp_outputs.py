@@ -1,178 +1,34 @@
-"""llama.cpp outputs -> a calibration file: server responses, server logs, llama-speculative output.
+"""llama.cpp outputs -> a calibration file: server responses, logs, /metrics, llama-speculative output.
 
-Three texts carry acceptance counts: ``timings.draft_n`` / ``timings.draft_n_accepted`` in
-llama-server responses, the server log line ``draft acceptance rate = r ( a accepted / g
-generated)``, and the ``n_drafted`` / ``n_accept`` lines printed by ``llama-speculative``.
+The texts are read in ``llamacpp_texts``; this module sums them into accepted A, drafted D and
+verification steps S (rounds that had a draft, as the server counts them), takes k and p-min
+from the texts when they state them, and converts A / D into the per-token alpha.
+
+Token accounting (tools/server/server-context.cpp, b11312): every target step commits one
+token of its own plus the drafts it accepted, so committed = accepted + target steps; target
+steps are the S rounds that had a draft plus the steps whose draft was empty (p-min, n-min)
+plus the first token of each request (from the prompt pass). predicted_n - accepted therefore
+over-counts S; the server's own S is in its log ('mean len', 'statistics') and its /metrics.
 """
 
 from __future__ import annotations
 
-import math
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import replace
 
-from planner.calibration.acceptance_stats import LEVEL, MAX_COUNT, ModelArg, fit_from_rate, model_identity
+from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_from_rate, model_identity
+from planner.calibration.llamacpp_settings import stated_k, stated_p_min
+from planner.calibration.llamacpp_texts import LlamaCounts, llamacpp_counts, per_position_width
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.draftloop import alpha_from_loop_counts, engine_loop
-from planner.draftloop.convert import rate_floor
+from planner.draftloop.convert import loop_acceptance_rate, rate_floor
+from planner.draftloop.data import LoopSpec
 from planner.errors import SpecplanError
-from planner.inputs import parse_json, shown
 from planner.speedup import acceptance_rate_from_alpha, check_k
 
 __all__ = ["llamacpp_calibration", "server_p_min"]
 
-_LOG_LINE = re.compile(
-    r"draft acceptance rate\s*=\s*[^\s(]*\s*\(\s*([0-9]+)\s+accepted\s*/\s*([0-9]+)\s+generated\s*\)", re.IGNORECASE
-)
-_SPEC_DRAFTED = re.compile(r"\bn_drafted\s*=\s*([0-9]+)")
-_SPEC_ACCEPT = re.compile(r"\bn_accept\s*=\s*([0-9]+)")
-_SPEC_PREDICT = re.compile(r"\bn_predict\s*=\s*([0-9]+)")
-_SPEC_DRAFT = re.compile(r"\bn_draft\s*=\s*([0-9]+)")
-# p-min as the server states it: "speculative.p_min": 0.75 in /props and generation_settings, or
-# "p_min=0.750000" / "p_min = 0.75" in a log (draft-simple prints its settings at start-up).
-_P_MIN_JSON = re.compile(r'"speculative\.p_min"\s*:\s*([0-9]*\.?[0-9]+)')
-_P_MIN_LOG = re.compile(r"\bp_min\s*=\s*([0-9]*\.?[0-9]+)")
-
-
-@dataclass(frozen=True)
-class _LlamaCounts:
-    """Acceptance counts read from one llama.cpp text; ``steps`` None when the text cannot tell."""
-
-    kind: str
-    accepted: int
-    drafted: int
-    steps: int | None
-    items: int
-    n_draft: int | None = None  # llama-speculative's --draft setting, when printed
-
-
-def _whole(value: Any, field: str, label: str) -> int:
-    # Ints are compared, never converted: math.isfinite(10**400) would raise OverflowError.
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
-        raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a count")
-    if value < 0 or value > MAX_COUNT or value != int(value):
-        raise SpecplanError(f"{label}: timings.{field} is {shown(value, 40)}; expected a whole count from 0 to 2^53")
-    return int(value)
-
-
-def _log_ints(found: list[str], what: str, label: str) -> list[int]:
-    """Counts matched in a log as ints; refuses the implausibly long (and Python's 4,300-digit limit)."""
-    if any(len(x) > 16 or int(x) > MAX_COUNT for x in found):
-        raise SpecplanError(f"{label}: a '{what}' count is over 2^53: not a real llama.cpp count")
-    return [int(x) for x in found]
-
-
-def _json_documents(text: str, label: str) -> list[Any] | None:
-    """The JSON documents in a text (one document, JSON lines, or an SSE stream); None if not JSON."""
-    stripped = text.strip()
-    lines = [line.strip() for line in stripped.splitlines() if line.strip()]
-    if lines and all(line.startswith(("data:", "event:", "id:", ":")) for line in lines):
-        # A saved stream: every chunk may carry the running timings, so only the last one counts.
-        docs = []
-        for line in lines:
-            payload = line[len("data:") :].strip() if line.startswith("data:") else ""
-            if payload and payload != "[DONE]":
-                docs.append(_loads(payload, label))
-        with_timings = [d for d in docs if isinstance(d, dict) and isinstance(d.get("timings"), dict)]
-        return with_timings[-1:] if with_timings else docs
-    if not stripped.startswith(("{", "[")):
-        return None
-    try:
-        return [parse_json(stripped, label)]
-    except SpecplanError:
-        if len(lines) < 2:
-            raise
-    return [_loads(line, label, n) for n, line in enumerate(lines, start=1)]  # JSON lines
-
-
-def _loads(text: str, label: str, line: int | None = None) -> Any:
-    return parse_json(text, f"{label} line {line}" if line is not None else label)
-
-
-def _timings_counts(docs: list[Any], label: str) -> _LlamaCounts:
-    """Sum draft_n / draft_n_accepted over the responses; steps = sum(predicted_n - draft_n_accepted)."""
-    responses = []
-    for doc in docs:
-        responses.extend(doc if isinstance(doc, list) else [doc])
-    timings = [r["timings"] for r in responses if isinstance(r, dict) and isinstance(r.get("timings"), dict)]
-    if not timings:
-        raise SpecplanError(f"{label}: JSON without a 'timings' object: expected llama-server responses")
-    drafting = [t for t in timings if "draft_n" in t]
-    if not drafting:
-        raise SpecplanError(
-            f"{label}: responses carry no timings.draft_n: speculative decoding did not run "
-            "(start llama-server with a draft model)"
-        )
-    accepted = drafted = 0
-    steps: int | None = 0
-    for t in drafting:
-        a = _whole(t.get("draft_n_accepted", 0), "draft_n_accepted", label)
-        d = _whole(t["draft_n"], "draft_n", label)
-        if a > d:
-            raise SpecplanError(f"{label}: timings.draft_n_accepted ({a}) exceeds timings.draft_n ({d})")
-        accepted, drafted = accepted + a, drafted + d
-        if steps is not None and "predicted_n" in t:
-            # Each target step commits its accepted drafts plus one token of its own.
-            steps += max(_whole(t["predicted_n"], "predicted_n", label) - a, 0)
-        else:
-            steps = None
-    return _LlamaCounts("server responses (timings)", accepted, drafted, steps, len(drafting))
-
-
-def _log_counts(text: str, label: str) -> _LlamaCounts | None:
-    matches = _LOG_LINE.findall(text)
-    if not matches:
-        return None
-    accepted = sum(_log_ints([a for a, _ in matches], "accepted", label))
-    drafted = sum(_log_ints([g for _, g in matches], "generated", label))
-    return _LlamaCounts("llama-server log ('draft acceptance rate' lines)", accepted, drafted, None, len(matches))
-
-
-def _speculative_counts(text: str, label: str) -> _LlamaCounts | None:
-    drafted = _log_ints(_SPEC_DRAFTED.findall(text), "n_drafted", label)
-    accepted = _log_ints(_SPEC_ACCEPT.findall(text), "n_accept", label)
-    if not drafted and not accepted:
-        return None
-    if len(drafted) != len(accepted):
-        raise SpecplanError(f"{label}: {len(drafted)} 'n_drafted =' lines but {len(accepted)} 'n_accept =' lines")
-    if any(a > d for a, d in zip(accepted, drafted)):
-        raise SpecplanError(f"{label}: n_accept exceeds n_drafted")
-    predicted = _log_ints(_SPEC_PREDICT.findall(text), "n_predict", label)
-    steps = None
-    if len(predicted) == len(drafted):
-        steps = sum(max(p - a, 0) for p, a in zip(predicted, accepted))
-    settings = set(_log_ints(_SPEC_DRAFT.findall(text), "n_draft", label))
-    return _LlamaCounts(
-        "llama-speculative output (n_drafted / n_accept)",
-        sum(accepted),
-        sum(drafted),
-        steps,
-        len(drafted),
-        n_draft=settings.pop() if len(settings) == 1 else None,
-    )
-
-
-def _llamacpp_counts(text: str, label: str) -> _LlamaCounts:
-    """Recognise one llama.cpp text: JSON responses, then server log lines, then llama-speculative."""
-    try:
-        docs = _json_documents(text, label)
-    except SpecplanError:
-        # A log whose lines start with "[timestamp]" looks like JSON at first sight.
-        if not (_LOG_LINE.search(text) or _SPEC_DRAFTED.search(text)):
-            raise
-        docs = None
-    if docs is not None:
-        return _timings_counts(docs, label)
-    found = _log_counts(text, label) or _speculative_counts(text, label)
-    if found is None:
-        raise SpecplanError(
-            f"{label}: no llama.cpp acceptance data (expected a server response with timings.draft_n, a "
-            "llama-server log with 'draft acceptance rate = ...' lines, or llama-speculative output with "
-            "n_drafted / n_accept)"
-        )
-    return found
+server_p_min = stated_p_min  # the name the CLI and older callers use
 
 
 def _labels(source_label: str | Sequence[str], n: int) -> list[str]:
@@ -184,14 +40,148 @@ def _labels(source_label: str | Sequence[str], n: int) -> list[str]:
     return labels
 
 
-def server_p_min(texts: Sequence[str]) -> float | None:
-    """The p-min the server states in its /props or responses (speculative.p_min) or its log; None if none does."""
-    found = {round(float(x), 6) for text in texts for x in _P_MIN_JSON.findall(text) + _P_MIN_LOG.findall(text)}
-    found = {x for x in found if 0 <= x <= 1}
-    if len(found) > 1:
-        raise SpecplanError(f"the llama.cpp texts state several p-min values ({', '.join(map(str, sorted(found)))}): "
-                            "calibrate one server setting at a time")
-    return found.pop() if found else None
+def _merge_same_requests(parts: list[tuple[str, LlamaCounts]], notes: list[str]) -> list[LlamaCounts]:
+    """Parts of different kinds with equal (accepted, drafted) describe the same requests: count them once.
+
+    A run's responses and its server log (or /metrics) state the same tokens; summing them would
+    double every count. The merged part keeps the rounds (and per-position rates) of whichever states them.
+    """
+    merged: list[tuple[str, LlamaCounts]] = []
+    for label, part in parts:
+        twin = next((i for i, (_, m) in enumerate(merged)
+                     if m.kind != part.kind and (m.accepted, m.drafted) == (part.accepted, part.drafted)), None)
+        if twin is None:
+            covering = _covering(merged, label, part, notes)
+            if covering is not None:  # this part's requests are all in an earlier part, or the reverse
+                merged[covering[0]] = covering[1]
+            else:
+                merged.append((label, part))
+            continue
+        first_label, first = merged[twin]
+        merged[twin] = (first_label, replace(
+            first, rounds=first.rounds if first.rounds is not None else part.rounds,
+            per_position=first.per_position or part.per_position,
+            rounds_bound=first.rounds_bound if first.rounds_bound is not None else part.rounds_bound,
+            rounds_note=first.rounds_note or part.rounds_note))
+        notes.append(f"{label} and {first_label} report the same {part.accepted} / {part.drafted} tokens: "
+                     "read as the same requests, counted once")
+    return [m for _, m in merged]
+
+
+def _covering(merged: list[tuple[str, LlamaCounts]], label: str, part: LlamaCounts,
+              notes: list[str]) -> tuple[int, tuple[str, LlamaCounts]] | None:
+    """(index, the part to keep) when one of two texts holds every request of the other (responses in a log).
+
+    A log may hold more requests than the saved responses (warm-up, other clients); its per-request
+    (accepted, drafted) pairs then contain the responses' pairs, and the log alone is counted.
+    """
+    def contains(big: LlamaCounts, small: LlamaCounts) -> bool:
+        pool = list(big.pairs)
+        for pair in small.pairs:
+            if pair not in pool:
+                return False
+            pool.remove(pair)
+        return True
+
+    for i, (other_label, other) in enumerate(merged):
+        if other.kind == part.kind or not other.pairs or not part.pairs:
+            continue
+        if contains(other, part) or contains(part, other):
+            big_label, big, small_label = ((other_label, other, label) if contains(other, part)
+                                           else (label, part, other_label))
+            notes.append(f"every request of {small_label} is in {big_label}: {big_label} alone is counted")
+            return i, (big_label, big)
+    return None
+
+
+def _resolve_k(texts: Sequence[str], k: int | None, label: str, notes: list[str]) -> int:
+    """k as the output states it (n_max / n_draft); --k only when no text states it."""
+    stated, how, width = stated_k(texts), "speculative.n_max / n_max / n_draft", per_position_width(texts)
+    if stated is not None and width is not None and width != stated:
+        raise SpecplanError(f"{label}: the outputs state n_max {stated} but the server's per-position rates have "
+                            f"{width} positions: calibrate one server setting at a time")
+    if stated is None:
+        stated, how = width, "the width of the server's per-position rates (sized to n_max)"
+    if stated is None:
+        if k is None:
+            raise SpecplanError(
+                f"{label}: the output does not state the draft maximum (no speculative.n_max, '- n_max=' or "
+                "'n_draft =' line): pass --k (the server's --spec-draft-n-max / --draft-max)"
+            )
+        notes.append(f"k = {int(k)} as given (--k): no output states the draft maximum")
+        return int(check_k(k))
+    if k is not None and int(k) != stated:
+        notes.append(f"the output printed n_draft = {stated} but k={int(k)} was given: the output's k={stated} is used")
+    else:
+        notes.append(f"k = {stated} as the output states it ({how})")
+    return int(check_k(stated))
+
+
+def _conditional(per_position: Sequence[float]) -> list[float]:
+    """P(accept i | 0..i-1 accepted) from llama.cpp's P(first i+1 accepted); stops at a zero."""
+    rates, previous = [], 1.0
+    for u in per_position:
+        if previous <= 0:
+            break
+        rates.append(min(u / previous, 1.0))
+        previous = u
+    return rates
+
+
+def _totals(parts: list[LlamaCounts]) -> tuple[int, int, int | None, int | None, tuple[float, ...] | None]:
+    """(accepted, drafted, rounds, rounds bound, pooled per-position rates) over the parts."""
+    accepted = sum(p.accepted for p in parts)
+    drafted = sum(p.drafted for p in parts)
+    rounds = None if any(p.rounds is None for p in parts) else sum(p.rounds for p in parts)  # type: ignore[misc]
+    bound = None
+    if rounds is None and all(p.rounds is not None or p.rounds_bound is not None for p in parts):
+        bound = sum(p.rounds if p.rounds is not None else p.rounds_bound for p in parts)  # type: ignore[misc]
+    per_position = None
+    if rounds and all(p.per_position and p.rounds for p in parts):
+        width = max(len(p.per_position) for p in parts)  # type: ignore[arg-type]
+        per_position = tuple(sum(round(p.per_position[i] * p.rounds) for p in parts  # type: ignore[index, operator]
+                                 if i < len(p.per_position)) / rounds for i in range(width))  # type: ignore[arg-type]
+    return accepted, drafted, rounds, bound, per_position
+
+
+def _loop_alpha_at(loop: LoopSpec, rate: float, k: int, kappa: float) -> float:
+    """Per-token alpha whose p-min loop at confidence ``kappa`` accepts ``rate`` of its drafts (bisection)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(40):  # loop_acceptance_rate rises with alpha
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if loop_acceptance_rate(loop, mid, k, kappa) < rate else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+def _loop_alpha(fit: RateFit, k: int, dpr: float | None, p_min: float, stated: bool,
+                notes: list[str]) -> tuple[float, float, float, float | None] | None:
+    """(alpha, low, high, kappa) through llama.cpp's p-min loop; None when the server's own counts defy the loop.
+
+    The loop model says drafted tokens are the confident ones, so A / D overstates the per-token
+    alpha. A server that states its p-min yet accepts fewer drafts than that loop can yield (tiny
+    or mismatched pairs whose confidences mean little) is reported as such and converted with the
+    fixed-k relation: its counts are facts, and no --p-min could change the server's own setting.
+    """
+    loop = engine_loop("llamacpp", p_min=p_min)
+    floor = rate_floor(loop, k)  # the interval's low end may fall below what the loop can yield
+    try:
+        conv = alpha_from_loop_counts(loop, fit.rate, k, min(dpr, k) if dpr else None)
+    except SpecplanError as exc:
+        if not stated:
+            raise
+        notes.append(f"p_min {p_min:g} stated by the server, but {exc}: alpha from the fixed-k relation instead")
+        return None
+    if stated and dpr and not conv.kappa_fitted and fit.rate < floor:
+        notes.append(f"p_min {p_min:g} stated by the server, but accepted/drafted {fit.rate:.4g} is below the "
+                     f"{floor:.3g} its loop yields and no confidence fits {dpr:.2f} drafted per round: "
+                     "alpha from the fixed-k relation instead")
+        return None
+    # The interval ends go through the same loop, at the kappa the point estimate used.
+    kappa = conv.kappa
+    ends = [_loop_alpha_at(loop, max(float(acceptance_rate_from_alpha(x, k)), rate_floor(loop, k, kappa)), k, kappa)
+            for x in (fit.alpha_low, fit.alpha_high)]
+    notes.append(f"p_min {p_min:g} ({'stated by the server' if stated else '--p-min'}): {conv.detail}")
+    return conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha), conv.kappa if conv.kappa_fitted else None
 
 
 def llamacpp_calibration(
@@ -202,73 +192,82 @@ def llamacpp_calibration(
     source_label: str | Sequence[str] = "llama.cpp output",
     p_min: float | None = None,
 ) -> CalibrationFile:
-    """A calibration file from llama.cpp outputs: server responses, server logs or llama-speculative output.
+    """A calibration file from llama.cpp outputs (responses, server log, /metrics, llama-speculative output).
 
-    Each text is recognised on its own (see ``_llamacpp_counts``) and the counts are summed:
-    A accepted and D drafted tokens; steps S = predicted_n - draft_n_accepted when the text
-    tells (an approximation: it includes steps without a draft). ``k`` is the server's
-    --draft-max; it is required because llama.cpp's draft length varies with p_min.
-    ``source_label`` names the texts in errors and notes: one label for all, or one per text.
+    Each text is recognised on its own (``llamacpp_texts.llamacpp_counts``); texts of the same
+    requests are counted once, others summed: A accepted, D drafted, S rounds (the server's
+    verification steps, None when no text states them). drafted per round = D / S. ``k`` (the
+    server's draft maximum) and p-min are read from the texts when stated; ``k`` is needed only
+    when none states it. ``source_label`` names the texts: one label for all, or one per text.
     """
     if not texts:
         raise SpecplanError("no llama.cpp outputs given")
     labels = _labels(source_label, len(texts))
-    if k is None:
-        raise SpecplanError(
-            f"{labels[0]}: llama.cpp drafts a variable number of tokens per step: pass --k "
-            "(the server's --draft-max / --draft)"
-        )
-    k = int(check_k(k))
-    parts = [_llamacpp_counts(text, label) for text, label in zip(texts, labels)]
-    accepted = sum(p.accepted for p in parts)
-    drafted = sum(p.drafted for p in parts)
-    steps = None if any(p.steps is None for p in parts) else sum(p.steps for p in parts)  # type: ignore[misc]
+    found = [(label, llamacpp_counts(text, label)) for text, label in zip(texts, labels)]
+    read = [(label, p) for label, p in found if p is not None]
+    if not read:
+        raise SpecplanError(f"{', '.join(labels)}: only settings (speculative.n_max / p_min), no acceptance counts: "
+                            "add the server's responses, log or /metrics")
+    notes = [f"{label}: settings only (n_max / p-min)" for label, p in found if p is None]
+    notes += [f"{label}: {p.kind}, {p.items} item(s), {p.accepted} accepted / {p.drafted} drafted"
+             + (f", {p.rounds} rounds" if p.rounds is not None else "") + (f" ({p.rounds_note})" if p.rounds_note else "")
+             for label, p in read]
+    parts = _merge_same_requests(read, notes)
+    k = _resolve_k(texts, k, labels[0], notes)
+    accepted, drafted, rounds, bound, per_position = _totals(parts)
     if drafted == 0:
         raise SpecplanError(f"{', '.join(labels)}: no draft tokens were proposed")
+    if rounds is not None and drafted > k * rounds:
+        raise SpecplanError(f"{', '.join(labels)}: {drafted} drafted tokens in {rounds} rounds is more than k={k} "
+                            "per round: check --k")
 
-    notes = [f"{label}: {p.kind}, {p.items} item(s), {p.accepted} accepted / {p.drafted} drafted"
-             for label, p in zip(labels, parts)]
-    settings = {p.n_draft for p in parts if p.n_draft is not None}
-    if settings and settings != {k}:
-        notes.append(f"llama-speculative printed n_draft = {', '.join(map(str, sorted(settings)))} but k={k} was given")
-    fit = fit_from_rate(accepted, drafted, k, steps if steps else None, None)
-    notes.append(
-        f"draft acceptance rate (accepted / drafted tokens): {fit.rate:.4f} = {accepted} / {drafted}"
-    )
-    if steps:
+    fit = fit_from_rate(accepted, drafted, k, rounds, None)
+    notes.append(f"draft acceptance rate (accepted / drafted tokens): {fit.rate:.4f} = {accepted} / {drafted}")
+    if rounds:
         notes.append(
-            f"mean acceptance length (tokens per target step, 1 + accepted / steps, steps ~ predicted - accepted): "
-            f"{1 + accepted / steps:.4f}; mean draft length {drafted / steps:.2f} of k={k}"
+            f"mean acceptance length (tokens per verification step, 1 + accepted / rounds): {1 + accepted / rounds:.4f}; "
+            f"drafted per round {drafted / rounds:.2f} of k={k} ({rounds} rounds as the server counts them; "
+            "committed tokens = accepted + target steps, target steps = rounds + steps without a draft)"
+        )
+    elif bound is not None:
+        notes.append(
+            f"verification steps unknown: responses carry no step count (at most {bound}: predicted_n - "
+            "draft_n_accepted - 1 per response, steps without a draft included); give the server log or its "
+            "/metrics for the server's own count"
         )
     notes.append(
         f"per-token alpha {fit.alpha:.4f} = alpha_from_acceptance_rate(rate, k={k}); {LEVEL:.0%} interval "
         f"[{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] from a Beta interval on accepted of drafted "
         f"(design effect {fit.design_effect:.2f}, i.i.d. model)"
     )
-    stated = server_p_min(texts)
+    conditional = _conditional(per_position) if per_position else []
+    if per_position:
+        notes.append("per-position rates as llama.cpp prints them, P(first i+1 drafts accepted): "
+                     + ", ".join(f"{u:.3f}" for u in per_position)
+                     + "; conditional P(accept i | before accepted): " + ", ".join(f"{c:.3f}" for c in conditional)
+                     + " (a round that drafted fewer than i+1 tokens counts as stopped there: under p-min these "
+                     "mix the draft stopping with rejection, so they are shown, not used)")
+    stated = stated_p_min(texts)
     if stated is not None and p_min is not None and abs(stated - p_min) > 1e-6:
         notes.append(f"the server states p-min {stated:g}; --p-min {p_min:g} was given: the server's value is used")
     used_p_min = stated if stated is not None else p_min
-    dpr = drafted / steps if steps else None
+    dpr = drafted / rounds if rounds else None
+    loop_fit = None if used_p_min is None else _loop_alpha(fit, k, dpr, used_p_min, stated is not None, notes)
     if used_p_min is None:
-        notes.append("p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation")
+        cut = (f"; {dpr:.2f} drafted per round of k={k}: the server cut its drafts, so pass the --p-min it ran with"
+               if dpr is not None and dpr < 0.95 * k else "")
+        notes.append(f"p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation{cut}")
+    if loop_fit is None:
         alpha, low, high, kappa = fit.alpha, fit.alpha_low, fit.alpha_high, None
     else:
-        # The loop model: drafted tokens are the confident ones, so A / D overstates the per-token alpha.
-        loop = engine_loop("llamacpp", p_min=used_p_min)
-        conv = alpha_from_loop_counts(loop, fit.rate, k, min(dpr, k) if dpr else None)
-        kappa = conv.kappa if conv.kappa_fitted else None
-        floor = rate_floor(loop, k)  # the interval's low end may fall below what the loop can yield
-        ends = [alpha_from_loop_counts(loop, max(float(acceptance_rate_from_alpha(x, k)), floor), k).alpha
-                for x in (fit.alpha_low, fit.alpha_high)]
-        alpha, low, high = conv.alpha, min(ends[0], conv.alpha), max(ends[1], conv.alpha)
-        notes.append(f"p_min {used_p_min:g} ({'stated by the server' if stated is not None else '--p-min'}): "
-                     f"{conv.detail}")
+        alpha, low, high, kappa = loop_fit
     fitted = FittedAcceptance(
-        mode="server", alpha=alpha, alpha_low=low, alpha_high=high, k=k, rounds=steps,
+        mode="server", alpha=alpha, alpha_low=low, alpha_high=high, k=k, rounds=rounds, per_position=conditional,
         p_min=used_p_min, drafted_per_round=dpr, kappa=kappa,
     )
-    counters = AcceptanceCounters(num_drafts=steps, num_draft_tokens=drafted, num_accepted_tokens=accepted, k=k)
+    per_pos_counts = [round(u * rounds) for u in per_position] if per_position and rounds else None
+    counters = AcceptanceCounters(num_drafts=rounds, num_draft_tokens=drafted, num_accepted_tokens=accepted,
+                                  accepted_per_position=per_pos_counts, k=k)
     return CalibrationFile(
         source="llamacpp",
         engine="llamacpp",

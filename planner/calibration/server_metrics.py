@@ -9,8 +9,8 @@ Two sources (DESIGN.md section 5; shared/research/servers.md sections 1.3 and 3.
   ``..._num_accepted_tokens_per_pos{position="i"}`` (drafts whose first i+1 tokens were all
   accepted). The V0 legacy set has no S and counts accepts differently (see ``vllm_calibration``).
 * llama.cpp: ``timings.draft_n`` / ``timings.draft_n_accepted`` in server responses, the server
-  log line ``draft acceptance rate = r ( a accepted / g generated)``, or the ``n_drafted`` /
-  ``n_accept`` lines printed by the ``llama-speculative`` example.
+  log lines of every build (``draft acceptance [rate] = ...``, ``mean len``, ``statistics``), its
+  ``/metrics``, or the ``n_drafted`` / ``n_accept`` lines of ``llama-speculative`` (``llamacpp_texts``).
 
 This module reads the sources and turns a vLLM window into a calibration; one scrape is parsed in
 ``vllm_metrics``, llama.cpp texts in ``llamacpp_outputs``, and the shared estimators live in
