@@ -16,6 +16,11 @@
 set -euo pipefail
 
 pin="llama-cpp-python==0.3.36"
+# The sdist has no .git, so llama.cpp's build-info would print "build 0, commit unknown"; these are
+# the release the sdist vendors (its CHANGELOG.md: "update llama.cpp to ggml-org/llama.cpp@0c1e57098",
+# tag b11312), so `llama-server --version` prints the line a user of that release sees.
+llama_build=11312
+llama_commit=0c1e57098
 pip_pin="pip==26.3"                      # the project's pip (.ci/run's make_venv)
 sdist_backend="scikit-build-core==1.1.2" # the sdist's build backend: pip reads its metadata with it
 targets=(llama-server llama-bench llama-speculative llama-quantize)
@@ -24,7 +29,7 @@ targets=(llama-server llama-bench llama-speculative llama-quantize)
 cmake_flags=(-DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF
              -DGGML_NATIVE=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DBUILD_SHARED_LIBS=OFF
              -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON
-             -DLLAMA_BUILD_SERVER=ON)
+             -DLLAMA_BUILD_SERVER=ON -DLLAMA_BUILD_NUMBER="$llama_build" -DLLAMA_BUILD_COMMIT="$llama_commit")
 jobs="${LLAMACPP_BUILD_JOBS:-2}"
 python="${PYTHON:-python3}"
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -204,15 +205,24 @@ def test_exported_command_line_runs_the_real_server(llama_bin: Path, models: Pai
     text = log.read_text(errors="replace")
     (tmp_path / "responses.json").write_text(json.dumps(responses), encoding="utf-8")
     assert "invalid argument" not in text and "error while handling argument" not in text, text[-3000:]
-    # The flags took effect: one slot of the whole context, the draft model loaded and drafting.
+    # The flags took effect: one slot of the whole context (-c, -np), the draft model loaded
+    # (--spec-draft-model, --spec-type; /props shows only the per-request speculative.types, "none"),
+    # and every request drafted at most k tokens per round (--spec-draft-n-max): the log's
+    # "mean len" is accepted tokens per round plus the target's own, at most k + 1.
     settings = props["default_generation_settings"]
     assert props["total_slots"] == 1 and settings["n_ctx"] == CONTEXT, props
-    assert "draft" in str(settings["params"].get("speculative.types")), settings["params"]
+    assert f"loading draft model '{models.draft_gguf}'" in text, text[-3000:]
+    rounds = re.findall(r"draft acceptance = [0-9.]+ \( *(\d+) accepted / *(\d+) generated\), mean len = +([0-9.]+)",
+                        text)
+    assert len(rounds) == len(PROMPTS), text[-3000:]
+    assert all(1.0 <= float(mean) <= K + 1 for _, _, mean in rounds), rounds
     timings = [r["timings"] for r in responses]
     drafted = sum(t.get("draft_n", 0) for t in timings)
     accepted = sum(t.get("draft_n_accepted", 0) for t in timings)
     assert all("draft_n" in t and "draft_n_accepted" in t for t in timings), timings
     assert drafted > 0 and 0 <= accepted <= drafted, timings
+    # The responses and the log count the same drafted and accepted tokens.
+    assert [(int(a), int(g)) for a, g, _ in rounds] == [(t["draft_n_accepted"], t["draft_n"]) for t in timings]
     predicted = _predicted(runner_module, models, gpu)
     measured = sorted(t["predicted_per_second"] for t in timings)[len(timings) // 2]
     print(f"\nllama.cpp CPU build {llama_bin}: {note}\n"

@@ -38,10 +38,10 @@ class Shape:
     """A Llama model's sizes (counts)."""
 
     layers: int
-    hidden: int = 256
-    heads: int = 4
-    kv_heads: int = 2
-    ffn: int = 512
+    hidden: int = 512  # multiples of 256 so that every llama-quantize type takes the rows
+    heads: int = 8
+    kv_heads: int = 4
+    ffn: int = 1536
     context: int = 2048
 
 
@@ -148,7 +148,7 @@ class Pair:
     draft_gguf: Path
 
 
-def make_pair(llama_src: Path, out: Path, target: Shape = Shape(layers=4), seed: int = 0) -> Pair:
+def make_pair(llama_src: Path, out: Path, target: Shape = Shape(layers=6), seed: int = 0) -> Pair:
     """Target with ``target.layers`` blocks; draft = its first block with its embedding, norm and output."""
     sys.path.insert(0, str(llama_src / "gguf-py"))
     try:
