@@ -62,9 +62,11 @@ def llama_bin() -> Path:
     return folder
 
 
-def _run(argv: list, timeout_s: float, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([str(a) for a in argv], capture_output=True, text=True, errors="replace",
-                          timeout=timeout_s, check=False, **kw)
+def _run(argv: list, timeout_s: float, merge: bool = False) -> subprocess.CompletedProcess:
+    """Run a tool with a time limit; ``merge``: stderr into stdout, as a user's ``2>&1`` saves it."""
+    return subprocess.run([str(a) for a in argv], stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT if merge else subprocess.PIPE, text=True, errors="replace",
+                          timeout=timeout_s, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +123,31 @@ def test_tools_run(llama_bin: Path) -> None:
 def test_llama_bench(bench: dict) -> None:
     assert bench["pp"]["n_prompt"] == 16 and bench["tg"]["n_gen"] == 16
     assert bench["pp"]["avg_ts"] > 0 and bench["tg"]["avg_ts"] > 0
+
+
+def test_llama_speculative_runs_the_pair(llama_bin: Path, models: Pair, tmp_path: Path) -> None:
+    """llama-speculative with the pair: stdout and stderr together (as `2>&1` saves them) end in its stats.
+
+    This build's logger is asynchronous and never flushed at exit (common/log.cpp, common_log_main:
+    "this design may cause logs to be lost if not flushed before the program exits", llama.cpp issue
+    #22142), and llama-speculative does not flush it: on a loaded machine the final n_draft /
+    n_drafted / n_accept lines are sometimes lost. The run is repeated up to three times for them.
+    """
+    argv = [llama_bin / "llama-speculative", "-m", models.target_gguf, "-md", models.draft_gguf, "-p", PROMPTS[0],
+            "-n", "32", "--spec-draft-n-max", str(K), "--spec-draft-n-min", "0", "--spec-draft-p-min", "0.75",
+            "--temp", "0", "-c", str(CONTEXT), "--seed", "1", "-t", "2"]
+    for attempt in range(3):
+        done = _run(argv, 180, merge=True)
+        (tmp_path / f"speculative-{attempt}.txt").write_text(done.stdout, encoding="utf-8")
+        assert done.returncode == 0, done.stdout[-3000:]
+        assert PROMPTS[0] in done.stdout, done.stdout[-3000:]  # it printed the prompt and generated after it
+        stats = dict(re.findall(r"\b(n_draft|n_drafted|n_accept) += (\d+)", done.stdout))
+        if stats:
+            break
+    else:
+        pytest.xfail("llama-speculative's closing stats were lost three times (unflushed async log, llama.cpp #22142)")
+    assert stats.get("n_draft") == str(K), done.stdout[-3000:]
+    assert 0 <= int(stats["n_accept"]) <= int(stats["n_drafted"]), stats
 
 
 def _free_port() -> int:
