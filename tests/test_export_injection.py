@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
@@ -250,6 +250,8 @@ def _accepts(check, value: str) -> bool:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(target=st.text(_NAME_CHARS, min_size=1, max_size=24), draft=st.text(_NAME_CHARS, min_size=1, max_size=24),
        stem=st.text(_NAME_CHARS, min_size=1, max_size=16))
+@example(target=" 0", draft="d", stem="s")  # the GGUF file name a name with edge white space implies
+@example(target="a", draft=" 0", stem="s")
 def test_generated_names_are_refused_or_stay_data(base_plan, stub_bin, tmp_path_factory, target, draft, stem):
     data = {**base_plan, "target": f"org/{target}", "draft": draft}
     ok = (_accepts(check_word, data["target"]) and _accepts(check_word, draft) and _accepts(check_text, stem)

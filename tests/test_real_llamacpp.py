@@ -285,15 +285,16 @@ def test_exported_command_line_runs_the_real_server(served: Served, models: Pair
     assert [(int(a), int(g)) for a, g, _ in rounds] == [(t["draft_n_accepted"], t["draft_n"]) for t in timings]
 
 
-def test_calibrate_reads_the_real_responses(served: Served, models: Pair, runner_module) -> None:
-    out = served.folder / "calibration.yaml"
-    result = runner_module.invoke(main, ["calibrate", "--llamacpp", str(served.responses_path),
+@pytest.mark.parametrize("source", ["responses_path", "log_path"])
+def test_calibrate_reads_the_real_outputs(served: Served, models: Pair, runner_module, source: str) -> None:
+    """The responses and the b11312 log (`draft acceptance = ... mean len = ...`) give the responses' own counts."""
+    out = served.folder / f"calibration-{source}.yaml"
+    result = runner_module.invoke(main, ["calibrate", "--llamacpp", str(getattr(served, source)),
                                          "--target", str(models.target_dir), "--draft", str(models.draft_dir),
                                          "--k", str(K), "-o", str(out), "--force"])
     assert result.exit_code == 0, result.output + result.stderr
     counters = yaml.safe_load(out.read_text(encoding="utf-8"))["counters"]
-    drafted, accepted = _counts(served)
-    assert (counters["num_draft_tokens"], counters["num_accepted_tokens"]) == (drafted, accepted)
+    assert (counters["num_draft_tokens"], counters["num_accepted_tokens"]) == _counts(served)
 
 
 def test_predicted_vs_measured_on_this_cpu(served: Served, models: Pair, bench: dict, device, llama_bin: Path,

@@ -67,7 +67,9 @@ def gguf_name(model: str, precision: str) -> str:
     if model.endswith(".gguf"):
         return check_word(model, "model name")
     name = served_name(model)
-    base = PurePosixPath(name.rstrip("/")).name or name
+    # The file name is specplan's guess, not the user's: white space at the ends of the repo's last
+    # part (a legal repo name such as "org/ 0") would make a file name no shell user expects.
+    base = (PurePosixPath(name.rstrip("/")).name or name).strip() or "model"
     return check_word(f"{base}-{_GGUF_TYPE[weight_format(precision).name]}.gguf", "GGUF file name")
 
 
