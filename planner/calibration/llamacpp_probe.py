@@ -1,0 +1,238 @@
+"""The engine probe for llama.cpp: time the user's own build with llama-bench, accept with llama-speculative.
+
+`specplan probe --engine llamacpp` runs the tools of a llama.cpp build folder (``--llama-bin``) on
+the pair's GGUF files, so the fitted timings describe the llama.cpp kernels on this device (engine
+``llamacpp``), not the transformers path. Every tool runs as a subprocess with a time limit taken
+from the budget; a missing tool is exit 3, a failing run exit 2, both one line.
+
+llama-bench (``-o json``) prints one record per test with ``n_prompt``, ``n_gen``, ``n_depth`` and
+``samples_ns`` (llama.cpp tools/llama-bench/llama-bench.cpp, json_printer): a ``tg`` test times
+``n_gen`` single-token decode passes after ``n_depth`` cached tokens, a ``pp`` test one batch of
+``n_prompt`` tokens, which is the target's verify pass of n = k + 1 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable, _Budget, monotonic_clock
+from planner.calibration.schema import CalibrationFile, DeviceIdentity, ModelIdentity, TimingPoint, write_calibration
+from planner.errors import SpecplanError
+from planner.units import GB
+
+__all__ = ["LlamaProbeConfig", "parse_bench_json", "bench_precision", "run_llamacpp_probe", "LlamaToolMissing"]
+
+_BENCH_SHARE = 0.6  # of the budget for llama-bench (two models); the rest for llama-speculative
+_MIN_TOOL_S = 5.0  # a tool given less than this cannot even load a model: stop instead
+
+
+class LlamaToolMissing(ProbeUnavailable):
+    """The build folder lacks a tool (exit 3: this machine lacks what the command needs)."""
+
+
+@dataclass
+class LlamaProbeConfig:
+    """What `specplan probe --engine llamacpp` was asked to do."""
+
+    llama_bin: str
+    target: str
+    draft: str
+    target_gguf: str
+    draft_gguf: str
+    gpu: str | None = "cpu"
+    budget_s: float = 120.0
+    k_max: int = 4
+    contexts: tuple[int, ...] = (0, 128)  # llama-bench -d depths (tokens already cached)
+    threads: int | None = None  # llama-bench / llama-speculative -t; None: the tools' default
+    repetitions: int = 3
+    prompts: tuple[str, ...] = BUILTIN_PROMPTS
+    n_predict: int = 32
+    p_min: float = 0.75  # llama-speculative --spec-draft-p-min (recorded, so alpha is fitted under it)
+    progress: Callable[[str, float], None] | None = None
+    clock: Callable[[], float] | None = None  # None: monotonic_clock; tests inject one
+    run: Callable[..., subprocess.CompletedProcess] | None = None  # None: subprocess.run
+    notes: list[str] = field(default_factory=list)
+
+
+def _tool(cfg: LlamaProbeConfig, name: str) -> Path:
+    path = Path(cfg.llama_bin).expanduser() / name
+    if not (path.is_file() and os.access(path, os.X_OK)):
+        raise LlamaToolMissing(f"--llama-bin {cfg.llama_bin}: no executable {name} (build llama.cpp's tools there)")
+    return path
+
+
+def _gguf(path: str, flag: str) -> Path:
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SpecplanError(f"{flag} {path}: no such GGUF file")
+    return p
+
+
+def _call(cfg: LlamaProbeConfig, argv: list[Any], timeout_s: float, what: str) -> str:
+    """Run one tool with a time limit; stdout+stderr merged; a failure or timeout is one SpecplanError line."""
+    runner = cfg.run or subprocess.run
+    try:
+        done = runner([str(a) for a in argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                      errors="replace", timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise SpecplanError(f"{what}: did not finish within {timeout_s:.0f} s of the budget (raise --budget-s)") from None
+    except OSError as exc:
+        raise SpecplanError(f"{what}: cannot run {argv[0]}: {exc.strerror or exc}") from None
+    if done.returncode != 0:
+        tail = [ln for ln in (done.stderr or "").splitlines() if ln.strip()][-1:] or ["no message"]
+        raise SpecplanError(f"{what}: exit {done.returncode}: {tail[0].strip()[:300]}")
+    return done.stdout + ("\n" + done.stderr if done.stderr else "")
+
+
+def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json") -> list[TimingPoint]:
+    """llama-bench JSON records -> timing points, seconds per pass.
+
+    tg (n_gen > 0, n_prompt 0): one decode pass = sample_ns / n_gen (s), new_tokens 1, context n_depth.
+    pp (n_prompt > 0, n_gen 0): one batch of n_prompt tokens = sample_ns (s), new_tokens n_prompt.
+    Mixed pp+tg tests (-pg) and batches over the schema's limit are skipped.
+    """
+    start = text.find("[")
+    try:
+        records = json.loads(text[start:text.rfind("]") + 1]) if start >= 0 else None
+    except json.JSONDecodeError as exc:
+        raise SpecplanError(f"{label}: not llama-bench JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(records, list) or not records:
+        raise SpecplanError(f"{label}: expected a JSON list of llama-bench records")
+    out = []
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not {"n_prompt", "n_gen", "samples_ns"} <= r.keys():
+            raise SpecplanError(f"{label}: record {i}: expected n_prompt, n_gen and samples_ns")
+        n_prompt, n_gen, depth = int(r["n_prompt"]), int(r["n_gen"]), int(r.get("n_depth") or 0)
+        samples = [float(s) / 1e9 for s in r["samples_ns"]]
+        if not samples or any(s <= 0 for s in samples):
+            raise SpecplanError(f"{label}: record {i}: samples_ns must be positive")
+        if n_gen > 0 and n_prompt == 0:
+            out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=1,  # type: ignore[arg-type]
+                                   seconds=[s / n_gen for s in samples]))
+        elif n_prompt > 0 and n_gen == 0 and n_prompt <= 65:
+            out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=n_prompt,  # type: ignore[arg-type]
+                                   seconds=samples))
+    return out
+
+
+def bench_precision(text: str) -> str | None:
+    """The weight type llama-bench names in model_type ("llama ?B Q8_0" -> "q8_0"), lower case."""
+    try:
+        records = json.loads(text[text.find("["):text.rfind("]") + 1])
+        return str(records[0]["model_type"]).split()[-1].lower()
+    except (ValueError, LookupError, TypeError, AttributeError):
+        return None
+
+
+def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tuple[list[TimingPoint], str]:
+    """llama-bench on one model: tg at every depth; for the target also pp1..pp(k_max+1) (the verify curve)."""
+    prompts = ",".join(str(n) for n in range(1, cfg.k_max + 2)) if role == "target" else "0"
+    argv = [_tool(cfg, "llama-bench"), "-m", gguf, "-p", prompts, "-n", "16", "-r", cfg.repetitions,
+            "-d", ",".join(str(c) for c in cfg.contexts), "-o", "json"]
+    if cfg.threads:
+        argv += ["-t", cfg.threads]
+    text = _call(cfg, argv, timeout_s, f"llama-bench ({role} {gguf.name})")
+    return parse_bench_json(text, role, f"llama-bench ({role})"), text
+
+
+def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, timeout_s: float) -> str:
+    argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", cfg.prompts[0], "-n", cfg.n_predict,
+            "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
+            "--temp", "0", "--seed", "1"]
+    if cfg.threads:
+        argv += ["-t", cfg.threads]
+    return _call(cfg, argv, timeout_s, "llama-speculative")
+
+
+def _device(cfg: LlamaProbeConfig) -> tuple[DeviceIdentity | None, Any]:
+    """(identity, GpuSpec whose peak bandwidth the fit divides by) for --gpu cpu / local / a catalogue id."""
+    from planner.calibration.host import host_device, host_identity, is_host_device
+    from planner.catalog.lookup import find_gpu
+
+    if cfg.gpu is None or is_host_device(cfg.gpu):
+        host = host_device()
+        return host_identity(host), host.spec
+    if cfg.gpu.lower() == "local":
+        from planner.calibration.nvml import local_group
+
+        spec, _, ident = local_group()
+        return ident, spec
+    spec = find_gpu(cfg.gpu)
+    return DeviceIdentity(name=spec.names[0] if spec.names else spec.id, catalog_id=spec.id), spec
+
+
+def _fit(cfg: LlamaProbeConfig, timings: list[TimingPoint], gpu: Any, precision: str | None) -> tuple[list, list[str]]:
+    from planner.calibration.fitting import fit_timings
+    from planner.catalog.lookup import find_model
+    from planner.catalog.precisions import kv_format, weight_format
+    from planner.costmodel import model_profile
+
+    try:
+        fmt = weight_format(precision or "")
+    except SpecplanError:
+        return [], [f"weight type {precision!r} from llama-bench is not a catalogue precision: raw timings only"]
+    # The verify curve (pp n > 1) is compute as well as bandwidth; eta and overhead are fitted on decode.
+    decode = [p for p in timings if p.new_tokens == 1]
+    profiles = {role: model_profile(find_model(src).spec, fmt, kv_format("fp16"))
+                for role, src in (("target", cfg.target), ("draft", cfg.draft))}
+    return fit_timings(decode, profiles, gpu.memory_bandwidth_gb_s * GB), []
+
+
+def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
+    """Bench both models, run llama-speculative, fit, write; Ctrl-C writes what was measured, marked partial."""
+    from planner.calibration.acceptance_stats import model_identity
+    from planner.calibration.llamacpp_outputs import llamacpp_calibration
+
+    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
+    target, draft = _gguf(cfg.target_gguf, "--target-gguf"), _gguf(cfg.draft_gguf, "--draft-gguf")
+    for tool in ("llama-bench", "llama-speculative"):
+        _tool(cfg, tool)
+    identity, gpu = _device(cfg)
+    timings: list[TimingPoint] = []
+    precisions: dict[str, str | None] = {}
+    spec_text, partial = None, None
+    try:
+        for i, (role, gguf) in enumerate((("target", target), ("draft", draft))):
+            share = budget.left() * _BENCH_SHARE / (2 - i)
+            if share < _MIN_TOOL_S:
+                raise TimeoutError(f"llama-bench ({role}): the budget is spent")
+            _progress(cfg, f"llama-bench {role}", i / 3)
+            points, text = _bench(cfg, gguf, role, share)
+            timings += points
+            precisions[role] = bench_precision(text)
+        if budget.left() < _MIN_TOOL_S:
+            raise TimeoutError("llama-speculative: the budget is spent")
+        _progress(cfg, "llama-speculative", 2 / 3)
+        spec_text = _speculative(cfg, target, draft, budget.left())
+    except KeyboardInterrupt:
+        partial = "interrupted (Ctrl-C)"
+    except TimeoutError as exc:
+        partial = f"{exc} (raise --budget-s)"
+    fitted, notes = _fit(cfg, timings, gpu, precisions.get("target")) if timings else ([], [])
+    if spec_text is not None:
+        cal = llamacpp_calibration([spec_text], cfg.k_max, cfg.target, cfg.draft, "llama-speculative", p_min=cfg.p_min)
+        acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *cal.notes]
+    else:
+        acceptance, counters = [], None
+    def ident(src: str, role: str) -> ModelIdentity:
+        base = model_identity(src)
+        return base.model_copy(update={"precision": precisions.get(role) or base.precision})
+
+    cal = CalibrationFile(
+        source="probe", partial=partial is not None, partial_reason=partial, device=identity, engine="llamacpp",
+        target=ident(cfg.target, "target"), draft=ident(cfg.draft, "draft"), timings=timings, counters=counters,
+        fitted_timing=fitted, fitted_acceptance=acceptance, notes=[*cfg.notes, *notes],
+    )
+    write_calibration(cal, output, force=True if partial else force)
+    return cal
+
+
+def _progress(cfg: LlamaProbeConfig, what: str, frac: float) -> None:
+    if cfg.progress is not None:
+        cfg.progress(what, frac)
