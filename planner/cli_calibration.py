@@ -33,6 +33,12 @@ def detect(fmt: str, require_gpu: bool) -> None:
 
 
 @click.command()
+@click.option("--engine", type=click.Choice(["hf", "llamacpp"]), default="hf", show_default=True,
+              help="Engine to time: hf (transformers, torch) or llamacpp (the build in --llama-bin, GGUF files).")
+@click.option("--llama-bin", type=click.Path(file_okay=False), default=None, help="llama.cpp build folder with llama-bench and llama-speculative (--engine llamacpp).")
+@click.option("--target-gguf", type=click.Path(dir_okay=False), default=None, help="Target GGUF file (--engine llamacpp).")
+@click.option("--draft-gguf", type=click.Path(dir_okay=False), default=None, help="Draft GGUF file (--engine llamacpp).")
+@click.option("--threads", type=Int(1, 4096), default=None, help="llama.cpp -t threads (--engine llamacpp; default: the tools' own).")
 @click.option("--target", required=True, type=NAME, help="Target: a local folder (or a catalogue name with --random-weights).")
 @click.option("--draft", required=True, type=NAME, help="Draft: a local folder (or a catalogue name with --random-weights).")
 @click.option("--random-weights", is_flag=True, help="Build the models from their config.json with random weights (timing only).")
@@ -52,13 +58,34 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...],
-          prompts: str | None, **flags: Any) -> None:
-    """Time the real pair on this machine and run real speculative rounds; write a calibration file."""
+          prompts: str | None, engine: str, llama_bin: str | None, target_gguf: str | None, draft_gguf: str | None,
+          threads: int | None, **flags: Any) -> None:
+    """Time the real pair on this machine and run real speculative rounds; write a calibration file.
+
+    --engine llamacpp times the user's llama.cpp build instead (llama-bench, llama-speculative).
+    """
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
     from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
     check_output(output, force)
+    if engine == "llamacpp":
+        from planner.calibration.llamacpp_probe import LlamaProbeConfig, run_llamacpp_probe
+
+        missing = [f for f, v in (("--llama-bin", llama_bin), ("--target-gguf", target_gguf), ("--draft-gguf", draft_gguf)) if not v]
+        if missing:
+            raise SpecplanError(f"--engine llamacpp needs {', '.join(missing)}")
+        lcfg = LlamaProbeConfig(llama_bin=llama_bin, target=flags["target"], draft=flags["draft"],  # type: ignore[arg-type]
+                                target_gguf=target_gguf, draft_gguf=draft_gguf,  # type: ignore[arg-type]
+                                gpu=flags["gpu"] or "cpu", budget_s=flags["budget_s"], k_max=flags["k_max"],
+                                contexts=contexts, threads=threads, prompts=read_prompts(prompts))
+        with progress_printer() as progress:
+            lcfg.progress = progress
+            cal = run_llamacpp_probe(lcfg, output, force=True)
+        _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
+        if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
+            raise KeyboardInterrupt
+        return
     cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
     with progress_printer() as progress:
         cfg.progress = progress
