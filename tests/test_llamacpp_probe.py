@@ -1,0 +1,91 @@
+"""The llama.cpp engine probe without the tools: the llama-bench JSON parser on a saved real output, bounded runs."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from planner.calibration.llamacpp_probe import LlamaProbeConfig, bench_precision, parse_bench_json, run_llamacpp_probe
+from planner.cli import main
+from planner.errors import SpecplanError
+
+# llama-bench -m target-Q8_0.gguf -p 1,2,3,4,5 -n 16 -d 0,128 -r 2 -t 2 -o json, the b11312 CPU build of
+# .ci/llamacpp_build.sh on the tiny pair of tests/real_llamacpp/models.py (stdout as printed).
+SAVED = Path(__file__).parent / "data" / "llamabench_tiny_target.json"
+
+
+def test_parser_reads_the_saved_real_output() -> None:
+    text = SAVED.read_text(encoding="utf-8")
+    points = parse_bench_json(text, "target")
+    assert len(points) == 12
+    # pp1..pp5 and tg16 at depths 0 and 128; tg and pp1 are both one-token passes
+    assert sorted((p.new_tokens, p.context) for p in points) == sorted(
+        [(n, d) for n in range(1, 6) for d in (0, 128)] + [(1, 0), (1, 128)])
+    # tg16 at depth 0: 1766.5 tokens/s on average -> about 0.57 ms per decode pass
+    decode = [p for p in points if p.context == 0 and p.new_tokens == 1]
+    assert any(abs(p.median_s - 1 / 1766.5) / (1 / 1766.5) < 0.05 for p in decode)
+    # pp5 at depth 128: one batch of 5 tokens at 1745.4 tokens/s -> 2.86 ms
+    pp5 = next(p for p in points if p.context == 128 and p.new_tokens == 5)
+    assert pp5.median_s == pytest.approx(5 / 1745.4, rel=0.05)
+    assert all(p.role == "target" for p in points)
+    assert bench_precision(text) == "q8_0"
+
+
+@pytest.mark.parametrize("text", ["", "not json", "[]", '[{"n_prompt": 1}]', '[{"n_prompt": 1, "n_gen": 0, "samples_ns": [0]}]'])
+def test_parser_refuses_in_one_line(text: str) -> None:
+    with pytest.raises(SpecplanError) as err:
+        parse_bench_json(text, "target")
+    assert "\n" not in str(err.value)
+
+
+def _bin(tmp_path: Path) -> Path:
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    for tool in ("llama-bench", "llama-speculative"):
+        (folder / tool).write_text("#!/bin/sh\nexit 1\n")
+        (folder / tool).chmod(0o755)
+    for f in ("t.gguf", "d.gguf"):
+        (tmp_path / f).write_bytes(b"GGUF")
+    return folder
+
+
+def _argv(tmp_path: Path, folder: Path) -> list[str]:
+    return ["probe", "--engine", "llamacpp", "--llama-bin", str(folder), "--target", "meta-llama/Llama-3.1-8B",
+            "--draft", "meta-llama/Llama-3.2-1B", "--target-gguf", str(tmp_path / "t.gguf"),
+            "--draft-gguf", str(tmp_path / "d.gguf"), "--gpu", "cpu", "-o", str(tmp_path / "c.yaml")]
+
+
+def test_missing_tool_is_exit_3(runner, tmp_path: Path) -> None:
+    folder = _bin(tmp_path)
+    (folder / "llama-speculative").unlink()
+    result = runner.invoke(main, _argv(tmp_path, folder))
+    assert result.exit_code == 3 and "llama-speculative" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_failing_tool_is_exit_2(runner, tmp_path: Path) -> None:
+    result = runner.invoke(main, _argv(tmp_path, _bin(tmp_path)))
+    assert result.exit_code == 2 and "llama-bench" in result.stderr and "exit 1" in result.stderr
+    assert "Traceback" not in result.output + result.stderr
+
+
+def test_subprocess_timeouts_come_from_the_budget_and_a_spent_budget_writes_a_partial_file(tmp_path: Path) -> None:
+    folder = _bin(tmp_path)
+    saved = SAVED.read_text(encoding="utf-8")
+    limits: list[float] = []
+    now = [0.0]
+
+    def run(argv, timeout, **_):
+        limits.append(timeout)
+        now[0] += 50.0  # each tool run takes 50 s of the injected clock
+        return subprocess.CompletedProcess(argv, 0, saved, "")
+
+    cfg = LlamaProbeConfig(str(folder), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B", str(tmp_path / "t.gguf"),
+                           str(tmp_path / "d.gguf"), budget_s=100.0, run=run, clock=lambda: now[0])
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    assert limits[0] == pytest.approx(30.0)  # half of the bench share (60 %) of 100 s for the target
+    assert all(t <= 100.0 for t in limits)
+    assert cal.partial and "budget" in (cal.partial_reason or "")
+    assert cal.timings and cal.engine == "llamacpp" and (tmp_path / "c.yaml").is_file()
