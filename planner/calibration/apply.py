@@ -15,6 +15,7 @@ from planner.catalog.lookup import model_name
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.costmodel import DeviceProfile
 from planner.errors import SpecplanError
+from planner.units import GB
 
 __all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s"]
 
@@ -95,10 +96,17 @@ def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: Mod
 
 
 def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> DeviceProfile:
-    """The device profile with the fitted efficiency and overhead of one model in place of the defaults."""
+    """The device profile with the fitted efficiency and overhead of one model in place of the defaults.
+
+    When the fit recorded the bandwidth it divided by, eta is rescaled so that the achieved bytes/s
+    (bandwidth x eta) is the measured one on a device whose bandwidth figure was re-measured since.
+    """
     if fitted is None:
         return device
-    return replace(device, eta_mem=fitted.eta_mem, eta_mem_quant=fitted.eta_mem, eta_kv=fitted.eta_mem,
+    eta = fitted.eta_mem
+    if fitted.bandwidth_gb_s is not None and device.bandwidth_bytes_s > 0:
+        eta = eta * fitted.bandwidth_gb_s * GB / device.bandwidth_bytes_s
+    return replace(device, eta_mem=eta, eta_mem_quant=eta, eta_kv=eta,
                    tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0, logits_copy_s_per_vocab=0.0)
 
 

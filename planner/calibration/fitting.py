@@ -17,6 +17,7 @@ import numpy as np
 from planner import speedup as sp
 from planner.calibration.schema import FittedAcceptance, FittedTiming, RoundsRecord, TimingPoint
 from planner.costmodel import ModelProfile
+from planner.units import GB
 
 __all__ = ["fit_timings", "fit_acceptance", "per_position_acceptance", "geometric_fit_p_value"]
 
@@ -61,6 +62,7 @@ def fit_timings(points: Sequence[TimingPoint], profiles: dict[str, ModelProfile]
             residual_rms_s=float(np.sqrt(np.mean(resid[mine] ** 2))),
             max_rel_residual=float(np.max(np.abs(resid[mine]) / t[mine])),
             points=int(mine.sum()),
+            bandwidth_gb_s=bandwidth_bytes_s / GB,
         ))
     return out
 

@@ -128,6 +128,9 @@ class FittedTiming(_Record):
     residual_rms_s: float = Field(ge=0)
     max_rel_residual: float = Field(ge=0)
     points: int = Field(ge=1)
+    # The host CPU's bandwidth is measured again in every run (planner.calibration.host), so eta alone
+    # would move with that measurement; with the figure the fit divided by, bw * eta is kept instead.
+    bandwidth_gb_s: float | None = Field(None, gt=0, description="peak bandwidth the fit divided by, GB/s")
 
 
 class FittedAcceptance(_Record):
