@@ -33,13 +33,15 @@ def _bytes(profile: ModelProfile, p: TimingPoint) -> tuple[float, float]:
     return float(profile.dense_weight_bytes + profile.expert_bytes * profile.experts_per_token), float(kv)
 
 
-def fit_timings(points: Sequence[TimingPoint], profiles: dict[str, ModelProfile], bandwidth_bytes_s: float) -> list[FittedTiming]:
+def fit_timings(points: Sequence[TimingPoint], profiles: dict[str, ModelProfile], bandwidth_bytes_s: float,
+                max_eta: float = 1.0) -> list[FittedTiming]:
     """Least-squares memory efficiency (one per device) and fixed overhead (one per model).
 
     t = bytes / (bw * eta) + overhead_role. Efficiency is a property of the device and
     its kernels; the overhead grows with layer count, so each model gets its own. A
     single model's weights do not vary across its grid, so only the two models
-    together (and the KV term) separate bandwidth from overhead.
+    together (and the KV term) separate bandwidth from overhead. ``max_eta`` above 1
+    admits models served from a CPU's caches, faster than its measured DRAM copy.
     """
     from scipy.optimize import lsq_linear
 
@@ -50,7 +52,7 @@ def fit_timings(points: Sequence[TimingPoint], profiles: dict[str, ModelProfile]
     seconds_at_peak = np.array([sum(_bytes(profiles[p.role], p)) for p in pts]) / bandwidth_bytes_s
     design = np.column_stack([seconds_at_peak] + [np.array([p.role == r for p in pts], dtype=float) for r in roles])
     t = np.array([p.median_s for p in pts])
-    res = lsq_linear(design, t, bounds=([1.0] + [0.0] * len(roles), [_MAX_INVERSE_ETA] + [np.inf] * len(roles)))
+    res = lsq_linear(design, t, bounds=([1.0 / max_eta] + [0.0] * len(roles), [_MAX_INVERSE_ETA] + [np.inf] * len(roles)))
     resid = t - design @ res.x
     out = []
     for i, role in enumerate(roles):
