@@ -96,12 +96,13 @@ def _call(cfg: LlamaProbeConfig, argv: list[Any], timeout_s: float, what: str) -
     return done.stdout + ("\n" + done.stderr if done.stderr else "")
 
 
-def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json") -> list[TimingPoint]:
+def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json",
+                     kinds: tuple[str, ...] = ("pp", "tg")) -> list[TimingPoint]:
     """llama-bench JSON records -> timing points, seconds per pass.
 
     tg (n_gen > 0, n_prompt 0): one decode pass = sample_ns / n_gen (s), new_tokens 1, context n_depth.
     pp (n_prompt > 0, n_gen 0): one batch of n_prompt tokens = sample_ns (s), new_tokens n_prompt.
-    Mixed pp+tg tests (-pg) and batches over the schema's limit are skipped.
+    Mixed pp+tg tests (-pg), batches over the schema's limit and tests not in ``kinds`` are skipped.
     """
     start = text.find("[")
     try:
@@ -118,10 +119,10 @@ def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json") -
         samples = [float(s) / 1e9 for s in r["samples_ns"]]
         if not samples or any(s <= 0 for s in samples):
             raise SpecplanError(f"{label}: record {i}: samples_ns must be positive")
-        if n_gen > 0 and n_prompt == 0:
+        if n_gen > 0 and n_prompt == 0 and "tg" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=1,  # type: ignore[arg-type]
                                    seconds=[s / n_gen for s in samples]))
-        elif n_prompt > 0 and n_gen == 0 and n_prompt <= 65:
+        elif n_prompt > 0 and n_gen == 0 and n_prompt <= 65 and "pp" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=n_prompt,  # type: ignore[arg-type]
                                    seconds=samples))
     return out
@@ -136,7 +137,7 @@ def bench_precision(text: str) -> str | None:
         return None
 
 
-def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tuple[list[TimingPoint], str]:
+def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tuple[list[TimingPoint], list[TimingPoint], str]:
     """llama-bench on one model: tg at every depth; for the target also pp1..pp(k_max+1) (the verify curve)."""
     prompts = ",".join(str(n) for n in range(1, cfg.k_max + 2)) if role == "target" else "0"
     argv = [_tool(cfg, "llama-bench"), "-m", gguf, "-p", prompts, "-n", cfg.tg_tokens, "-r", cfg.repetitions,
@@ -144,7 +145,8 @@ def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tu
     if cfg.threads:
         argv += ["-t", cfg.threads]
     text = _call(cfg, argv, timeout_s, f"llama-bench ({role} {gguf.name})")
-    return parse_bench_json(text, role, f"llama-bench ({role})"), text
+    label = f"llama-bench ({role})"
+    return parse_bench_json(text, role, label), parse_bench_json(text, role, label, kinds=("tg",)), text
 
 
 def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: _Budget) -> str:
@@ -196,14 +198,14 @@ def _fit(cfg: LlamaProbeConfig, timings: list[TimingPoint], gpu: Any, precision:
         fmt = weight_format(precision or "")
     except SpecplanError:
         return [], [f"weight type {precision!r} from llama-bench is not a catalogue precision: raw timings only"]
-    # The verify curve (pp n > 1) is compute as well as bandwidth; eta and overhead are fitted on decode.
-    decode = [p for p in timings if p.new_tokens == 1]
+    # Fitted on llama-bench's tg (decode) tests only: the verify curve (pp n) is compute as well as
+    # bandwidth, and even pp1 runs slower than tg at depth on this build (1.03 vs 0.76 ms at d=128, 2 threads).
     profiles = {role: model_profile(find_model(src).spec, fmt, kv_format("fp16"))
                 for role, src in (("target", cfg.target), ("draft", cfg.draft))}
     from planner.calibration.host import is_host_device
 
     max_eta = _CPU_MAX_ETA if cfg.gpu is None or is_host_device(cfg.gpu) else 1.0
-    return fit_timings(decode, profiles, gpu.memory_bandwidth_gb_s * GB, max_eta=max_eta), []
+    return fit_timings(timings, profiles, gpu.memory_bandwidth_gb_s * GB, max_eta=max_eta), []
 
 
 def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
@@ -217,6 +219,7 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
         _tool(cfg, tool)
     identity, gpu = _device(cfg)
     timings: list[TimingPoint] = []
+    tg: list[TimingPoint] = []  # the tg tests alone: what the eta / overhead fit reads
     precisions: dict[str, str | None] = {}
     spec_text, partial = None, None
     try:
@@ -225,8 +228,9 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
             if share < _MIN_TOOL_S:
                 raise TimeoutError(f"llama-bench ({role}): the budget is spent")
             _progress(cfg, f"llama-bench {role}", i / 3)
-            points, text = _bench(cfg, gguf, role, share)
+            points, decode, text = _bench(cfg, gguf, role, share)
             timings += points
+            tg += decode
             precisions[role] = bench_precision(text)
         if budget.left() < _MIN_TOOL_S:
             raise TimeoutError("llama-speculative: the budget is spent")
@@ -236,7 +240,7 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
         partial = "interrupted (Ctrl-C)"
     except TimeoutError as exc:
         partial = f"{exc} (raise --budget-s)"
-    fitted, notes = _fit(cfg, timings, gpu, precisions.get("target")) if timings else ([], [])
+    fitted, notes = _fit(cfg, tg, gpu, precisions.get("target")) if tg else ([], [])
     if spec_text is not None:
         cal = llamacpp_calibration([spec_text], cfg.k_max, cfg.target, cfg.draft, "llama-speculative", p_min=cfg.p_min)
         acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *cal.notes]
