@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from functools import lru_cache
 from importlib.resources import files
 from typing import Literal
@@ -13,6 +12,7 @@ from planner.catalog.loading import format_validation_error, safe_load
 from planner.catalog.names import did_you_mean
 from planner.catalog.schemas import Frozen, MemoryClass
 from planner.errors import CatalogError, SpecplanError, UnknownNameError
+from planner.versions import release_key
 
 __all__ = [
     "CostDefaults",
@@ -24,7 +24,6 @@ __all__ = [
     "engine_spec",
     "default_engine_for",
     "check_engine_runs",
-    "version_key",
 ]
 
 Vendor = Literal["nvidia", "amd", "apple", "intel", "cpu"]
@@ -155,10 +154,10 @@ class EngineSpec(Frozen):
         if version is None or not self.kernels:
             return None
         try:
-            key = version_key(version)
+            key = release_key(self.name, version)
         except SpecplanError:
             return None  # a line named by word (llama-speculative, heuristic): the current kernels
-        dated = [(version_key(spec.below), name) for name, spec in self.kernels.items()
+        dated = [(release_key(self.name, spec.below), name) for name, spec in self.kernels.items()
                  if spec.below is not None and memory_class in spec.memory_classes]
         return next((name for below, name in sorted(dated) if key < below), None)
 
@@ -179,17 +178,6 @@ class EngineSpec(Frozen):
                 f"{self.label} has no kernel release line {release!r}{where}; known: {', '.join(runs) or 'none'}"
             )
         return runs[release]
-
-
-_VERSION = re.compile(r"(\d+(?:\.\d+)*)")
-
-
-def version_key(text: str) -> tuple[int, ...]:
-    """The first dotted number in a version string as a tuple: 'b11312' -> (11312,), 'v0.6.7' -> (0, 6, 7)."""
-    m = _VERSION.search(text)
-    if m is None:
-        raise SpecplanError(f"server version {text!r} has no version number (e.g. 0.6.7, b4500)")
-    return tuple(int(x) for x in m.group(1).split("."))
 
 
 @lru_cache(maxsize=1)

@@ -219,6 +219,7 @@ def test_a_build_number_selects_the_kernel_line_it_ran():
     assert eng.kernel_line_for_version("b11312", "hbm") is None and eng.kernel_line_for_version(None, "hbm") is None
     assert eng.kernel_line_for_version("b4000", "unified") == "metal-b4077-2024-11"
     assert eng.kernel_line_for_version("llama-speculative", "hbm") is None  # a tool, not a build
+    assert eng.kernel_line_for_version("version: 0.5.0-dev (build 11312, commit 0c1e570)", "hbm") is None
 
     def r(version):  # type: ignore[no-untyped-def]
         fit = FitInputs(target="codellama/CodeLlama-34b-hf", draft="codellama/CodeLlama-7b-Python-hf",

@@ -173,6 +173,9 @@ def test_release_lines_and_defaults() -> None:
     tool = engine_loop("llamacpp", "llama-speculative")  # by name, or any build before server speculation (b4180)
     assert tool.rule == "fixed" and tool.extra_draft_passes == 1
     assert engine_loop("llamacpp", "b2300").line == "llama-speculative"
+    # llama-server's own --version line names its build, not the dotted 0.5.0 before it (one reader:
+    # planner.versions, the same the exports use)
+    assert engine_loop("llamacpp", "version: 0.5.0-dev (build 11312, commit 0c1e570)").line == "spec-draft"
     with pytest.raises(SpecplanError, match="no draft-loop line"):
         engine_loop("vllm", "0.4.0")
     lr = loop_round(tool, 0.8, 5, 0.2, np.ones(6), 1.0)

@@ -11,10 +11,10 @@ from pydantic import Field, ValidationError
 from planner.catalog.loading import format_validation_error, safe_load
 from planner.catalog.schemas import Frozen
 from planner.draftloop.rounds import Rule
-from planner.engines import version_key
+from planner.versions import release_key
 from planner.errors import CatalogError, SpecplanError
 
-__all__ = ["LoopLine", "EngineLoops", "LoopSpec", "loop_table", "default_kappa", "engine_loop", "version_key"]
+__all__ = ["LoopLine", "EngineLoops", "LoopSpec", "loop_table", "default_kappa", "engine_loop"]
 
 _SCHEDULES = ("fixed", "heuristic", "heuristic_transient")
 
@@ -116,9 +116,10 @@ def _line_for(eng: EngineLoops, version: str | None, engine: str) -> LoopLine:
     by_name = {line.name.lower(): line for line in eng.lines}
     if version.strip().lower() in by_name:
         return by_name[version.strip().lower()]
-    key = version_key(version)
+    key = release_key(engine, version)
     for line in ranged:
-        if (line.min is None or key >= version_key(line.min)) and (line.below is None or key < version_key(line.below)):
+        if ((line.min is None or key >= release_key(engine, line.min))
+                and (line.below is None or key < release_key(engine, line.below))):
             return line
     names = ", ".join(f"{x.name} ({x.min or '...'}-{x.below or '...'})" for x in eng.lines)
     raise SpecplanError(f"{engine} {version}: no draft-loop line covers this version; lines: {names}")
