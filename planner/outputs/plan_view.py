@@ -13,6 +13,7 @@ from rich.text import Text
 from planner.outputs.cautions import TIGHT_HEADROOM_GIB, draft_checkpoint_hint, headroom_caution
 from planner.outputs.render import Column, console, print_line, print_table, print_warnings, unique
 from planner.plan import Estimate, Recommendation, candidate_to_dict
+from planner.plan.common import bound
 from planner.calibration.schema import now_iso
 from planner.units import MILLI
 
@@ -21,10 +22,6 @@ __all__ = ["estimate_to_dict", "print_estimate", "recommendation_to_dict", "prin
 
 def _ms(seconds: Any) -> float:
     return round(float(seconds) / MILLI, 4)
-
-
-def _bound(compute_bound: Any) -> str:
-    return "compute" if bool(compute_bound) else "memory"
 
 
 def _operator(prices: Any, role: str) -> dict[str, Any] | None:
@@ -72,9 +69,9 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "spec_tokens_per_s": round(float(p.spec_tokens_per_s), 3) if has_draft else None,
         "throughput_tokens_per_s": round(float(p.spec_tokens_per_s) * req.batch, 3),
         "best_k": e.best_k,
-        "bound": {"target": _bound(p.target_compute_bound),
-                  "draft": _bound(p.draft_compute_bound) if has_draft else None,
-                  "verify": _bound(p.verify_compute_bound) if has_draft else None,
+        "bound": {"target": bound(p.target_compute_bound),
+                  "draft": bound(p.draft_compute_bound) if has_draft else None,
+                  "verify": bound(p.verify_compute_bound) if has_draft else None,
                   "operator": {"target": _operator(p, "target"),
                                "draft": _operator(p, "draft") if has_draft else None,
                                "verify": _operator(p, "verify") if has_draft else None}},

@@ -23,18 +23,14 @@ def _chosen(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
     return next((c for c in candidates if c["fits"] and c["draft"] and c["speedup"] >= 1.05), None)
 
 
-def _curves(est: Any) -> dict[str, Any]:
+def _curves(est: Any, server_version: str | None) -> dict[str, Any]:
     """Speedup against k for the alpha band, and over an alpha x k grid, with the chosen pair's c and r(k)."""
-    from planner.costmodel import device_profile, model_profile
+    from planner.plan.common import profiles
     from planner.search import decode_context, price_rounds
 
     req = est.fit.request
-    tensor = req.engine.parallelism == "tensor"
-    dtp = est.fit.draft_tp if tensor else 1
-    tp = model_profile(req.target, req.precision, req.kv, req.gpus if tensor else 1)
-    dp = model_profile(req.draft, req.draft_precision or req.precision, req.kv, dtp)
-    dev = device_profile(req.gpu, req.engine, req.gpus)
-    ddev = device_profile(req.gpu, req.engine, dtp if tensor else req.gpus, role="draft")
+    # The same profiles the estimate priced (kernel line of the release included).
+    tp, dp, dev, ddev = profiles(req, req.draft, req.draft_precision, req.gpus, server_version)
     ctx = decode_context(req.context)
     band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
     loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
@@ -60,7 +56,7 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
     est = estimate(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration,
                                   server_version=inp.server_version))
     est_data = estimate_to_dict(est)
-    curves = _curves(est)
+    curves = _curves(est, inp.server_version)
     data["estimate"] = est_data
     data["verdict"] = (f"Use {chosen['draft']} ({chosen['draft_precision']}) as the draft with k = {chosen['k']} on "
                        f"{chosen['gpus']} x {rec_data['gpu']}: {chosen['speedup']:.2f}x faster "
