@@ -144,7 +144,9 @@ def _sglang_sets(version: str) -> list[dict]:
         for i, rounds in enumerate(SGLANG_WINDOW):
             _sglang_request(tokenizer, tok_labels, rounds, i == len(SGLANG_WINDOW) - 1, new)
         scheduler.log_stats(stats)
-        return {"exposes": _exposes("sglang:"), "fed": _sglang_fed(interval, counters=new),
+        setup = ("runtime context published from ServerArgs (STANDALONE draft, num_steps 3, topk 1) resolved on "
+                 "a simulated 1 x H100" if new else "collectors built with labels only, as the 0.5.3 scheduler does")
+        return {"exposes": _exposes("sglang:"), "fed": _sglang_fed(interval, counters=new), "setup": setup,
                 "before": before, "after": _render()}
 
     return [_attempt("sglang-collectors", classes, build)]
