@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from planner.calibration.acceptance_stats import LEVEL, ModelArg, fit_from_rate, model_identity
+from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_from_rate, model_identity
 from planner.calibration.prometheus_text import Sample, count_value, metric_samples
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.errors import SpecplanError
@@ -233,8 +233,9 @@ def _gauge_notes(counts: SglangSnapshot, used: bool) -> list[str]:
     return notes
 
 
-def _fit_gauge(counts: SglangSnapshot, k: int, origin: str, notes: list[str]):
-    """alpha from the accept-length gauge; the interval assumes the fewest rounds a gauge averages."""
+def _fit_gauge(counts: SglangSnapshot, k: int, origin: str, notes: list[str]) -> RateFit:
+    """alpha from the accept-length gauge tau: rate (tau - 1) / k; the interval assumes the fewest
+    rounds a gauge averages (GAUGE_MIN_ROUNDS), as fractional counts."""
     lengths = _set(counts.accept_length)
     if not lengths:
         raise SpecplanError(f"{origin}: no counter window ({VERIFY_CALLS}_total is missing: SGLang before 0.5.23 "
@@ -246,7 +247,7 @@ def _fit_gauge(counts: SglangSnapshot, k: int, origin: str, notes: list[str]):
     accepted = min(tau - 1, k) / k * proposed
     notes.append(f"no counter window: alpha from the gauge; its {LEVEL:.0%} interval assumes the fewest rounds a "
                  f"gauge averages ({GAUGE_MIN_ROUNDS}, decode_log_interval at batch 1), so it is wide on purpose")
-    return fit_from_rate(accepted, proposed, k, GAUGE_MIN_ROUNDS, None), None  # type: ignore[arg-type]
+    return fit_from_rate(accepted, proposed, k, GAUGE_MIN_ROUNDS, None)  # type: ignore[arg-type]  # float counts
 
 
 def sglang_calibration(
@@ -290,7 +291,7 @@ def sglang_calibration(
         interval = (f"Beta interval on accepted of proposed, counts divided by the i.i.d. design effect "
                     f"{fit.design_effect:.2f}")
     else:
-        fit, rounds = _fit_gauge(counts, k, origin, notes)
+        fit, rounds = _fit_gauge(counts, k, origin, notes), None
         notes.append(f"draft acceptance rate (tau - 1) / k from the gauge: {fit.rate:.4f}")
         interval = "Beta interval on the gauge's rate at the assumed fewest rounds"
     notes += _gauge_notes(counts, used=window is None)

@@ -32,6 +32,7 @@ SGLANG_WINDOW = [[2, 2, 3, 0, 1], [0, 0, 1], [3, 3]]  # between the scrapes
 SGLANG_INTERVAL = [(2, 3), (2, 4), (1, 2), (1, 0)]
 
 VLLM_K = 4
+VLLM_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 VLLM_FIRST = [(4, 4), (4, 1)]  # (drafted, accepted prefix) per step
 VLLM_WINDOW = [(4, 4), (4, 2), (4, 0), (4, 3), (4, 1)]
 
@@ -158,34 +159,29 @@ def _sglang_sets(version: str) -> list[dict]:
 def _vllm_v1(version: str) -> dict:
     from vllm.v1.spec_decode.metrics import SpecDecodingProm, SpecDecodingStats
 
-    class _Spec:  # SpecDecodingProm reads num_speculative_tokens only
+    class _Spec:  # SpecDecodingProm reads num_speculative_tokens only (vllm/v1/spec_decode/metrics.py)
         num_speculative_tokens = VLLM_K
 
     def build() -> dict:
-        # Label names and values as vLLM's PrometheusStatLogger passes them (model_name, engine).
-        import inspect
+        # Label names and values as vLLM's PrometheusStatLogger passes them (vllm/v1/metrics/loggers.py):
+        # ["model_name", "engine"], one label set per engine; two engines (data parallel) here.
+        prom = SpecDecodingProm(_Spec(), ["model_name", "engine"], {0: [VLLM_MODEL, "0"], 1: [VLLM_MODEL, "1"]})
 
-        params = list(inspect.signature(SpecDecodingProm.__init__).parameters)
-        if "per_engine_labelvalues" in params or len(params) == 4:
-            prom = SpecDecodingProm(_Spec(), ["model_name", "engine"], {0: ["m", "0"]})
-            observe = lambda s: prom.observe(s, 0)  # noqa: E731
-        else:  # older: one label set
-            prom = SpecDecodingProm(_Spec(), ["model_name", "engine"], ["m", "0"])
-            observe = prom.observe
-
-        def feed(drafts):
+        def feed(drafts, engine):
             stats = SpecDecodingStats.new(VLLM_K)
             for n_draft, n_acc in drafts:
                 stats.observe_draft(n_draft, n_acc)
-            observe(stats)
+            prom.observe(stats, engine)
 
-        feed(VLLM_FIRST)
+        feed(VLLM_FIRST, 0)
         before = _render()
-        feed(VLLM_WINDOW)
+        feed(VLLM_WINDOW[:3], 0)
+        feed(VLLM_WINDOW[3:], 1)
         fed = {"k": VLLM_K, "num_drafts": len(VLLM_WINDOW), "num_draft_tokens": sum(d for d, _ in VLLM_WINDOW),
                "num_accepted_tokens": sum(a for _, a in VLLM_WINDOW),
                "accepted_per_position": [sum(1 for _, a in VLLM_WINDOW if a > i) for i in range(VLLM_K)]}
-        return {"exposes": _exposes("vllm:spec_decode"), "fed": fed, "before": before, "after": _render()}
+        return {"exposes": _exposes("vllm:spec_decode"), "fed": fed, "before": before, "after": _render(),
+                "setup": "SpecDecodingProm with a stand-in speculative config (num_speculative_tokens 4), engines 0, 1"}
 
     return _attempt("vllm-v1", ["vllm/v1/spec_decode/metrics.py::SpecDecodingProm", "SpecDecodingStats"], build)
 
