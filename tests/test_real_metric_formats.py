@@ -153,6 +153,9 @@ def test_vllm_reader_reads_back_what_vllm_rendered(release: Release, tmp_path_fa
             if key in fed:
                 value = getattr(got, key)
                 assert (list(value) if isinstance(value, tuple) else value) == fed[key], (rendered["name"], key)
+        if "lifetime_at_after" in fed:  # V0: the counters grow by lifetime totals at every logging interval
+            print(f"{release.name} {rendered['name']}: window read {fed['num_draft_tokens']} draft tokens; "
+                  f"lifetime totals at the after scrape {fed['lifetime_at_after']}")
         cal = vllm_calibration(rendered["before"], rendered["after"], fed["k"], TARGET, DRAFT)
         assert cal.counters.num_draft_tokens == fed["num_draft_tokens"]
         print(f"{release.name} {rendered['name']}: alpha {cal.fitted_acceptance[0].alpha:.4f}")

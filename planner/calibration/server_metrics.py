@@ -321,6 +321,12 @@ def _v0_prefix_counts(counts: VllmSnapshot, k: int, origin: str, notes: list[str
         "(assumes a bonus token when all k drafts are accepted)"
     )
     notes.append(
+        "vLLM V0 increments these _total counters by the rejection sampler's lifetime totals at every logging "
+        "interval (vllm/engine/metrics.py PrometheusStatLogger.log, 0.9.2): a difference of two scrapes is a sum "
+        "of lifetime snapshots, not the window's tokens, so the rates lean on earlier traffic and the interval "
+        "is narrower than the data supports"
+    )
+    notes.append(
         f"V0's own accepted count ({counts.num_accepted_tokens}) includes accepts after the first rejection; "
         f"its ratio to draft tokens ({positionwise:.4f}) is itself a per-token alpha estimate, shown for comparison"
     )

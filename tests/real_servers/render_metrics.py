@@ -35,6 +35,10 @@ VLLM_K = 4
 VLLM_MODEL = "Qwen/Qwen2.5-7B-Instruct"
 VLLM_FIRST = [(4, 4), (4, 1)]  # (drafted, accepted prefix) per step
 VLLM_WINDOW = [(4, 4), (4, 2), (4, 0), (4, 3), (4, 1)]
+# V0: logging intervals of (accepted positionwise, emitted) per k-token draft (accepted counts
+# accepts after a rejection too; emitted = accepted prefix + 1).
+VLLM_V0_FIRST = [(3, 4), (1, 1)]
+VLLM_V0_WINDOW = [[(4, 5), (2, 2)], [(1, 1), (3, 4), (2, 3)]]
 
 
 def _render() -> str:
@@ -164,14 +168,23 @@ def _vllm_v1(version: str) -> dict:
 
     def build() -> dict:
         # Label names and values as vLLM's PrometheusStatLogger passes them (vllm/v1/metrics/loggers.py):
-        # ["model_name", "engine"], one label set per engine; two engines (data parallel) here.
-        prom = SpecDecodingProm(_Spec(), ["model_name", "engine"], {0: [VLLM_MODEL, "0"], 1: [VLLM_MODEL, "1"]})
+        # ["model_name", "engine"]. 0.33.0 takes one label set per engine (two engines, data parallel,
+        # here); 0.9.2 takes one set of label values (one SpecDecodingProm per engine).
+        import inspect
+
+        labelnames = ["model_name", "engine"]
+        if "per_engine_labelvalues" in inspect.signature(SpecDecodingProm.__init__).parameters:
+            prom = SpecDecodingProm(_Spec(), labelnames, {0: [VLLM_MODEL, "0"], 1: [VLLM_MODEL, "1"]})
+            observe, engines = prom.observe, "engines 0, 1"
+        else:  # a second instance would register the same metric names again: one engine
+            prom = SpecDecodingProm(_Spec(), labelnames, [VLLM_MODEL, "0"])
+            observe, engines = (lambda stats, engine: prom.observe(stats)), "engine 0"
 
         def feed(drafts, engine):
             stats = SpecDecodingStats.new(VLLM_K)
             for n_draft, n_acc in drafts:
                 stats.observe_draft(n_draft, n_acc)
-            prom.observe(stats, engine)
+            observe(stats, engine)
 
         feed(VLLM_FIRST, 0)
         before = _render()
@@ -181,7 +194,7 @@ def _vllm_v1(version: str) -> dict:
                "num_accepted_tokens": sum(a for _, a in VLLM_WINDOW),
                "accepted_per_position": [sum(1 for _, a in VLLM_WINDOW if a > i) for i in range(VLLM_K)]}
         return {"exposes": _exposes("vllm:spec_decode"), "fed": fed, "before": before, "after": _render(),
-                "setup": "SpecDecodingProm with a stand-in speculative config (num_speculative_tokens 4), engines 0, 1"}
+                "setup": f"SpecDecodingProm with a stand-in speculative config (num_speculative_tokens 4), {engines}"}
 
     return _attempt("vllm-v1", ["vllm/v1/spec_decode/metrics.py::SpecDecodingProm", "SpecDecodingStats"], build)
 
@@ -197,7 +210,65 @@ def _vllm_v0() -> dict | None:
 
 
 def _vllm_v0_build() -> dict:
-    raise NotImplementedError("filled in below")
+    """vLLM V0's PrometheusStatLogger (vllm/engine/metrics.py, 0.9.2) driven through its own log().
+
+    As in V0's engine, each Stats carries a SpecDecodeWorkerMetrics whose counts are the rejection
+    sampler's lifetime totals (spec_decode_base_sampler.py adds to them and never resets;
+    AsyncMetricsCollector copies them), and log() increments the _total counters by those totals
+    at every local logging interval. So a counter is a sum of lifetime snapshots, and the difference
+    of two scrapes is the sum of the snapshots logged between them, which is what ``fed`` holds.
+    """
+    import dataclasses
+    import types
+    import typing
+
+    from vllm.engine.metrics import PrometheusStatLogger
+    from vllm.engine.metrics_types import Stats
+    from vllm.spec_decode.metrics import SpecDecodeWorkerMetrics
+
+    # PrometheusStatLogger reads model_config.max_model_len and observability_config.show_hidden_metrics.
+    config = types.SimpleNamespace(model_config=types.SimpleNamespace(max_model_len=4096),
+                                   observability_config=types.SimpleNamespace(show_hidden_metrics=False))
+    logger = PrometheusStatLogger(local_interval=0.0, labels={"model_name": VLLM_MODEL}, vllm_config=config)
+
+    def zero(tp):
+        origin = typing.get_origin(tp)
+        if origin in (list, typing.List):
+            return []
+        return {int: 0, float: 0.0, str: ""}.get(tp, None)
+
+    hints = typing.get_type_hints(Stats)
+    totals = {"draft": 0, "accepted": 0, "emitted": 0}
+    import time
+
+    clock = [time.time()]  # log() compares Stats.now with the wall clock it read at construction
+
+    def log_interval(steps):  # steps: (accepted positionwise, emitted) per k-token draft
+        for accepted, emitted in steps:
+            totals["draft"] += VLLM_K
+            totals["accepted"] += accepted
+            totals["emitted"] += emitted
+        spec = SpecDecodeWorkerMetrics(
+            draft_acceptance_rate=totals["accepted"] / totals["draft"],
+            system_efficiency=totals["emitted"] / (totals["draft"] // VLLM_K * (VLLM_K + 1)),
+            draft_tokens=totals["draft"], emitted_tokens=totals["emitted"], accepted_tokens=totals["accepted"],
+            num_spec_tokens=VLLM_K)
+        clock[0] += 10.0
+        fields = {f.name: zero(hints[f.name]) for f in dataclasses.fields(Stats)}
+        fields.update(now=clock[0], max_lora="0", spec_decode_metrics=spec)
+        logger.log(Stats(**fields))
+        return spec
+
+    log_interval(VLLM_V0_FIRST)
+    before = _render()
+    snapshots = [log_interval(steps) for steps in VLLM_V0_WINDOW]
+    fed = {"k": VLLM_K, "num_draft_tokens": sum(m.draft_tokens for m in snapshots),
+           "num_accepted_tokens": sum(m.accepted_tokens for m in snapshots),
+           "num_emitted_tokens": sum(m.emitted_tokens for m in snapshots),
+           "lifetime_at_after": dict(totals), "draft_acceptance_rate": snapshots[-1].draft_acceptance_rate}
+    return {"exposes": _exposes("vllm:spec_decode"), "fed": fed, "before": before, "after": _render(),
+            "setup": "PrometheusStatLogger with a stand-in vllm_config (max_model_len, show_hidden_metrics), "
+                     "fed Stats whose SpecDecodeWorkerMetrics hold the sampler's lifetime totals, as V0 does"}
 
 
 def _vllm_sets(version: str) -> list[dict]:
