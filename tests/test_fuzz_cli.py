@@ -244,7 +244,9 @@ def test_probe_flags(runner, tmp_path_factory, a):
 @given(flags(["calibrate", "--draft", "d"], {"--target": (name(TARGETS), None)},
              {"--k": K, "--model-name": (name(["m"]), None),
               "--llamacpp": (st.sampled_from(["/dev/zero", "/", "/nonexistent.log"]), None),
-              "--vllm-metrics": (st.sampled_from(["/dev/zero", "ftp://x/m", "/nonexistent"]), None)}))
+              "--vllm-metrics": (st.sampled_from(["/dev/zero", "ftp://x/m", "/nonexistent"]), None),
+              "--sglang-metrics": (st.sampled_from(["/dev/zero", "tests/data/server/sglang_0.5.3_after.prom",
+                                                    "tests/data/server/sglang_0.5.23_after.prom"]), None)}))
 def test_calibrate(runner, tmp_path_factory, a):
     a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "cal.yaml"), "--force"]
     _run(runner, a)
