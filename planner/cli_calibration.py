@@ -104,7 +104,7 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
 @click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
 @click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max; llama.cpp outputs that print n_max or n_draft need none).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / SGLang --speculative-num-steps / --draft-max; SGLang 0.5.23 metrics and llama.cpp outputs that print n_max or n_draft need none).")
 @click.option("--model-name", type=NAME, default=None, help="vLLM / SGLang model_name label to keep (when one server serves several).")
 @click.option("--p-min", type=_UNIT, default=None,
               help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")

@@ -211,7 +211,9 @@ def _window(counts: SglangSnapshot, k: int, origin: str, notes: list[str]) -> tu
         raise SpecplanError(f"{origin}: {g} generated tokens of {n} requests do not fit {v} verification steps "
                             f"of k={k} (accepted would be {accepted}): check --k")
     notes.append(f"counter window: {v} verification steps ({VERIFY_CALLS}), {g} generated tokens, {n} finished "
-                 "requests; counted when each request finishes, so the window holds the requests that ended in it")
+                 "requests; counted when each request finishes, so the window holds the requests that ended in it "
+                 "(a request cut short by max_tokens or a stop string can keep fewer tokens than its last step "
+                 "accepted: A leans low by at most k per request)")
     notes.append(f"mean acceptance length (tokens per verification step, bonus token included, (G - N) / V, "
                  f"the prefill token of each request left out): {(g - n) / v:.4f}; SGLang's own "
                  f"completion_tokens / spec_verify_ct over the window: {g / v:.4f}")
