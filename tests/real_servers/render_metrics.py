@@ -199,14 +199,15 @@ def _vllm_v1(version: str) -> dict:
     return _attempt("vllm-v1", ["vllm/v1/spec_decode/metrics.py::SpecDecodingProm", "SpecDecodingStats"], build)
 
 
-def _vllm_v0() -> dict | None:
+def _vllm_v0() -> dict:
+    classes = ["vllm/engine/metrics.py::PrometheusStatLogger", "SpecDecodeWorkerMetrics"]
     try:
-        import vllm.engine.metrics as v0  # noqa: F401
-        from vllm.spec_decode.metrics import SpecDecodeWorkerMetrics  # noqa: F401
-    except ImportError:
-        return None  # the V0 engine is gone from this release
-    return _attempt("vllm-v0", ["vllm/engine/metrics.py::PrometheusStatLogger", "SpecDecodeWorkerMetrics"],
-                    _vllm_v0_build)
+        import vllm.engine.metrics  # noqa: F401
+        import vllm.spec_decode.metrics  # noqa: F401
+    except ImportError as exc:  # the V0 engine is gone from this release
+        return {"name": "vllm-v0", "classes": classes, "absent": True,
+                "error": f"not in this release ({type(exc).__name__}: {exc})"}
+    return _attempt("vllm-v0", classes, _vllm_v0_build)
 
 
 def _vllm_v0_build() -> dict:
@@ -272,11 +273,7 @@ def _vllm_v0_build() -> dict:
 
 
 def _vllm_sets(version: str) -> list[dict]:
-    sets = [_vllm_v1(version)]
-    v0 = _vllm_v0()
-    if v0 is not None:
-        sets.append(v0)
-    return sets
+    return [_vllm_v1(version), _vllm_v0()]
 
 
 def main() -> int:
