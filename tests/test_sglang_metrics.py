@@ -80,6 +80,7 @@ def test_0_5_3_has_only_the_gauge_and_needs_k():
     fit = cal.fitted_acceptance[0]
     assert fit.alpha == pytest.approx(float(alpha_from_acceptance_rate((2.5 - 1) / K, K)), abs=1e-12)
     assert fit.alpha_low < fit.alpha < fit.alpha_high
+    assert cal.notes[0].startswith("the after scrape's gauges only; the before scrape adds nothing")
     notes = "\n".join(cal.notes)
     assert "no counter window" in notes and "used for alpha" in notes and "not the window" in notes
 

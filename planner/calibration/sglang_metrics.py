@@ -276,13 +276,18 @@ def sglang_calibration(
     before = (None if before_text is None
               else sglang_counters(before_text, model_name, origin=before_origin, required=False))
     counts = _delta(before, after, before_origin, after_origin)
-    notes = [("one scrape only: counters are cumulative since the server started (warm-up and all earlier traffic "
-              "included); scrape before and after a workload for a window") if before is None
-             else "counters are deltas between two scrapes of the same server"]
-    if counts.model_names:
-        notes.append(f"SGLang served model name: {', '.join(counts.model_names)}")
+    notes = [f"SGLang served model name: {', '.join(counts.model_names)}"] if counts.model_names else []
     k = _resolve_k(counts, k, origin, notes)
     window = _window(counts, k, origin, notes)
+    if window is None:
+        scope = ("the after scrape's gauges only" + ("; the before scrape adds nothing (no counter to difference)"
+                                                     if before is not None else ""))
+    elif before is None:
+        scope = ("one scrape only: counters are cumulative since the server started (warm-up and all earlier "
+                 "traffic included); scrape before and after a workload for a window")
+    else:
+        scope = "counters are deltas between two scrapes of the same server"
+    notes.insert(0, scope)
     counters = None
     if window is not None:
         rounds, proposed, accepted = window
