@@ -13,8 +13,8 @@ Two sources (DESIGN.md section 5; shared/research/servers.md sections 1.3 and 3.
   ``/metrics``, or the ``n_drafted`` / ``n_accept`` lines of ``llama-speculative`` (``llamacpp_texts``).
 
 This module reads the sources and turns a vLLM window into a calibration; one scrape is parsed in
-``vllm_metrics``, llama.cpp texts in ``llamacpp_outputs``, and the shared estimators live in
-``acceptance_stats``.
+``vllm_metrics`` (Prometheus text in ``prometheus_text``), llama.cpp texts in ``llamacpp_outputs``,
+SGLang's ``/metrics`` in ``sglang_metrics``, and the shared estimators live in ``acceptance_stats``.
 
 Two "acceptance rates" exist (DESIGN.md section 2): servers report the draft acceptance rate
 A / D; the planner needs the per-token alpha. Every conversion goes through
