@@ -98,30 +98,44 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
 @click.command()
 @click.option("--vllm-metrics", type=NAME, default=None, help="vLLM /metrics URL or a saved copy (the scrape after the window).")
 @click.option("--vllm-metrics-before", type=NAME, default=None, help="vLLM /metrics URL or saved copy from before the window (counters are differenced).")
+@click.option("--sglang-metrics", type=NAME, default=None, help="SGLang /metrics URL or a saved copy (--enable-metrics; the scrape after the window).")
+@click.option("--sglang-metrics-before", type=NAME, default=None, help="SGLang /metrics URL or saved copy from before the window (counters are differenced).")
 @click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
 @click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
 @click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / --draft-max; llama.cpp outputs that print n_max or n_draft need none).")
-@click.option("--model-name", type=NAME, default=None, help="vLLM model_name label to keep (when one server serves several).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / SGLang --speculative-num-steps / --draft-max; SGLang 0.5.23 metrics and llama.cpp outputs that print n_max or n_draft need none).")
+@click.option("--model-name", type=NAME, default=None, help="vLLM / SGLang model_name label to keep (when one server serves several).")
 @click.option("--p-min", type=_UNIT, default=None,
               help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Calibration file to write (YAML).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
-def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str,
-              draft: str, k: int | None, model_name: str | None, p_min: float | None, output: str, force: bool,
-              fmt: str) -> None:
+def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, sglang_metrics: str | None,
+              sglang_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str, draft: str,
+              k: int | None, model_name: str | None, p_min: float | None, output: str, force: bool, fmt: str) -> None:
     """Turn a running server's acceptance counters into a calibration file."""
     from planner.calibration import server_metrics as sm
     from planner.calibration.schema import write_calibration
     from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary
 
-    if bool(vllm_metrics) == bool(llamacpp_files):
-        raise SpecplanError("give either --vllm-metrics or --llamacpp")
+    if [bool(vllm_metrics), bool(sglang_metrics), bool(llamacpp_files)].count(True) != 1:
+        raise SpecplanError("give exactly one of --vllm-metrics, --sglang-metrics or --llamacpp")
+    orphans = [flag for flag, before, after in (("--vllm-metrics-before", vllm_metrics_before, vllm_metrics),
+                                                ("--sglang-metrics-before", sglang_metrics_before, sglang_metrics))
+               if before and not after]
+    if orphans:
+        raise SpecplanError(f"{orphans[0]} needs {orphans[0].removesuffix('-before')} (the scrape after the window)")
     check_output(output, force)
-    if vllm_metrics:
+    if sglang_metrics:
+        from planner.calibration.sglang_metrics import sglang_calibration
+
+        before_text = (sm.read_text_source(sglang_metrics_before, "--sglang-metrics-before")
+                       if sglang_metrics_before else None)
+        cal = sglang_calibration(before_text, sm.read_text_source(sglang_metrics, "--sglang-metrics"), k, target,
+                                 draft, model_name=model_name)
+    elif vllm_metrics:
         before = sm.read_text_source(vllm_metrics_before, "--vllm-metrics-before") if vllm_metrics_before else None
         cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics, "--vllm-metrics"), k, target, draft,
                                   model_name=model_name)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -240,11 +241,16 @@ def test_probe_flags(runner, tmp_path_factory, a):
     _run(runner, a)
 
 
+SERVER_DATA = Path(__file__).parent / "data" / "server"
+
+
 @fuzz(200)
 @given(flags(["calibrate", "--draft", "d"], {"--target": (name(TARGETS), None)},
              {"--k": K, "--model-name": (name(["m"]), None),
               "--llamacpp": (st.sampled_from(["/dev/zero", "/", "/nonexistent.log"]), None),
-              "--vllm-metrics": (st.sampled_from(["/dev/zero", "ftp://x/m", "/nonexistent"]), None)}))
+              "--vllm-metrics": (st.sampled_from(["/dev/zero", "ftp://x/m", "/nonexistent"]), None),
+              "--sglang-metrics": (st.sampled_from(["/dev/zero", str(SERVER_DATA / "sglang_0.5.3_after.prom"),
+                                                    str(SERVER_DATA / "sglang_0.5.23_after.prom")]), None)}))
 def test_calibrate(runner, tmp_path_factory, a):
     a.argv += ["-o", str(tmp_path_factory.getbasetemp() / "cal.yaml"), "--force"]
     _run(runner, a)

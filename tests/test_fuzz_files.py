@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from planner.calibration.probe import read_prompts
 from planner.calibration.schema import CalibrationFile, read_calibration, write_calibration
 from planner.calibration.server_metrics import llamacpp_calibration, vllm_calibration, vllm_counters
+from planner.calibration.sglang_metrics import sglang_calibration
 from planner.catalog.hf_config import load_model_dir
 from planner.catalog.safetensors import read_safetensors_header
 from planner.errors import SpecplanError
@@ -222,6 +223,26 @@ def test_vllm_metrics(lines, k):
     cal = expect_clean(vllm_calibration, None, text, k, "t", "d")
     if cal is not None:
         assert all(0 <= f.alpha <= 1 for f in cal.fitted_acceptance)
+
+
+SGLANG_NAMES = ["sglang:spec_verify_calls_total", "sglang:generation_tokens_total", "sglang:num_requests_total",
+                "sglang:spec_accept_length", "sglang:spec_accept_rate", "sglang:spec_num_steps",
+                "sglang:spec_num_draft_tokens"]
+sglang_label = st.one_of(st.none(), st.sampled_from(['model_name="m"', 'model_name="n"', 'is_streaming="true"',
+                                                     'tp_rank="1"']))
+sglang_line = st.builds(lambda n, lab, v: f"{n}{{{lab}}} {v}" if lab else f"{n} {v}",
+                        st.sampled_from(SGLANG_NAMES), sglang_label, metric_value)
+
+
+@fuzz(300)
+@given(before=st.lists(st.one_of(sglang_line, st.text(max_size=30)), max_size=6),
+       after=st.lists(st.one_of(sglang_line, sglang_line, st.text(max_size=30)), max_size=8),
+       k=st.one_of(st.none(), st.integers(1, 8)), window=st.booleans())
+def test_sglang_metrics(before, after, k, window):
+    cal = expect_clean(sglang_calibration, "\n".join(before) + "\n" if window else None, "\n".join(after) + "\n",
+                       k, "t", "d")
+    if cal is not None:
+        assert all(0 <= f.alpha_low <= f.alpha <= f.alpha_high <= 1 for f in cal.fitted_acceptance)
 
 
 count = st.one_of(st.integers(0, 200).map(str), st.sampled_from(["9" * 400, "9" * 5000, "\u0663\u0663", "-4", "1e999"]))

@@ -367,3 +367,27 @@ def test_calibration_files_round_trip(tmp_path, suffix):
                              llama(["llamacpp_completion.json", "llamacpp_chat.jsonl"])]):
         path = write_calibration(cal, tmp_path / f"cal{i}{suffix}")
         assert read_calibration(path) == cal
+
+
+# --- texts vLLM's own SpecDecodingProm rendered (tests/test_real_metric_formats.py wrote them) -----------
+
+
+@pytest.mark.parametrize("version", ["0.33.0", "0.9.2"])
+def test_real_v1_text_reads_back_what_was_fed(version):
+    # Fed: k = 4, drafts accepting 4, 2, 0, 3, 1 tokens over engines 0 and 1 (the fixture's first line).
+    cal = vllm_calibration(text(f"vllm_v1_{version}_before.prom"), text(f"vllm_v1_{version}_after.prom"), None,
+                           MODEL, DRAFT)
+    c = cal.counters
+    assert (c.num_drafts, c.num_draft_tokens, c.num_accepted_tokens, c.accepted_per_position, c.k) == (
+        5, 20, 10, [4, 3, 2, 1], 4)
+    assert cal.fitted_acceptance[0].alpha == pytest.approx(float(alpha_from_acceptance_rate(10 / 20, 4)), abs=1e-12)
+
+
+def test_real_v0_text_is_a_sum_of_lifetime_snapshots():
+    # vLLM 0.9.2's V0 PrometheusStatLogger fed two logging intervals in the window: its counters grew by
+    # the sampler's lifetime totals at each (draft 16 then 28, accepted 10 then 16, emitted 12 then 20), while the
+    # window itself drafted 20 tokens.
+    cal = vllm_calibration(text("vllm_v0_0.9.2_before.prom"), text("vllm_v0_0.9.2_after.prom"), 4, MODEL, DRAFT)
+    c = cal.counters
+    assert (c.num_draft_tokens, c.num_drafts, c.num_accepted_tokens) == (44, 11, 32 - 11)
+    assert any("sum of lifetime snapshots" in note for note in cal.notes)

@@ -157,7 +157,7 @@ class CalibrationFile(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     created_at: str = Field(default_factory=now_iso)
-    source: Literal["probe", "vllm-metrics", "llamacpp"]
+    source: Literal["probe", "vllm-metrics", "sglang-metrics", "llamacpp"]
     partial: bool = False
     partial_reason: str | None = None
     device: DeviceIdentity | None = None

@@ -13,8 +13,8 @@ Two sources (DESIGN.md section 5; shared/research/servers.md sections 1.3 and 3.
   ``/metrics``, or the ``n_drafted`` / ``n_accept`` lines of ``llama-speculative`` (``llamacpp_texts``).
 
 This module reads the sources and turns a vLLM window into a calibration; one scrape is parsed in
-``vllm_metrics``, llama.cpp texts in ``llamacpp_outputs``, and the shared estimators live in
-``acceptance_stats``.
+``vllm_metrics`` (Prometheus text in ``prometheus_text``), llama.cpp texts in ``llamacpp_outputs``,
+SGLang's ``/metrics`` in ``sglang_metrics``, and the shared estimators live in ``acceptance_stats``.
 
 Two "acceptance rates" exist (DESIGN.md section 2): servers report the draft acceptance rate
 A / D; the planner needs the per-token alpha. Every conversion goes through
@@ -319,6 +319,12 @@ def _v0_prefix_counts(counts: VllmSnapshot, k: int, origin: str, notes: list[str
     notes.append(
         f"vLLM V0 metrics: steps S = draft tokens / k = {drafts}; accepted prefix = emitted - S = {prefix} "
         "(assumes a bonus token when all k drafts are accepted)"
+    )
+    notes.append(
+        "vLLM V0 increments these _total counters by the rejection sampler's lifetime totals at every logging "
+        "interval (vllm/engine/metrics.py PrometheusStatLogger.log, 0.9.2): a difference of two scrapes is a sum "
+        "of lifetime snapshots, not the window's tokens, so the rates lean on earlier traffic and the interval "
+        "is narrower than the data supports"
     )
     notes.append(
         f"V0's own accepted count ({counts.num_accepted_tokens}) includes accepts after the first rejection; "

@@ -9,12 +9,11 @@ Counters are cumulative since the server started; ``snapshot_delta`` makes a win
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from typing import Literal
 
-from planner.calibration.acceptance_stats import MAX_COUNT, one_line
+from planner.calibration.prometheus_text import count_value, metric_samples
 from planner.errors import SpecplanError
 from planner.inputs import shown
 
@@ -51,47 +50,6 @@ class VllmSnapshot:
     model_names: tuple[str, ...] = ()
 
 
-def _metric_samples(text: str, origin: str) -> list[tuple[str, dict[str, str], float]]:
-    """(name without ``_total``, labels, value) for every ``vllm:spec_decode_*`` sample."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    _check_ascii_values(text, origin)
-    out = []
-    try:
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                name = sample.name
-                # Text format 0.0.4 exposes each counter as <name>_total plus a <name>_created
-                # gauge holding its creation time; the parser names the family without _total.
-                if not name.startswith(SPEC_PREFIX) or name.endswith("_created"):
-                    continue
-                base = name[: -len("_total")] if name.endswith("_total") else name
-                out.append((base, dict(sample.labels), float(sample.value)))
-    except Exception as exc:  # the parser raises ValueError, IndexError, ... on malformed lines
-        raise SpecplanError(f"{origin}: not Prometheus text: {one_line(exc)}") from None
-    return out
-
-
-_SAMPLE_LINE = re.compile(r"\s*[^\s{#]+(?:\{.*\})?\s+(.*)")
-
-
-def _check_ascii_values(text: str, origin: str) -> None:
-    """Refuse sample values written in non-ASCII digits: Python's float() would read "\u0663" as 3."""
-    for n, line in enumerate(text.splitlines(), start=1):
-        if line.isascii() or line.lstrip().startswith("#"):
-            continue
-        match = _SAMPLE_LINE.match(line)
-        if match and not match.group(1).isascii():
-            raise SpecplanError(f"{origin}: line {n}: value {shown(match.group(1), 40)} is not an ASCII number")
-
-
-def _count(value: float, name: str, origin: str) -> int:
-    """A counter value as a whole count; refuses NaN, infinities, negatives and counts over MAX_COUNT."""
-    if not math.isfinite(value) or value < 0 or value > MAX_COUNT:
-        raise SpecplanError(f"{origin}: {name} has value {value!r}; expected a count from 0 to 2^53")
-    return int(round(value))
-
-
 def vllm_counters(text: str, model_name: str | None = None, *, origin: str = "metrics text") -> VllmSnapshot:
     """Read the spec-decode counters from one vLLM ``/metrics`` scrape (Prometheus text).
 
@@ -99,7 +57,7 @@ def vllm_counters(text: str, model_name: str | None = None, *, origin: str = "me
     ``model_name`` only series with that ``model_name`` label count; without it a scrape
     holding several models is refused rather than mixed. ``origin`` names the text in errors.
     """
-    samples = _metric_samples(text, origin)
+    samples = metric_samples(text, lambda name: name.startswith(SPEC_PREFIX), origin)
     if not samples:
         raise SpecplanError(f"{origin} has no vllm:spec_decode_* metrics: is speculative decoding enabled?")
     models = tuple(sorted({labels["model_name"] for _, labels, _ in samples if "model_name" in labels}))
@@ -125,9 +83,9 @@ def vllm_counters(text: str, model_name: str | None = None, *, origin: str = "me
             raw = labels.get("position", "")
             if not re.fullmatch(r"[0-9]{1,3}", raw):  # str.isdigit() accepts "\u00b2", which int() refuses
                 raise SpecplanError(f"{origin}: {PER_POS} has position label {shown(raw, 40)}; expected 0, 1, ...")
-            per_pos[int(raw)] = per_pos.get(int(raw), 0) + _count(value, name, origin)
+            per_pos[int(raw)] = per_pos.get(int(raw), 0) + count_value(value, name, origin)
         elif name in (DRAFTS, DRAFT_TOKENS, ACCEPTED, EMITTED):
-            totals[name] = totals.get(name, 0) + _count(value, name, origin)
+            totals[name] = totals.get(name, 0) + count_value(value, name, origin)
 
     v0 = EMITTED in totals or bool(rate_gauges) or any(name == EFFICIENCY_GAUGE for name, _, _ in samples)
     for needed in (DRAFT_TOKENS, ACCEPTED):

@@ -99,11 +99,14 @@ def _older_draft_format(plan: ExportPlan, line: ServerLine, target_quant: str | 
     )
 
 
-def _measure() -> list[str]:
+def _measure(plan: ExportPlan) -> list[str]:
     return [
         "Prometheus GET /metrics (enable-metrics is set): sglang:spec_accept_length (gauge, accepted draft tokens",
         "+ 1 bonus per verify step = tau) and sglang:spec_accept_rate (gauge, accepted / draft tokens); both cover the",
-        "last logging window, so sample them repeatedly and weight by throughput.",
+        "last logging window, so sample them repeatedly and weight by throughput. SGLang 0.5.23 also counts",
+        "sglang:spec_verify_calls_total (0.5.3 does not): a window of two scrapes is read by",
+        f"specplan calibrate --sglang-metrics-before before.txt --sglang-metrics http://localhost:30000/metrics "
+        f"--target {shlex.quote(plan.target)} --draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml",
         "Log line: \"Decode batch. ... accept len: 2.17, accept rate: 0.54, ...\".",
         "Whole server lifetime: GET /get_server_info (newer: /server_info) -> internal_states[0].avg_spec_accept_length.",
         "With topk 1 and k drafted tokens, the per-token alpha solves tau = (1 - alpha^(k+1)) / (1 - alpha).",
@@ -152,7 +155,7 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
         f"  activations + CUDA context leave room up to {high:.2f}; SGLang's usual default clamped to that range.",
         f"speculative-num-steps {plan.k} with eagle-topk 1 drafts one chain of k tokens; num-draft-tokens = k + 1.",
     ]
-    head = header(plan, LABEL, line, _measure(), notes)
+    head = header(plan, LABEL, line, _measure(plan), notes)
     script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
     options = [("--config", BesideScript(names.main))]
