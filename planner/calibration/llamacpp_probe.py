@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable, _Budget, monotonic_clock
+from planner.calibration.budget import Budget, monotonic_clock
+from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable
 from planner.calibration.schema import CalibrationFile, DeviceIdentity, ModelIdentity, TimingPoint, write_calibration
+from planner.calibration.verify_curve import fit_verify_curves
 from planner.errors import SpecplanError
 from planner.units import GB
 
@@ -137,8 +139,23 @@ def bench_precision(text: str) -> str | None:
         return None
 
 
-def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tuple[list[TimingPoint], list[TimingPoint], str]:
-    """llama-bench on one model: tg at every depth; for the target also pp1..pp(k_max+1) (the verify curve)."""
+def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str,
+           timeout_s: float) -> tuple[list[TimingPoint], list[TimingPoint], list[TimingPoint], str]:
+    """llama-bench on one model: (all points, tg points, pp points, its JSON text).
+
+    tg at every depth; for the target also pp1..pp(k_max+1) at every depth, the verify curve.
+    r(n) is read as pp(n) / pp(1) at the same depth, not pp(n) / tg and not at depth 0:
+    * at a depth, because the verify pass reads the cached tokens' K/V as decode does: pp at depth 0
+      leaves attention's share out of both passes;
+    * over pp1, not tg, because each pp repeat at a depth first processes the depth's batch, so the
+      timed pass pays for re-planning the graph at a new batch shape, which tg amortizes over its
+      n_gen passes (this build, 2 threads, d=128: pp1 1.03 ms against tg 0.76 ms; at d=0, where the
+      shape never changes, pp1 ~ tg). That one-time cost is in both pp(n) and pp(1), so the ratio
+      is the pass's own growth with n; the plan multiplies it by the tg-fitted decode time.
+    llama-bench's pp asks for the last token's logits only, where a verify pass takes all n: the output
+    matrix is read once either way, so only its n - 1 extra rows of compute are missing (small
+    unless the vocabulary dwarfs the hidden size).
+    """
     prompts = ",".join(str(n) for n in range(1, cfg.k_max + 2)) if role == "target" else "0"
     argv = [_tool(cfg, "llama-bench"), "-m", gguf, "-p", prompts, "-n", cfg.tg_tokens, "-r", cfg.repetitions,
             "-d", ",".join(str(c) for c in cfg.contexts), "-o", "json"]
@@ -146,10 +163,11 @@ def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tu
         argv += ["-t", cfg.threads]
     text = _call(cfg, argv, timeout_s, f"llama-bench ({role} {gguf.name})")
     label = f"llama-bench ({role})"
-    return parse_bench_json(text, role, label), parse_bench_json(text, role, label, kinds=("tg",)), text
+    return (parse_bench_json(text, role, label), parse_bench_json(text, role, label, kinds=("tg",)),
+            parse_bench_json(text, role, label, kinds=("pp",)), text)
 
 
-def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: _Budget) -> str:
+def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budget) -> str:
     """llama-speculative on the first prompt, repeated (up to _SPEC_ATTEMPTS, within the budget) until its stats print.
 
     Its logger is asynchronous and not flushed at exit (llama.cpp common/log.cpp, issue #22142): on a
@@ -213,13 +231,14 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
     from planner.calibration.acceptance_stats import model_identity
     from planner.calibration.llamacpp_outputs import llamacpp_calibration
 
-    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
+    budget = Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     target, draft = _gguf(cfg.target_gguf, "--target-gguf"), _gguf(cfg.draft_gguf, "--draft-gguf")
     for tool in ("llama-bench", "llama-speculative"):
         _tool(cfg, tool)
     identity, gpu = _device(cfg)
     timings: list[TimingPoint] = []
     tg: list[TimingPoint] = []  # the tg tests alone: what the eta / overhead fit reads
+    pp: list[TimingPoint] = []  # the pp tests alone: the verify curve
     precisions: dict[str, str | None] = {}
     spec_text, partial = None, None
     try:
@@ -228,9 +247,10 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
             if share < _MIN_TOOL_S:
                 raise TimeoutError(f"llama-bench ({role}): the budget is spent")
             _progress(cfg, f"llama-bench {role}", i / 3)
-            points, decode, text = _bench(cfg, gguf, role, share)
+            points, decode, batches, text = _bench(cfg, gguf, role, share)
             timings += points
             tg += decode
+            pp += batches
             precisions[role] = bench_precision(text)
         if budget.left() < _MIN_TOOL_S:
             raise TimeoutError("llama-speculative: the budget is spent")
@@ -253,7 +273,8 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
     cal = CalibrationFile(
         source="probe", partial=partial is not None, partial_reason=partial, device=identity, engine="llamacpp",
         target=ident(cfg.target, "target"), draft=ident(cfg.draft, "draft"), timings=timings, counters=counters,
-        fitted_timing=fitted, fitted_acceptance=acceptance, notes=[*cfg.notes, *notes],
+        fitted_timing=fitted, fitted_acceptance=acceptance,
+        fitted_verify=fit_verify_curves(pp, "llama-bench pp(n) / pp(1) at depth"), notes=[*cfg.notes, *notes],
     )
     write_calibration(cal, output, force=True if partial else force)
     return cal

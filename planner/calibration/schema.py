@@ -29,6 +29,7 @@ __all__ = [
     "AcceptanceCounters",
     "FittedTiming",
     "FittedAcceptance",
+    "FittedVerify",
     "CalibrationFile",
     "read_calibration",
     "write_calibration",
@@ -152,6 +153,34 @@ class FittedAcceptance(_Record):
     kappa: float | None = Field(None, gt=0, description="confidence concentration fitted with alpha")
 
 
+class FittedVerify(_Record):
+    """The verify curve of one model at one cached length: r(n) = t(pass over n tokens) / t(pass over 1).
+
+    Fitted non-decreasing in n (planner.calibration.verify_curve.fit_verify_curve); the plan prices a
+    verify pass over k + 1 tokens as the calibrated decode time x r(k + 1) when this file applies.
+    """
+
+    role: Literal["target", "draft"] = "target"
+    batch: int = Field(1, ge=1, le=1_000_000, description="sequences per pass")
+    context: int = Field(ge=0, le=100_000_000, description="tokens already cached when the passes were timed")
+    new_tokens: list[Annotated[int, Field(ge=1, le=K_LIMIT + 1)]] = Field(min_length=2, description="measured n, ascending, from 1")
+    ratio: list[Annotated[float, Field(ge=1)]] = Field(min_length=2, description="fitted t(n)/t(1) per n, dimensionless")
+    measured_ratio: list[Annotated[float, Field(gt=0)]] = Field(min_length=2, description="median t(n)/t(1) as measured")
+    max_rel_residual: float = Field(ge=0, description="largest |t_measured - t_fit| / t_measured")
+    source: str = Field(description="what was timed (llama-bench pp at depth, hf probe time_pass)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FittedVerify:
+        n = self.new_tokens
+        if not (len(n) == len(self.ratio) == len(self.measured_ratio)):
+            raise ValueError("new_tokens, ratio and measured_ratio need one entry per n")
+        if n[0] != 1 or any(b <= a for a, b in zip(n, n[1:])):
+            raise ValueError("new_tokens must ascend from 1")
+        if any(b < a for a, b in zip(self.ratio, self.ratio[1:])):
+            raise ValueError("the fitted ratio must not decrease with n")
+        return self
+
+
 class CalibrationFile(_Record):
     """Everything one calibration measured and fitted."""
 
@@ -169,6 +198,8 @@ class CalibrationFile(_Record):
     counters: AcceptanceCounters | None = None
     fitted_timing: list[FittedTiming] = Field(default_factory=list)
     fitted_acceptance: list[FittedAcceptance] = Field(default_factory=list)
+    # Absent from files written before the verify curve was fitted: they read as "no curve".
+    fitted_verify: list[FittedVerify] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 
