@@ -89,3 +89,87 @@ def test_subprocess_timeouts_come_from_the_budget_and_a_spent_budget_writes_a_pa
     assert all(t <= 100.0 for t in limits)
     assert cal.partial and "budget" in (cal.partial_reason or "")
     assert cal.timings and cal.engine == "llamacpp" and (tmp_path / "c.yaml").is_file()
+
+
+# The closing lines of llama-speculative (examples/speculative/speculative.cpp, b11312), per run.
+def _spec_text(predicted: int, drafted: int, accepted: int, seconds: float = 0.05) -> str:
+    return (f"encoded   12 tokens in    0.010 seconds, speed: 1200.000 t/s\n"
+            f"decoded {predicted:4d} tokens in {seconds:8.3f} seconds, speed: {predicted / seconds:8.3f} t/s\n\n"
+            f"n_draft   = 4\nn_predict = {predicted}\nn_drafted = {drafted}\nn_accept  = {accepted}\n"
+            f"accept    = {100 * accepted / drafted:.3f}%\n")
+
+
+def _fake_tools(tmp_path: Path, spec_runs: list[str], step_s: float = 1.0):
+    saved = SAVED.read_text(encoding="utf-8")
+    now = [0.0]
+    prompts_seen: list[str] = []
+
+    def run(argv, timeout, **_):
+        now[0] += step_s
+        if argv[0].endswith("llama-bench"):
+            return subprocess.CompletedProcess(argv, 0, saved, "")
+        prompts_seen.append(argv[argv.index("-p") + 1])
+        return subprocess.CompletedProcess(argv, 0, "", spec_runs[min(len(prompts_seen), len(spec_runs)) - 1])
+
+    return run, now, prompts_seen
+
+
+def test_every_prompt_runs_and_the_counts_are_pooled(tmp_path: Path) -> None:
+    runs = [_spec_text(32, 40, 20), _spec_text(32, 36, 24), _spec_text(32, 30, 10, seconds=0.1)]
+    run, now, seen = _fake_tools(tmp_path, runs)
+    cfg = LlamaProbeConfig(str(_bin(tmp_path)), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B",
+                           str(tmp_path / "t.gguf"), str(tmp_path / "d.gguf"), budget_s=1000.0, run=run,
+                           clock=lambda: now[0], prompts=("a", "b", "c"))
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    assert seen == ["a", "b", "c"] and not cal.partial
+    assert [(p.prompt, p.drafted, p.accepted, p.target_steps) for p in cal.per_prompt] == [
+        (0, 40, 20, 12), (1, 36, 24, 8), (2, 30, 10, 22)]
+    assert cal.counters.num_draft_tokens == 106 and cal.counters.num_accepted_tokens == 54
+    assert cal.per_prompt[2].tokens_per_s == pytest.approx(320.0)
+    assert any("96 tokens in 0.200 s" in n for n in cal.notes)  # pooled: 3 x 32 tokens over 0.05 + 0.05 + 0.1 s
+    assert cal.fitted_verify and {c.context for c in cal.fitted_verify} == {0, 128}
+
+
+def test_a_budget_that_ends_between_prompts_keeps_what_was_measured(tmp_path: Path) -> None:
+    run, now, seen = _fake_tools(tmp_path, [_spec_text(32, 40, 20)], step_s=40.0)
+    cfg = LlamaProbeConfig(str(_bin(tmp_path)), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B",
+                           str(tmp_path / "t.gguf"), str(tmp_path / "d.gguf"), budget_s=158.0, run=run,
+                           clock=lambda: now[0], prompts=("a", "b", "c", "d"))
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    # two llama-bench runs (80 s), then prompts at 80 and 120 s; at 160 s the 158 s budget is spent
+    assert seen == ["a", "b"] and cal.partial and "after 2 of 4 prompts" in cal.partial_reason
+    assert len(cal.per_prompt) == 2 and cal.counters.num_draft_tokens == 80 and cal.fitted_acceptance
+
+
+def test_a_later_prompt_without_stats_is_noted_and_skipped(tmp_path: Path) -> None:
+    run, now, seen = _fake_tools(tmp_path, [_spec_text(32, 40, 20), "no stats", "no stats", "no stats",
+                                            _spec_text(32, 20, 10)])
+    cfg = LlamaProbeConfig(str(_bin(tmp_path)), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B",
+                           str(tmp_path / "t.gguf"), str(tmp_path / "d.gguf"), budget_s=1000.0, run=run,
+                           clock=lambda: now[0], prompts=("a", "b", "c"))
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    assert seen == ["a", "b", "b", "b", "c"] and [p.prompt for p in cal.per_prompt] == [0, 2]
+    assert sum("prompt 2 run" in n for n in cal.notes) == 3
+
+
+@pytest.mark.parametrize("flag", [["--random-weights"], ["--trust-remote-code"], ["--device", "cpu"],
+                                  ["--dtype", "fp32"], ["--batch-sizes", "1"], ["--temperature", "0"]])
+def test_hf_only_flags_are_refused_with_llamacpp(runner, tmp_path: Path, flag: list[str]) -> None:
+    result = runner.invoke(main, [*_argv(tmp_path, _bin(tmp_path)), *flag])
+    assert result.exit_code == 2 and flag[0] in result.stderr and "--engine hf" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output + result.stderr
+    assert not (tmp_path / "c.yaml").exists()
+
+
+@pytest.mark.parametrize("flag", [["--llama-bin", "."], ["--target-gguf", "t.gguf"], ["--draft-gguf", "d.gguf"],
+                                  ["--threads", "2"]])
+def test_llamacpp_only_flags_are_refused_with_hf(runner, tmp_path: Path, flag: list[str]) -> None:
+    result = runner.invoke(main, ["probe", "--target", "meta-llama/Llama-3.1-8B", "--draft", "meta-llama/Llama-3.2-1B",
+                                  "--random-weights", "-o", str(tmp_path / "c.yaml"), *flag])
+    assert result.exit_code == 2 and flag[0] in result.stderr and "--engine llamacpp" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output + result.stderr
+
+
+def test_defaults_of_the_other_engine_are_not_refused(runner, tmp_path: Path) -> None:
+    result = runner.invoke(main, _argv(tmp_path, _bin(tmp_path)))  # --device, --dtype ... at their defaults
+    assert result.exit_code == 2 and "llama-bench" in result.stderr  # the fake tool's failure, not a refusal

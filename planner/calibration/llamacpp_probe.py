@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.calibration.budget import Budget, monotonic_clock
+from planner.calibration.llamacpp_speculative import SpeculativeRuns, run_prompts
 from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable
 from planner.calibration.schema import CalibrationFile, DeviceIdentity, ModelIdentity, TimingPoint, write_calibration
 from planner.calibration.verify_curve import fit_verify_curves
@@ -31,7 +32,6 @@ from planner.units import GB
 __all__ = ["LlamaProbeConfig", "parse_bench_json", "bench_precision", "run_llamacpp_probe", "LlamaToolMissing"]
 
 _BENCH_SHARE = 0.6  # of the budget for llama-bench (two models); the rest for llama-speculative
-_SPEC_ATTEMPTS = 3
 # On the host CPU a small model's weights stay in the last-level cache between passes, so decode can
 # beat the measured DRAM copy bandwidth (the tiny CI pair: 20 MB, 0.6 ms a pass = 35 GB/s against a
 # copy of 21-39 GB/s on a loaded 2-core EPYC); L3 bandwidth is a few times DRAM's, hence the bound.
@@ -167,26 +167,17 @@ def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str,
             parse_bench_json(text, role, label, kinds=("pp",)), text)
 
 
-def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budget) -> str:
-    """llama-speculative on the first prompt, repeated (up to _SPEC_ATTEMPTS, within the budget) until its stats print.
+def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budget, out: SpeculativeRuns) -> SpeculativeRuns:
+    """llama-speculative on every prompt while the budget lasts (llamacpp_speculative.run_prompts)."""
+    def call(prompt: str, timeout_s: float) -> str:
+        argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", prompt, "-n", cfg.n_predict,
+                "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
+                "--temp", "0", "--seed", "1"]
+        if cfg.threads:
+            argv += ["-t", cfg.threads]
+        return _call(cfg, argv, timeout_s, "llama-speculative")
 
-    Its logger is asynchronous and not flushed at exit (llama.cpp common/log.cpp, issue #22142): on a
-    loaded machine the closing n_drafted / n_accept lines are sometimes lost.
-    """
-    argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", cfg.prompts[0], "-n", cfg.n_predict,
-            "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
-            "--temp", "0", "--seed", "1"]
-    if cfg.threads:
-        argv += ["-t", cfg.threads]
-    text = ""
-    for attempt in range(_SPEC_ATTEMPTS):
-        if attempt and budget.left() < _MIN_TOOL_S:
-            break
-        text = _call(cfg, argv, budget.left(), "llama-speculative")
-        if "n_drafted" in text and "n_accept" in text:
-            return text
-        cfg.notes.append(f"llama-speculative run {attempt + 1}: its closing stats were lost (unflushed log, llama.cpp #22142)")
-    raise SpecplanError(f"llama-speculative: no n_drafted / n_accept lines in {attempt + 1} run(s) (llama.cpp #22142)")
+    return run_prompts(cfg.prompts, call, budget, _MIN_TOOL_S, out)
 
 
 def _device(cfg: LlamaProbeConfig) -> tuple[DeviceIdentity | None, Any]:
@@ -240,7 +231,8 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
     tg: list[TimingPoint] = []  # the tg tests alone: what the eta / overhead fit reads
     pp: list[TimingPoint] = []  # the pp tests alone: the verify curve
     precisions: dict[str, str | None] = {}
-    spec_text, partial = None, None
+    spec = SpeculativeRuns()  # filled prompt by prompt: Ctrl-C keeps what was measured
+    partial = None
     try:
         for i, (role, gguf) in enumerate((("target", target), ("draft", draft))):
             share = budget.left() * _BENCH_SHARE / (2 - i)
@@ -255,15 +247,17 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
         if budget.left() < _MIN_TOOL_S:
             raise TimeoutError("llama-speculative: the budget is spent")
         _progress(cfg, "llama-speculative", 2 / 3)
-        spec_text = _speculative(cfg, target, draft, budget)
+        partial = _speculative(cfg, target, draft, budget, spec).partial
     except KeyboardInterrupt:
         partial = "interrupted (Ctrl-C)"
     except TimeoutError as exc:
         partial = f"{exc} (raise --budget-s)"
     fitted, notes = _fit(cfg, tg, gpu, precisions.get("target")) if tg else ([], [])
-    if spec_text is not None:
-        cal = llamacpp_calibration([spec_text], cfg.k_max, cfg.target, cfg.draft, "llama-speculative", p_min=cfg.p_min)
-        acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *cal.notes]
+    if spec.prompts:
+        labels = [f"llama-speculative prompt {p.prompt + 1}" for p in spec.prompts]
+        cal = llamacpp_calibration(spec.texts, cfg.k_max, cfg.target, cfg.draft, labels, p_min=cfg.p_min)
+        acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *spec.notes, *cal.notes]
+        notes.append(_speed_note(spec))
     else:
         acceptance, counters = [], None
     def ident(src: str, role: str) -> ModelIdentity:
@@ -274,10 +268,21 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
         source="probe", partial=partial is not None, partial_reason=partial, device=identity, engine="llamacpp",
         target=ident(cfg.target, "target"), draft=ident(cfg.draft, "draft"), timings=timings, counters=counters,
         fitted_timing=fitted, fitted_acceptance=acceptance,
-        fitted_verify=fit_verify_curves(pp, "llama-bench pp(n) / pp(1) at depth"), notes=[*cfg.notes, *notes],
+        fitted_verify=fit_verify_curves(pp, "llama-bench pp(n) / pp(1) at depth"),
+        per_prompt=spec.prompts, notes=[*cfg.notes, *notes],
     )
     write_calibration(cal, output, force=True if partial else force)
     return cal
+
+
+def _speed_note(spec: SpeculativeRuns) -> str:
+    """llama-speculative's own decode speed pooled over the prompts: committed tokens / decode seconds."""
+    timed = [p for p in spec.prompts if p.decode_s]
+    if not timed:
+        return f"llama-speculative: {len(spec.prompts)} prompt(s), no decode time printed"
+    tokens, seconds = sum(p.predicted for p in timed), sum(p.decode_s or 0.0 for p in timed)
+    return (f"llama-speculative decode speed: {tokens / seconds:.1f} tokens/s over {len(timed)} prompt(s) "
+            f"({tokens} tokens in {seconds:.3f} s, its own timer)")
 
 
 def _progress(cfg: LlamaProbeConfig, what: str, frac: float) -> None:

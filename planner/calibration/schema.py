@@ -30,6 +30,7 @@ __all__ = [
     "FittedTiming",
     "FittedAcceptance",
     "FittedVerify",
+    "PromptCounts",
     "CalibrationFile",
     "read_calibration",
     "write_calibration",
@@ -181,6 +182,22 @@ class FittedVerify(_Record):
         return self
 
 
+class PromptCounts(_Record):
+    """One prompt's speculative run (llama-speculative): what it committed, drafted, accepted, and how fast."""
+
+    prompt: int = Field(ge=0, description="index into the probe's prompts")
+    predicted: _Count = Field(description="tokens committed (n_predict)")
+    drafted: _Count
+    accepted: _Count
+    target_steps: _Count = Field(description="target passes: n_predict - n_accept (steps without a draft included)")
+    decode_s: float | None = Field(None, ge=0, description="the tool's own decode wall time, s")
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """The run's decode speed, tokens/s (as llama-speculative prints it)."""
+        return self.predicted / self.decode_s if self.decode_s else None
+
+
 class CalibrationFile(_Record):
     """Everything one calibration measured and fitted."""
 
@@ -200,6 +217,7 @@ class CalibrationFile(_Record):
     fitted_acceptance: list[FittedAcceptance] = Field(default_factory=list)
     # Absent from files written before the verify curve was fitted: they read as "no curve".
     fitted_verify: list[FittedVerify] = Field(default_factory=list)
+    per_prompt: list[PromptCounts] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 
