@@ -184,3 +184,13 @@ def test_partial_hook_matches_the_pure_function() -> None:
                          source="x")
     hook = partial(verify_ratio, curve)
     assert hook(np.array([2]), lambda n: n * 1.0) == pytest.approx([2.0])
+
+
+def test_the_report_curves_use_the_estimates_calibrated_verify(tmp_path: Path) -> None:
+    from planner.outputs.report import _curves
+
+    with_curve, without = _est(_calibration(tmp_path)), _est(_calibration(tmp_path, curve=False))
+    assert with_curve.verify_ratio is not None and without.verify_ratio is None
+    line = _curves(with_curve, None)["lines"][1]
+    assert line[3] == pytest.approx(float(with_curve.prices.speedup), rel=1e-6)  # k = 4: the estimate's own figure
+    assert line[3] < _curves(without, None)["lines"][1][3]

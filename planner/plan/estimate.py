@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,10 @@ class Estimate:
     verdict: str
     calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
     loop: LoopSpec | None = None  # the draft loop the plan was priced with (p-min is what exports write)
+    # What the prices were computed with when a calibration applied (the report's curves reuse them):
+    # the calibrated target and draft devices and the measured verify curve hook (planner.search.VerifyRatio).
+    devices: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
+    verify_ratio: Any = field(default=None, compare=False, repr=False)
 
 
 def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
@@ -123,7 +127,8 @@ def estimate(inp: EstimateInputs) -> Estimate:
                         best, float(prices_band.speedup[1, best - 1]), bound(prices.verify_compute_bound))
     before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
-    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop)
+    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop,
+                    (dev, ddev) if applied is not None else None, vr)
 
 
 # A real pair at --draft 16 drafted far fewer tokens per round than its acceptance suggests:
