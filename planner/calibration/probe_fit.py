@@ -44,7 +44,7 @@ def fit_probe_timings(cfg: Any, timings: list[TimingPoint],
     from planner.catalog.precisions import kv_format, weight_format
     from planner.costmodel import model_profile
 
-    curves = fit_verify_curves(timings, "hf probe time_pass (new_tokens 1..k+1)")
+    curves = fit_verify_curves(timings, "hf probe time_pass (new_tokens 1..k+1), fastest repeats")
     gpu = peak_bandwidth_gpu(cfg, device)
     if gpu is None:
         return [], curves, ["no peak bandwidth for this device (pass --gpu): raw timings only, no eta fit"]

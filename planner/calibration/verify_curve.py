@@ -45,7 +45,7 @@ def fit_verify_curve(new_tokens: Sequence[int], seconds: Sequence[float]) -> tup
     """Monotone ratios r(n) = t_fit(n) / t_fit(1) and each point's relative residual.
 
     ``new_tokens``: tokens in the pass (counts, ascending, starting at 1); ``seconds``: the pass's
-    median wall time at each n (s). Returns (ratio per n, dimensionless, >= 1 and non-decreasing;
+    wall time at each n (s; fit_verify_curves gives the fastest repeat). Returns (ratio per n, dimensionless, >= 1 and non-decreasing;
     (t_measured - t_fit) / t_measured per n). The times, not the ratios, are fitted: a slow pp1
     repeat would otherwise scale the whole curve down.
     """
@@ -70,7 +70,9 @@ def fit_verify_curves(points: Sequence[TimingPoint], source: str, role: str = "t
     groups: dict[tuple[int, int], dict[int, float]] = {}
     for p in points:
         if p.role == role:
-            groups.setdefault((p.batch, p.context), {})[p.new_tokens] = p.median_s
+            # The fastest repeat, not the median: another process on the machine only ever adds time, and
+            # on a shared 2-core host it inflated whole llama-bench tests (pp2 at 16 ms against a 5 ms minimum).
+            groups.setdefault((p.batch, p.context), {})[p.new_tokens] = min(p.seconds)
     out = []
     for (batch, context), by_n in sorted(groups.items()):
         ns = sorted(by_n)
@@ -87,7 +89,8 @@ def pick_verify_curve(curves: Sequence[FittedVerify], batch: int, context: float
     """The target curve at this batch (else batch 1) whose measured context is nearest ``context`` (tokens)."""
     mine = [c for c in curves if c.role == "target" and c.batch == batch] or [
         c for c in curves if c.role == "target" and c.batch == 1]
-    return min(mine, key=lambda c: abs(c.context - context)) if mine else None
+    # On a tie the deeper curve: it reads more cached K/V, the conservative side of the two.
+    return min(mine, key=lambda c: (abs(c.context - context), -c.context)) if mine else None
 
 
 def verify_ratio(curve: FittedVerify, n: ArrayLike,
