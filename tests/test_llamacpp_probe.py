@@ -173,3 +173,45 @@ def test_llamacpp_only_flags_are_refused_with_hf(runner, tmp_path: Path, flag: l
 def test_defaults_of_the_other_engine_are_not_refused(runner, tmp_path: Path) -> None:
     result = runner.invoke(main, _argv(tmp_path, _bin(tmp_path)))  # --device, --dtype ... at their defaults
     assert result.exit_code == 2 and "llama-bench" in result.stderr  # the fake tool's failure, not a refusal
+
+
+# llama-speculative -m target-Q8_0.gguf -md draft-Q8_0.gguf -p "Explain in simple terms why the sky is blue."
+# -n 64 --spec-draft-n-max 4 --spec-draft-n-min 0 --spec-draft-p-min 0.75 --temp 0 --seed 1 -t 1 (b11312 CPU build,
+# the tiny pair), stdout and stderr as `2>&1` saves them: coloured tokens, bytes that are not UTF-8.
+SAVED_SPEC = Path(__file__).parent / "data" / "llamaspeculative_tiny.txt"
+# llama-bench -p 1,2,3,4,5 -n 32 -d 0,128 -r 10 -t 1 -o json on each model of the tiny pair, a loaded 2-core host.
+SAVED_T1 = {role: Path(__file__).parent / "data" / f"llamabench_tiny_t1_{role}.json" for role in ("target", "draft")}
+
+
+def test_prompt_counts_read_the_saved_real_llama_speculative_output() -> None:
+    from planner.calibration.llamacpp_speculative import prompt_counts
+
+    counts = prompt_counts(SAVED_SPEC.read_bytes().decode("utf-8", errors="replace"), 0)
+    assert (counts.predicted, counts.drafted, counts.accepted, counts.target_steps) == (65, 64, 48, 17)
+    assert counts.decode_s == pytest.approx(0.249) and counts.tokens_per_s == pytest.approx(261.0, rel=0.01)
+    assert prompt_counts("encoded 3 tokens in 0.1 seconds\n", 0) is None  # the stats were lost (#22142)
+
+
+def test_each_model_gets_its_own_eta_and_overhead_from_its_tg_depths(tmp_path: Path) -> None:
+    texts = {role: p.read_text(encoding="utf-8") for role, p in SAVED_T1.items()}
+    spec = SAVED_SPEC.read_bytes().decode("utf-8", errors="replace")
+
+    def run(argv, timeout, **_):
+        if argv[0].endswith("llama-bench"):
+            return subprocess.CompletedProcess(argv, 0, texts["draft" if argv[2].endswith("d.gguf") else "target"], "")
+        return subprocess.CompletedProcess(argv, 0, spec, "")
+
+    cfg = LlamaProbeConfig(str(_bin(tmp_path)), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B",
+                           str(tmp_path / "t.gguf"), str(tmp_path / "d.gguf"), budget_s=1000.0, run=run,
+                           clock=lambda: 0.0, prompts=("a",))
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    by_role = {f.role: f for f in cal.fitted_timing}
+    assert set(by_role) == {"target", "draft"} and by_role["target"].eta_mem != by_role["draft"].eta_mem
+    assert all(f.points == 2 for f in by_role.values())  # tg at depths 0 and 128, per model
+    assert any("per model" in n for n in cal.notes)
+    deep = next(c for c in cal.fitted_verify if c.context == 128)
+    # fastest repeats at depth 128: pp1 2.764, pp2 11.430, pp3 7.010, pp4 7.258 ms: a loaded pp2 above pp3 and pp4,
+    # pooled with them (8.566 ms), so r(2..4) = 3.10 rather than 4.14 then 2.54
+    assert deep.ratio[1:4] == pytest.approx([(11.430 + 7.010 + 7.258) / 3 / 2.764] * 3, rel=0.01)
+    assert deep.measured_ratio[1] == pytest.approx(11.430 / 2.764, rel=0.01)
+    assert cal.per_prompt[0].accepted == 48
