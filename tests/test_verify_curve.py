@@ -193,3 +193,14 @@ def test_the_report_curves_use_the_estimates_calibrated_verify(tmp_path: Path) -
     line = _curves(with_curve, None)["lines"][1]
     assert line[3] == pytest.approx(float(with_curve.prices.speedup), rel=1e-6)  # k = 4: the estimate's own figure
     assert line[3] < _curves(without, None)["lines"][1][3]
+
+
+def test_measured_decode_is_llama_benchs_tg_not_pp1() -> None:
+    from planner.calibration.apply import AppliedCalibration, measured_time_s
+
+    points = parse_bench_json(SAVED.read_text(encoding="utf-8"), "target")
+    applied = AppliedCalibration("c.yaml", None, None, None, tuple(points), ())
+    tg = next(p for p in points if p.bench_test == "tg" and p.context == 128)
+    assert measured_time_s(applied, "target", 1, 128, 1) == pytest.approx(tg.median_s)
+    pp5 = next(p for p in points if p.bench_test == "pp" and p.context == 128 and p.new_tokens == 5)
+    assert measured_time_s(applied, "target", 1, 128, 5) == pytest.approx(pp5.median_s)

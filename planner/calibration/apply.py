@@ -121,6 +121,8 @@ def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> Dev
 def measured_time_s(applied: AppliedCalibration, role: str, batch: int, context: float, new_tokens: int) -> float | None:
     """The measured median time of the closest timed shape (same role, batch, new tokens), if any."""
     same = [p for p in applied.timings if p.role == role and p.batch == batch and p.new_tokens == new_tokens]
+    if new_tokens == 1 and any(p.bench_test == "tg" for p in same):
+        same = [p for p in same if p.bench_test == "tg"]  # decode is llama-bench's tg, not pp1 (see TimingPoint)
     if not same:
         return None
     nearest = min(same, key=lambda p: abs(p.context - context))

@@ -123,10 +123,10 @@ def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json",
             raise SpecplanError(f"{label}: record {i}: samples_ns must be positive")
         if n_gen > 0 and n_prompt == 0 and "tg" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=1,  # type: ignore[arg-type]
-                                   seconds=[s / n_gen for s in samples]))
+                                   seconds=[s / n_gen for s in samples], bench_test="tg"))
         elif n_prompt > 0 and n_gen == 0 and n_prompt <= 65 and "pp" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=n_prompt,  # type: ignore[arg-type]
-                                   seconds=samples))
+                                   seconds=samples, bench_test="pp"))
     return out
 
 

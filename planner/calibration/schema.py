@@ -81,6 +81,9 @@ class TimingPoint(_Record):
     context: int = Field(ge=0, le=100_000_000, description="tokens already cached")
     new_tokens: int = Field(ge=1, le=K_LIMIT + 1, description="1 for decode, k+1 for verification")
     seconds: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+    # llama-bench's test kind: its pp1 and tg are both one-token passes, but pp1 at a depth follows a
+    # K/V state restore (slower), so the decode figure is read from tg (None: not llama-bench).
+    bench_test: Literal["tg", "pp"] | None = None
 
     @property
     def median_s(self) -> float:
