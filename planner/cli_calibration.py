@@ -12,6 +12,24 @@ from planner.errors import SpecplanError
 
 __all__ = ["detect", "probe", "calibrate"]
 
+# Options only one engine's probe reads: given explicitly with the other engine, they are refused, not ignored.
+_HF_ONLY = ("random_weights", "trust_remote_code", "device", "dtype", "batch_sizes", "temperature")
+_LLAMACPP_ONLY = ("llama_bin", "target_gguf", "draft_gguf", "threads")
+
+
+def _refuse_other_engine_flags(engine: str) -> None:
+    """One line, exit 2, for an option of the other engine that the user gave (command line or environment)."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    other = _HF_ONLY if engine == "llamacpp" else _LLAMACPP_ONLY
+    given = [p.opts[0] for p in ctx.command.params if p.name in other
+             and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
+    if given:
+        owner = "--engine hf (transformers)" if engine == "llamacpp" else "--engine llamacpp"
+        raise SpecplanError(f"{', '.join(given)}: only {owner} reads {'it' if len(given) == 1 else 'them'}; "
+                            f"--engine {engine} would ignore {'it' if len(given) == 1 else 'them'}")
+
 
 @click.command()
 @click.option("--require-gpu", is_flag=True, help="Exit 3 when no NVIDIA GPU is found (the CPU alone is not enough).")
@@ -49,7 +67,7 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--k-max", type=_K, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
 @click.option("--batch-sizes", type=IntList(1, 4096), default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
 @click.option("--contexts", type=IntList(0, 1_000_000), default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
-@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds.")
+@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds (llama-speculative -n).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="Device to run on: auto, cpu, mps, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
               help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
@@ -68,6 +86,7 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
     from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
+    _refuse_other_engine_flags(engine)
     check_output(output, force)
     if engine == "llamacpp":
         from planner.calibration.llamacpp_probe import LlamaProbeConfig, run_llamacpp_probe
@@ -78,7 +97,8 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
         lcfg = LlamaProbeConfig(llama_bin=llama_bin, target=flags["target"], draft=flags["draft"],  # type: ignore[arg-type]
                                 target_gguf=target_gguf, draft_gguf=draft_gguf,  # type: ignore[arg-type]
                                 gpu=flags["gpu"] or "cpu", budget_s=flags["budget_s"], k_max=flags["k_max"],
-                                contexts=contexts, threads=threads, prompts=read_prompts(prompts))
+                                contexts=contexts, threads=threads, prompts=read_prompts(prompts),
+                                n_predict=flags["max_new_tokens"])
         with progress_printer() as progress:
             lcfg.progress = progress
             cal = run_llamacpp_probe(lcfg, output, force=True)

@@ -6,6 +6,7 @@ one axis and k on another; every quantity below broadcasts over all of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +17,12 @@ from planner.costmodel import DeviceProfile, ModelProfile, PassCost, decode_cost
 from planner.draftloop import LoopSpec, loop_round
 from planner.draftloop.schedules import K_CAP
 
-__all__ = ["RoundPrices", "price_rounds", "decode_context", "verify_table"]
+__all__ = ["RoundPrices", "price_rounds", "decode_context", "verify_table", "VerifyRatio"]
+
+# A measured verify curve (planner.calibration.verify_curve.verify_ratio with its curve bound): token
+# counts n of a verify pass -> t(n) / t(decode), given the cost model's own r(n) for the same shapes
+# (what it extrapolates with beyond the measured n). The plan passes it when a calibration applies.
+VerifyRatio = Callable[[NDArray[np.float64], Callable[[NDArray[np.float64]], NDArray[np.float64]]], NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -57,15 +63,30 @@ def decode_context(context: ArrayLike) -> NDArray[np.float64]:
     return np.asarray(context, dtype=np.float64) / 2
 
 
+def _model_ratio(target: ModelProfile, device: DeviceProfile, batch: ArrayLike, context: ArrayLike,
+                 t: NDArray[np.float64]) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """The cost model's r(n) = t_verify(n tokens) / t_target, as a function of the token count n."""
+    return lambda n: verify_cost(target, device, np.asarray(n) - 1, batch, context).total_s / t
+
+
+def _ratio(target: ModelProfile, device: DeviceProfile, batch: ArrayLike, context: ArrayLike, t: NDArray[np.float64],
+           n: ArrayLike, measured: VerifyRatio | None) -> NDArray[np.float64]:
+    """r(n): the cost model's, or the measured curve's (broadcast to the model's shape) when one is given."""
+    model = _model_ratio(target, device, batch, context, t)
+    r = model(np.asarray(n, dtype=np.float64))
+    return r if measured is None else np.broadcast_to(measured(np.asarray(n, dtype=np.float64), model), np.shape(r)) * 1.0
+
+
 def verify_table(target: ModelProfile, device: DeviceProfile, batch: ArrayLike, context: ArrayLike, k_max: int,
-                 t_target_s: ArrayLike) -> NDArray[np.float64]:
+                 t_target_s: ArrayLike, verify_ratio: VerifyRatio | None = None) -> NDArray[np.float64]:
     """r(m + 1 tokens) = t_verify / t_target for m = 0..k_max on a new last axis (m = 0: one token, r = 1).
 
     The profiles must be scalars or have a last axis of size 1 (as stack_profiles gives them): the
-    token axis takes that place, and a new axis before it restores their shape.
+    token axis takes that place, and a new axis before it restores their shape. ``verify_ratio``: a
+    measured curve in place of the cost model's r.
     """
     t = np.asarray(t_target_s, dtype=np.float64)
-    v = verify_cost(target, device, np.arange(1, k_max + 1), batch, context).total_s / t
+    v = _ratio(target, device, batch, context, t, np.arange(2, k_max + 2), verify_ratio)
     ones = np.ones(np.shape(v)[:-1] + (1,))
     table = np.concatenate([ones, v], axis=-1)
     return table[..., None, :] if table.ndim > 1 else table
@@ -74,7 +95,7 @@ def verify_table(target: ModelProfile, device: DeviceProfile, batch: ArrayLike, 
 def price_rounds(
     target: ModelProfile, draft: ModelProfile, device: DeviceProfile, draft_device: DeviceProfile,
     batch: ArrayLike, context: ArrayLike, k: ArrayLike, alpha: ArrayLike, mean_length: ArrayLike | None = None,
-    loop: LoopSpec | None = None,
+    loop: LoopSpec | None = None, verify_ratio: VerifyRatio | None = None,
 ) -> RoundPrices:
     """Times of target decode, draft decode and verify(k+1), then c, r, E[L] and speedup.
 
@@ -84,6 +105,8 @@ def price_rounds(
     n-max) and the round's drafted tokens, draft passes, verify length and fixed host time follow
     the engine's rule; speedup = E[committed] / E[round cost] (renewal-reward).
     ``mean_length`` replaces the geometric E[L] when acceptance was measured per position.
+    ``verify_ratio`` (a calibration's measured curve) sets r(k + 1), and t_verify = t_target x r;
+    the verify pass's operator breakdown and bound stay the cost model's.
     """
     t = decode_cost(target, device, batch, context)
     d = decode_cost(draft, draft_device, batch, context)
@@ -91,8 +114,12 @@ def price_rounds(
     # A proposer's own per-step host work (loops.yaml draft_pass_us) is part of every draft pass.
     t_draft = d.total_s + (loop.draft_pass_us * 1e-6 if loop is not None else 0.0)
     c = t_draft / t.total_s
-    r = v.total_s / t.total_s
-    common = dict(t_target_s=t.total_s, t_draft_s=t_draft, t_verify_s=v.total_s, c=c, r=r,
+    if verify_ratio is None:
+        r, t_verify = v.total_s / t.total_s, v.total_s
+    else:
+        r = _ratio(target, device, batch, context, t.total_s, np.asarray(k) + 1, verify_ratio)
+        t_verify = t.total_s * r
+    common = dict(t_target_s=t.total_s, t_draft_s=t_draft, t_verify_s=t_verify, c=c, r=r,
                   target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
                   draft_compute_bound=d.compute_bound, passes={"target": t, "draft": d, "verify": v})
     kk = np.asarray(k)
@@ -103,7 +130,7 @@ def price_rounds(
                            drafted_per_round=kk, draft_passes_per_round=kk)
     # A schedule moves k along a chain up to K_CAP: its table must reach every state.
     width = int(kk.max()) if loop.schedule == "fixed" else K_CAP
-    table = verify_table(target, device, batch, context, width, t.total_s)
+    table = verify_table(target, device, batch, context, width, t.total_s, verify_ratio)
     lr = loop_round(loop, alpha, k, c, table, t.total_s)
     length, speedup = lr.committed, lr.speedup
     if mean_length is not None:  # measured per-position acceptance sets the tokens per round

@@ -93,6 +93,9 @@ def test_timing_grid_produces_a_valid_file(tiny, tmp_path, pair):
     assert all(len(t.seconds) == 5 and min(t.seconds) > 0 for t in cal.timings)
     assert {r.mode for r in cal.rounds} == {"greedy", "sampling"}
     assert cal.device.backend == "cpu"
+    # the verify curve r(n) from the same time_pass shapes: one per (batch, context), n = 1..k_max+1
+    assert {(c.batch, c.context) for c in cal.fitted_verify} == {(1, 8), (1, 32), (2, 8), (2, 32)}
+    assert all(c.new_tokens == [1, 2, 3, 4, 5] and c.ratio[0] == 1.0 for c in cal.fitted_verify)
 
 
 def test_identical_draft_is_always_accepted_under_greedy(tiny):

@@ -9,7 +9,12 @@ and the catalogue defaults.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from planner.calibration.schema import CalibrationFile, FittedAcceptance, FittedTiming, TimingPoint
+from functools import partial
+
+import numpy as np
+
+from planner.calibration.schema import CalibrationFile, FittedAcceptance, FittedTiming, FittedVerify, TimingPoint
+from planner.calibration.verify_curve import pick_verify_curve, verify_ratio
 from planner.catalog.loading import model_catalog
 from planner.catalog.lookup import model_name
 from planner.catalog.schemas import GpuSpec, ModelSpec
@@ -17,7 +22,8 @@ from planner.costmodel import DeviceProfile
 from planner.errors import SpecplanError
 from planner.units import GB
 
-__all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s"]
+__all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s", "measured_verify",
+           "per_candidate_verify", "verify_extrapolation_warning"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,7 @@ class AppliedCalibration:
     draft_timing: FittedTiming | None
     timings: tuple[TimingPoint, ...]
     warnings: tuple[str, ...]
+    verify_curves: tuple[FittedVerify, ...] = ()  # the target's measured r(n), when the timings apply
 
 
 def _same_model(recorded: str | None, spec: ModelSpec | None) -> bool:
@@ -92,6 +99,7 @@ def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: Mod
         draft_timing=by_role.get("draft") if timing_ok else None,
         timings=tuple(cal.timings) if timing_ok else (),
         warnings=tuple(warnings),
+        verify_curves=tuple(cal.fitted_verify) if timing_ok else (),
     )
 
 
@@ -113,7 +121,41 @@ def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> Dev
 def measured_time_s(applied: AppliedCalibration, role: str, batch: int, context: float, new_tokens: int) -> float | None:
     """The measured median time of the closest timed shape (same role, batch, new tokens), if any."""
     same = [p for p in applied.timings if p.role == role and p.batch == batch and p.new_tokens == new_tokens]
+    if new_tokens == 1 and any(p.bench_test == "tg" for p in same):
+        same = [p for p in same if p.bench_test == "tg"]  # decode is llama-bench's tg, not pp1 (see TimingPoint)
     if not same:
         return None
     nearest = min(same, key=lambda p: abs(p.context - context))
     return nearest.median_s if abs(nearest.context - context) <= max(0.25 * context, 64) else None
+
+
+def measured_verify(applied: AppliedCalibration | None, batch: int, context: float):  # type: ignore[no-untyped-def]
+    """(the plan's verify-ratio hook, the curve it uses) for this batch and decode context, or (None, None).
+
+    The hook is planner.search.VerifyRatio: verify_ratio with the nearest-context target curve bound.
+    """
+    curve = pick_verify_curve(applied.verify_curves, batch, context) if applied is not None else None
+    return (None, None) if curve is None else (partial(verify_ratio, curve), curve)
+
+
+def verify_extrapolation_warning(path: str, curve: FittedVerify | None, k: int) -> list[str]:
+    """A warning when the verify pass of k + 1 tokens lies beyond the curve's measured n."""
+    if curve is None or k + 1 <= curve.new_tokens[-1]:
+        return []
+    return [f"{path}: the verify curve was measured up to {curve.new_tokens[-1]} tokens; r({k + 1}) is extrapolated "
+            f"from r({curve.new_tokens[-1]}) with the cost model's shape (probe with --k-max {k} to measure it)"]
+
+
+def per_candidate_verify(curves: list[FittedVerify | None]):  # type: ignore[no-untyped-def]
+    """One verify-ratio hook for candidates stacked on axis 0 (recommend): row i uses curve i, or the cost model."""
+    if not any(c is not None for c in curves):
+        return None
+
+    def hook(n, model):  # type: ignore[no-untyped-def]
+        out = np.array(np.broadcast_to(model(n), np.broadcast_shapes(np.shape(model(n)), (len(curves), 1, 1))))
+        for i, curve in enumerate(curves):
+            if curve is not None:
+                out[i] = np.broadcast_to(verify_ratio(curve, n, model), out.shape)[i]
+        return out
+
+    return hook

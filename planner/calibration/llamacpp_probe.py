@@ -21,15 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable, _Budget, monotonic_clock
+from planner.calibration.budget import Budget, monotonic_clock
+from planner.calibration.llamacpp_speculative import SpeculativeRuns, run_prompts
+from planner.calibration.probe import BUILTIN_PROMPTS, ProbeUnavailable
 from planner.calibration.schema import CalibrationFile, DeviceIdentity, ModelIdentity, TimingPoint, write_calibration
+from planner.calibration.verify_curve import fit_verify_curves
 from planner.errors import SpecplanError
 from planner.units import GB
 
 __all__ = ["LlamaProbeConfig", "parse_bench_json", "bench_precision", "run_llamacpp_probe", "LlamaToolMissing"]
 
 _BENCH_SHARE = 0.6  # of the budget for llama-bench (two models); the rest for llama-speculative
-_SPEC_ATTEMPTS = 3
 # On the host CPU a small model's weights stay in the last-level cache between passes, so decode can
 # beat the measured DRAM copy bandwidth (the tiny CI pair: 20 MB, 0.6 ms a pass = 35 GB/s against a
 # copy of 21-39 GB/s on a loaded 2-core EPYC); L3 bandwidth is a few times DRAM's, hence the bound.
@@ -121,10 +123,10 @@ def parse_bench_json(text: str, role: str, label: str = "llama-bench -o json",
             raise SpecplanError(f"{label}: record {i}: samples_ns must be positive")
         if n_gen > 0 and n_prompt == 0 and "tg" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=1,  # type: ignore[arg-type]
-                                   seconds=[s / n_gen for s in samples]))
+                                   seconds=[s / n_gen for s in samples], bench_test="tg"))
         elif n_prompt > 0 and n_gen == 0 and n_prompt <= 65 and "pp" in kinds:
             out.append(TimingPoint(role=role, batch=1, context=depth, new_tokens=n_prompt,  # type: ignore[arg-type]
-                                   seconds=samples))
+                                   seconds=samples, bench_test="pp"))
     return out
 
 
@@ -137,8 +139,24 @@ def bench_precision(text: str) -> str | None:
         return None
 
 
-def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tuple[list[TimingPoint], list[TimingPoint], str]:
-    """llama-bench on one model: tg at every depth; for the target also pp1..pp(k_max+1) (the verify curve)."""
+def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str,
+           timeout_s: float) -> tuple[list[TimingPoint], list[TimingPoint], list[TimingPoint], str]:
+    """llama-bench on one model: (all points, tg points, pp points, its JSON text).
+
+    tg at every depth; for the target also pp1..pp(k_max+1) at every depth, the verify curve.
+    r(n) is read as pp(n) / pp(1) at the same depth, not pp(n) / tg and not at depth 0:
+    * at a depth, because the verify pass reads the cached tokens' K/V as decode does: pp at depth 0
+      leaves attention's share out of both passes;
+    * over pp1, not tg, because each pp repeat at a depth starts right after llama-bench restores the
+      depth's K/V state (llama_state_seq_set_data, tools/llama-bench/llama-bench.cpp), so its one timed
+      pass pays a first-pass cost that tg spreads over its n_gen passes (tests/data/llamabench_tiny_target.json,
+      fastest repeats: d=128 pp1 0.712 ms against tg 0.608 ms; d=0, no restore, 0.561 against 0.551).
+      That cost is in both pp(n) and pp(1), so their ratio is the pass's own growth with n; the plan
+      multiplies it by the tg-fitted decode time.
+    llama-bench's pp asks for the last token's logits only, where a verify pass takes all n: the output
+    matrix is read once either way, so only its n - 1 extra rows of compute are missing (small
+    unless the vocabulary dwarfs the hidden size).
+    """
     prompts = ",".join(str(n) for n in range(1, cfg.k_max + 2)) if role == "target" else "0"
     argv = [_tool(cfg, "llama-bench"), "-m", gguf, "-p", prompts, "-n", cfg.tg_tokens, "-r", cfg.repetitions,
             "-d", ",".join(str(c) for c in cfg.contexts), "-o", "json"]
@@ -146,29 +164,21 @@ def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str, timeout_s: float) -> tu
         argv += ["-t", cfg.threads]
     text = _call(cfg, argv, timeout_s, f"llama-bench ({role} {gguf.name})")
     label = f"llama-bench ({role})"
-    return parse_bench_json(text, role, label), parse_bench_json(text, role, label, kinds=("tg",)), text
+    return (parse_bench_json(text, role, label), parse_bench_json(text, role, label, kinds=("tg",)),
+            parse_bench_json(text, role, label, kinds=("pp",)), text)
 
 
-def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: _Budget) -> str:
-    """llama-speculative on the first prompt, repeated (up to _SPEC_ATTEMPTS, within the budget) until its stats print.
+def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budget, out: SpeculativeRuns) -> SpeculativeRuns:
+    """llama-speculative on every prompt while the budget lasts (llamacpp_speculative.run_prompts)."""
+    def call(prompt: str, timeout_s: float) -> str:
+        argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", prompt, "-n", cfg.n_predict,
+                "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
+                "--temp", "0", "--seed", "1"]
+        if cfg.threads:
+            argv += ["-t", cfg.threads]
+        return _call(cfg, argv, timeout_s, "llama-speculative")
 
-    Its logger is asynchronous and not flushed at exit (llama.cpp common/log.cpp, issue #22142): on a
-    loaded machine the closing n_drafted / n_accept lines are sometimes lost.
-    """
-    argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", cfg.prompts[0], "-n", cfg.n_predict,
-            "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
-            "--temp", "0", "--seed", "1"]
-    if cfg.threads:
-        argv += ["-t", cfg.threads]
-    text = ""
-    for attempt in range(_SPEC_ATTEMPTS):
-        if attempt and budget.left() < _MIN_TOOL_S:
-            break
-        text = _call(cfg, argv, budget.left(), "llama-speculative")
-        if "n_drafted" in text and "n_accept" in text:
-            return text
-        cfg.notes.append(f"llama-speculative run {attempt + 1}: its closing stats were lost (unflushed log, llama.cpp #22142)")
-    raise SpecplanError(f"llama-speculative: no n_drafted / n_accept lines in {attempt + 1} run(s) (llama.cpp #22142)")
+    return run_prompts(cfg.prompts, call, budget, _MIN_TOOL_S, out)
 
 
 def _device(cfg: LlamaProbeConfig) -> tuple[DeviceIdentity | None, Any]:
@@ -205,7 +215,16 @@ def _fit(cfg: LlamaProbeConfig, timings: list[TimingPoint], gpu: Any, precision:
     from planner.calibration.host import is_host_device
 
     max_eta = _CPU_MAX_ETA if cfg.gpu is None or is_host_device(cfg.gpu) else 1.0
-    return fit_timings(timings, profiles, gpu.memory_bandwidth_gb_s * GB, max_eta=max_eta), []
+    bw = gpu.memory_bandwidth_gb_s * GB
+    depths = {role: {p.context for p in timings if p.role == role} for role in profiles}
+    if all(len(d) >= 2 for d in depths.values()):
+        # Per model: eta from the slope of tg over depth (the K/V read grows), overhead from the rest. One
+        # shared eta (the joint fit) reads the draft's cache-resident weights at the target's efficiency:
+        # on the tiny CI pair that left the draft's decode 2-4x off its own llama-bench tg.
+        fitted = [f for role, prof in profiles.items()
+                  for f in fit_timings([p for p in timings if p.role == role], {role: prof}, bw, max_eta=max_eta)]
+        return fitted, ["eta and overhead fitted per model, each on its own llama-bench tg depths"]
+    return fit_timings(timings, profiles, bw, max_eta=max_eta), []
 
 
 def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
@@ -213,37 +232,42 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
     from planner.calibration.acceptance_stats import model_identity
     from planner.calibration.llamacpp_outputs import llamacpp_calibration
 
-    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
+    budget = Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     target, draft = _gguf(cfg.target_gguf, "--target-gguf"), _gguf(cfg.draft_gguf, "--draft-gguf")
     for tool in ("llama-bench", "llama-speculative"):
         _tool(cfg, tool)
     identity, gpu = _device(cfg)
     timings: list[TimingPoint] = []
     tg: list[TimingPoint] = []  # the tg tests alone: what the eta / overhead fit reads
+    pp: list[TimingPoint] = []  # the pp tests alone: the verify curve
     precisions: dict[str, str | None] = {}
-    spec_text, partial = None, None
+    spec = SpeculativeRuns()  # filled prompt by prompt: Ctrl-C keeps what was measured
+    partial = None
     try:
         for i, (role, gguf) in enumerate((("target", target), ("draft", draft))):
             share = budget.left() * _BENCH_SHARE / (2 - i)
             if share < _MIN_TOOL_S:
                 raise TimeoutError(f"llama-bench ({role}): the budget is spent")
             _progress(cfg, f"llama-bench {role}", i / 3)
-            points, decode, text = _bench(cfg, gguf, role, share)
+            points, decode, batches, text = _bench(cfg, gguf, role, share)
             timings += points
             tg += decode
+            pp += batches
             precisions[role] = bench_precision(text)
         if budget.left() < _MIN_TOOL_S:
             raise TimeoutError("llama-speculative: the budget is spent")
         _progress(cfg, "llama-speculative", 2 / 3)
-        spec_text = _speculative(cfg, target, draft, budget)
+        partial = _speculative(cfg, target, draft, budget, spec).partial
     except KeyboardInterrupt:
         partial = "interrupted (Ctrl-C)"
     except TimeoutError as exc:
         partial = f"{exc} (raise --budget-s)"
     fitted, notes = _fit(cfg, tg, gpu, precisions.get("target")) if tg else ([], [])
-    if spec_text is not None:
-        cal = llamacpp_calibration([spec_text], cfg.k_max, cfg.target, cfg.draft, "llama-speculative", p_min=cfg.p_min)
-        acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *cal.notes]
+    if spec.prompts:
+        labels = [f"llama-speculative prompt {p.prompt + 1}" for p in spec.prompts]
+        cal = llamacpp_calibration(spec.texts, cfg.k_max, cfg.target, cfg.draft, labels, p_min=cfg.p_min)
+        acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *spec.notes, *cal.notes]
+        notes.append(_speed_note(spec))
     else:
         acceptance, counters = [], None
     def ident(src: str, role: str) -> ModelIdentity:
@@ -253,10 +277,22 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
     cal = CalibrationFile(
         source="probe", partial=partial is not None, partial_reason=partial, device=identity, engine="llamacpp",
         target=ident(cfg.target, "target"), draft=ident(cfg.draft, "draft"), timings=timings, counters=counters,
-        fitted_timing=fitted, fitted_acceptance=acceptance, notes=[*cfg.notes, *notes],
+        fitted_timing=fitted, fitted_acceptance=acceptance,
+        fitted_verify=fit_verify_curves(pp, "llama-bench pp(n) / pp(1) at depth, fastest repeats"),
+        per_prompt=spec.prompts, notes=[*cfg.notes, *notes],
     )
     write_calibration(cal, output, force=True if partial else force)
     return cal
+
+
+def _speed_note(spec: SpeculativeRuns) -> str:
+    """llama-speculative's own decode speed pooled over the prompts: committed tokens / decode seconds."""
+    timed = [p for p in spec.prompts if p.decode_s]
+    if not timed:
+        return f"llama-speculative: {len(spec.prompts)} prompt(s), no decode time printed"
+    tokens, seconds = sum(p.predicted for p in timed), sum(p.decode_s or 0.0 for p in timed)
+    return (f"llama-speculative decode speed: {tokens / seconds:.1f} tokens/s over {len(timed)} prompt(s) "
+            f"({tokens} tokens in {seconds:.3f} s, its own timer)")
 
 
 def _progress(cfg: LlamaProbeConfig, what: str, frac: float) -> None:

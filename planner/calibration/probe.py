@@ -7,12 +7,13 @@ on weight values); nothing is downloaded and trust_remote_code stays off unless 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from planner.calibration.budget import Budget as _Budget
+from planner.calibration.budget import monotonic_clock
 from planner.calibration.passes import LoadedModel, generate_rounds, speculative_round, time_pass
 from planner.calibration.schema import (
     CalibrationFile,
@@ -23,7 +24,7 @@ from planner.calibration.schema import (
     write_calibration,
 )
 from planner.errors import SpecplanError
-from planner.units import GB, GIB
+from planner.units import GIB
 
 __all__ = [
     "ProbeUnavailable",
@@ -37,6 +38,7 @@ __all__ = [
     "read_prompts",
     "run_probe",
     "BUILTIN_PROMPTS",
+    "monotonic_clock",
 ]
 
 BUILTIN_PROMPTS = (
@@ -228,27 +230,6 @@ def _device_identity(torch: Any, device: Any) -> DeviceIdentity:
     return DeviceIdentity(name=device.type, backend="mps" if device.type == "mps" else "unknown")
 
 
-def monotonic_clock() -> float:
-    """Seconds on the system's monotonic clock (the probe's default clock)."""
-    return time.monotonic()
-
-
-class _Budget:
-    """The probe's time budget, counted from before the models load (loading is part of the run)."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float]) -> None:
-        self.clock = clock
-        self.deadline = clock() + seconds
-
-    def left(self) -> float:
-        return self.deadline - self.clock()
-
-    def affords(self, seconds: float, until: float | None = None) -> bool:
-        """True when a step expected to take ``seconds`` ends before the deadline (and ``until``)."""
-        end = min(self.deadline, until) if until is not None else self.deadline
-        return self.clock() + seconds <= end
-
-
 def _timing_grid(cfg: ProbeConfig) -> list[tuple[str, int, int, int]]:
     """(role, batch, context, new_tokens): decode for both models, verify n = 2..k_max+1 for the target."""
     grid = []
@@ -361,48 +342,12 @@ def _assemble(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: 
     from planner.calibration.fitting import fit_acceptance
 
     fitted_acc = [fit_acceptance(r) for r in rounds]
-    fitted_t, notes = _fit_timings(cfg, timings, device)
+    from planner.calibration.probe_fit import fit_probe_timings
+
+    fitted_t, curves, notes = fit_probe_timings(cfg, timings, device)
     return CalibrationFile(
         source="probe", partial=partial_reason is not None, partial_reason=partial_reason,
         device=_device_identity(torch, device), engine="hf", target=target.identity, draft=draft.identity,
         timings=timings, rounds=rounds, fitted_timing=fitted_t, fitted_acceptance=fitted_acc,
-        notes=[*cfg.notes, *notes],
+        fitted_verify=curves, notes=[*cfg.notes, *notes],
     )
-
-
-def _peak_bandwidth_gpu(cfg: ProbeConfig, device: Any) -> Any:
-    """The GpuSpec whose peak bandwidth the fit divides by: --gpu, or this machine's (NVML)."""
-    from planner.catalog.lookup import find_gpu
-
-    from planner.calibration.host import host_device, is_host_device
-
-    if cfg.gpu and is_host_device(cfg.gpu) or not cfg.gpu and device.type == "cpu":
-        return host_device().spec  # the fit divides by the measured copy bandwidth --gpu cpu plans with
-    if cfg.gpu and cfg.gpu.lower() != "local":
-        return find_gpu(cfg.gpu)
-    if device.type != "cuda":
-        return None
-    from planner.calibration.nvml import local_group
-
-    try:
-        return local_group()[0]
-    except SpecplanError:
-        return None
-
-
-def _fit_timings(cfg: ProbeConfig, timings: list[TimingPoint], device: Any) -> tuple[list[Any], list[str]]:
-    """Fit eta/overhead per model when the device's peak bandwidth is known (--gpu or NVML)."""
-    from planner.calibration.fitting import fit_timings
-    from planner.catalog.lookup import find_model
-    from planner.catalog.precisions import kv_format, weight_format
-    from planner.costmodel import model_profile
-
-    gpu = _peak_bandwidth_gpu(cfg, device)
-    if gpu is None:
-        return [], ["no peak bandwidth for this device (pass --gpu): raw timings only, no eta fit"]
-    precision = {"auto": "bf16", "bf16": "bf16", "fp16": "fp16"}.get(cfg.dtype)
-    if precision is None:
-        return [], [f"no eta fit for {cfg.dtype} weights (the cost model plans 16-bit or quantized weights)"]
-    profiles = {role: model_profile(find_model(src).spec, weight_format(precision), kv_format("fp16"))
-                for role, src in (("target", cfg.target), ("draft", cfg.draft))}
-    return fit_timings(timings, profiles, gpu.memory_bandwidth_gb_s * GB), []

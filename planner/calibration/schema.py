@@ -29,6 +29,8 @@ __all__ = [
     "AcceptanceCounters",
     "FittedTiming",
     "FittedAcceptance",
+    "FittedVerify",
+    "PromptCounts",
     "CalibrationFile",
     "read_calibration",
     "write_calibration",
@@ -79,6 +81,9 @@ class TimingPoint(_Record):
     context: int = Field(ge=0, le=100_000_000, description="tokens already cached")
     new_tokens: int = Field(ge=1, le=K_LIMIT + 1, description="1 for decode, k+1 for verification")
     seconds: list[Annotated[float, Field(ge=0)]] = Field(min_length=1)
+    # llama-bench's test kind: its pp1 and tg are both one-token passes, but pp1 at a depth follows a
+    # K/V state restore (slower), so the decode figure is read from tg (None: not llama-bench).
+    bench_test: Literal["tg", "pp"] | None = None
 
     @property
     def median_s(self) -> float:
@@ -152,6 +157,50 @@ class FittedAcceptance(_Record):
     kappa: float | None = Field(None, gt=0, description="confidence concentration fitted with alpha")
 
 
+class FittedVerify(_Record):
+    """The verify curve of one model at one cached length: r(n) = t(pass over n tokens) / t(pass over 1).
+
+    Fitted non-decreasing in n (planner.calibration.verify_curve.fit_verify_curve); the plan prices a
+    verify pass over k + 1 tokens as the calibrated decode time x r(k + 1) when this file applies.
+    """
+
+    role: Literal["target", "draft"] = "target"
+    batch: int = Field(1, ge=1, le=1_000_000, description="sequences per pass")
+    context: int = Field(ge=0, le=100_000_000, description="tokens already cached when the passes were timed")
+    new_tokens: list[Annotated[int, Field(ge=1, le=K_LIMIT + 1)]] = Field(min_length=2, description="measured n, ascending, from 1")
+    ratio: list[Annotated[float, Field(ge=1)]] = Field(min_length=2, description="fitted t(n)/t(1) per n, dimensionless")
+    measured_ratio: list[Annotated[float, Field(gt=0)]] = Field(min_length=2, description="median t(n)/t(1) as measured")
+    max_rel_residual: float = Field(ge=0, description="largest |t_measured - t_fit| / t_measured")
+    source: str = Field(description="what was timed (llama-bench pp at depth, hf probe time_pass)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FittedVerify:
+        n = self.new_tokens
+        if not (len(n) == len(self.ratio) == len(self.measured_ratio)):
+            raise ValueError("new_tokens, ratio and measured_ratio need one entry per n")
+        if n[0] != 1 or any(b <= a for a, b in zip(n, n[1:])):
+            raise ValueError("new_tokens must ascend from 1")
+        if any(b < a for a, b in zip(self.ratio, self.ratio[1:])):
+            raise ValueError("the fitted ratio must not decrease with n")
+        return self
+
+
+class PromptCounts(_Record):
+    """One prompt's speculative run (llama-speculative): what it committed, drafted, accepted, and how fast."""
+
+    prompt: int = Field(ge=0, description="index into the probe's prompts")
+    predicted: _Count = Field(description="tokens committed (n_predict)")
+    drafted: _Count
+    accepted: _Count
+    target_steps: _Count = Field(description="target passes: n_predict - n_accept (steps without a draft included)")
+    decode_s: float | None = Field(None, ge=0, description="the tool's own decode wall time, s")
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        """The run's decode speed, tokens/s (as llama-speculative prints it)."""
+        return self.predicted / self.decode_s if self.decode_s else None
+
+
 class CalibrationFile(_Record):
     """Everything one calibration measured and fitted."""
 
@@ -169,6 +218,9 @@ class CalibrationFile(_Record):
     counters: AcceptanceCounters | None = None
     fitted_timing: list[FittedTiming] = Field(default_factory=list)
     fitted_acceptance: list[FittedAcceptance] = Field(default_factory=list)
+    # Absent from files written before the verify curve was fitted: they read as "no curve".
+    fitted_verify: list[FittedVerify] = Field(default_factory=list)
+    per_prompt: list[PromptCounts] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 

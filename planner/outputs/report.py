@@ -31,11 +31,15 @@ def _curves(est: Any, server_version: str | None) -> dict[str, Any]:
     req = est.fit.request
     # The same profiles the estimate priced (kernel line of the release included).
     tp, dp, dev, ddev = profiles(req, req.draft, req.draft_precision, req.gpus, server_version)
+    if getattr(est, "devices", None) is not None:  # a calibration applied: its fitted devices and verify curve
+        dev, ddev = est.devices
+    vr = getattr(est, "verify_ratio", None)
     ctx = decode_context(req.context)
     band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
     loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
-    lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band, loop=loop).speedup
-    grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None], loop=loop).speedup
+    lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band, loop=loop, verify_ratio=vr).speedup
+    grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None], loop=loop,
+                        verify_ratio=vr).speedup
     return {"lines": lines, "grid": grid}
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -10,7 +10,8 @@ import numpy as np
 from planner import speedup as sp
 from planner.acceptance import (AlphaChoice, MeasuredRate, calibrated_alpha, choose_alpha, mean_length_by_k,
                                 measured_precision, measured_rate, plan_loop, with_pair_costs)
-from planner.calibration.apply import AppliedCalibration, apply_calibration, calibrated_device, measured_time_s
+from planner.calibration.apply import (AppliedCalibration, apply_calibration, calibrated_device, measured_time_s,
+                                      measured_verify, verify_extrapolation_warning)
 from planner.calibration.schema import read_calibration
 from planner.catalog.schemas import ModelSpec
 from planner.catalog.tokenizers import cross_tokenizer
@@ -60,6 +61,10 @@ class Estimate:
     verdict: str
     calibration: dict[str, Any] | None = None  # catalogue vs calibrated vs measured, when a file was given
     loop: LoopSpec | None = None  # the draft loop the plan was priced with (p-min is what exports write)
+    # What the prices were computed with when a calibration applied (the report's curves reuse them):
+    # the calibrated target and draft devices and the measured verify curve hook (planner.search.VerifyRatio).
+    devices: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
+    verify_ratio: Any = field(default=None, compare=False, repr=False)
 
 
 def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
@@ -103,23 +108,27 @@ def estimate(inp: EstimateInputs) -> Estimate:
     # so the band is priced on a grid that reaches it and indexed by k - 1 below.
     grid = K_SEARCH if not inp.k_given or inp.fit.k <= K_SEARCH[-1] else np.arange(1, inp.fit.k + 1)
     by_k = mean_length_by_k(choice, grid)
-    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid[None, :], band, loop=loop)
+    vr, curve = measured_verify(applied, req.batch, float(ctx))  # the measured verify curve, when it applies
+    prices_band = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid[None, :], band, loop=loop, verify_ratio=vr)
     if by_k is not None:  # measured per-position acceptance sets the mid line
-        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid, choice.mid, by_k, loop=loop).speedup
+        mid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, grid, choice.mid, by_k, loop=loop, verify_ratio=vr).speedup
         prices_band = replace(prices_band, speedup=np.vstack([prices_band.speedup[0], mid, prices_band.speedup[2]]))
     best = int(K_SEARCH[np.argmax(prices_band.speedup[1][: len(K_SEARCH)])])
     k = inp.fit.k if inp.k_given else best
     req = replace(req, k=k)
     report = fit_report(req, fit_warnings)
-    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1], loop=loop)
+    prices = price_rounds(tp, dp, dev, ddev, req.batch, ctx, k, choice.mid, None if by_k is None else by_k[k - 1], loop=loop,
+                          verify_ratio=vr)
     low, high = (float(prices_band.speedup[i, k - 1]) for i in (0, 2))
     warnings = fit_warnings + tuple(_pair_warnings(req.draft, choice, k, best, cross_tokenizer(req.target, req.draft)))
     warnings += tuple(_unknown_round_length(rate, loop, k, prices))
+    warnings += tuple(verify_extrapolation_warning(applied.path, curve, k) if applied is not None else ())
     text = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch, k,
                         best, float(prices_band.speedup[1, best - 1]), bound(prices.verify_compute_bound))
     before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
-    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop)
+    return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop,
+                    (dev, ddev) if applied is not None else None, vr)
 
 
 # A real pair at --draft 16 drafted far fewer tokens per round than its acceptance suggests:
@@ -164,7 +173,7 @@ def _calibration_block(applied: AppliedCalibration | None, req: FitRequest, ctx:
         figures["t_draft_ms"] = _figure(float(before.t_draft_s) * ms, float(after.t_draft_s) * ms, meas("draft", 1),
                                         "fitted" if applied.draft_timing else "catalogue")
         figures["t_verify_ms"] = _figure(float(before.t_verify_s) * ms, float(after.t_verify_s) * ms,
-                                         meas("target", k + 1), timing_src)
+                                         meas("target", k + 1), "fitted r(n)" if applied.verify_curves else timing_src)
         figures["alpha"] = {"prior": round(prior.mid, 4), "used": round(choice.mid, 4), "source": choice.source}
         figures["speedup"] = {"catalogue": round(float(before.speedup), 4), "calibrated": round(float(after.speedup), 4)}
     return {"file": applied.path, "acceptance_applied": applied.acceptance is not None,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 import numpy as np
 
 from planner.acceptance import calibrated_alpha, choose_alpha, measured_precision, with_pair_costs
-from planner.calibration.apply import apply_calibration, calibrated_device
+from planner.calibration.apply import apply_calibration, calibrated_device, measured_verify, per_candidate_verify
 from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
 from planner.catalog.precisions import WeightFormat, weight_format
@@ -178,7 +178,7 @@ def _no_speculation(base: FitRequest, g: int, inp: RecommendInputs, cal: Calibra
 
 def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightFormat, int]], inp: RecommendInputs,
                       cal: CalibrationFile | None) -> list[Candidate]:
-    reports, targets, drafts, devs, ddevs, bands, sources = [], [], [], [], [], [], []
+    reports, targets, drafts, devs, ddevs, bands, sources, curves = [], [], [], [], [], [], [], []
     for draft, fmt, g in combos:
         req = replace(base, gpus=g, draft=draft, draft_precision=fmt)
         reports.append(fit_report(req))
@@ -186,6 +186,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
         applied = apply_calibration(cal, inp.calibration or "", req.gpu, req.target, draft, req.engine.name) if cal else None
         if applied is not None:
             dev, ddev = calibrated_device(dev, applied.target_timing), calibrated_device(ddev, applied.draft_timing)
+        curves.append(measured_verify(applied, base.batch, float(decode_context(base.context)))[1])
         for bucket, profile in zip((targets, drafts, devs, ddevs), (tp, dp, dev, ddev)):
             bucket.append(profile)
         measured = None if inp.alpha is not None else calibrated_alpha(applied, measured_precision(cal), fmt)
@@ -201,7 +202,7 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
     fixed = [with_pair_costs(loop, base.target, draft, UAG_K).fixed_round_us for draft, _, _ in combos]
     loop = replace(loop, fixed_round_us=np.reshape(fixed, shape))  # type: ignore[arg-type]  # per candidate
     p = price_rounds(tp_s, dp_s, dev_s, ddev_s, base.batch, decode_context(base.context), K_SEARCH[None, None, :], alpha,
-                     loop=loop)
+                     loop=loop, verify_ratio=per_candidate_verify(curves))
     best = np.argmax(p.speedup[:, 1, :], axis=1)
     out = []
     for i, (draft, fmt, g) in enumerate(combos):
