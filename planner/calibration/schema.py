@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from planner.atomic import write_text_atomic
+from planner.calibration.schema_loads import LoadLevel, ServerRun
 from planner.catalog.loading import format_validation_error
 from planner.catalog.schemas import Frozen
 from planner.errors import SpecplanError
@@ -30,6 +31,8 @@ __all__ = [
     "FittedTiming",
     "FittedAcceptance",
     "CalibrationFile",
+    "LoadLevel",
+    "ServerRun",
     "read_calibration",
     "write_calibration",
     "now_iso",
@@ -157,7 +160,7 @@ class CalibrationFile(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     created_at: str = Field(default_factory=now_iso)
-    source: Literal["probe", "vllm-metrics", "llamacpp"]
+    source: Literal["probe", "vllm-metrics", "llamacpp", "server-probe"]
     partial: bool = False
     partial_reason: str | None = None
     device: DeviceIdentity | None = None
@@ -169,6 +172,9 @@ class CalibrationFile(_Record):
     counters: AcceptanceCounters | None = None
     fitted_timing: list[FittedTiming] = Field(default_factory=list)
     fitted_acceptance: list[FittedAcceptance] = Field(default_factory=list)
+    # probe --server (planner.calibration.server_probe): the server and one record per concurrency level
+    server: ServerRun | None = None
+    loads: list[LoadLevel] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 
