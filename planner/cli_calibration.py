@@ -48,6 +48,8 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--model", type=NAME, default=None, help="Served model name to send (--server; default: the first of its /v1/models).")
 @click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server uses (--server; needed only "
               "when neither its /props nor its metrics state it).")
+@click.option("--p-min", type=_UNIT, default=None, help="llama.cpp p-min the server runs with, a probability 0..1 "
+              "(--server; used when its /props does not state it).")
 @click.option("--gpus", type=Int(1, 4096), default=1, show_default=True, help="GPUs the server runs on (--server, with --gpu).")
 @click.option("--timeout-s", type=Float(0, 3600, low_open=True), default=60.0, show_default=True,
               help="Limit on every HTTP call and every wait for the next streamed chunk (--server), seconds.")
@@ -81,8 +83,8 @@ def detect(fmt: str, require_gpu: bool) -> None:
 def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...],
           prompts: str | None, engine: str | None, llama_bin: str | None, target_gguf: str | None,
           draft_gguf: str | None, threads: int | None, server: str | None, baseline_url: str | None,
-          concurrency: tuple[int, ...], requests: int, model: str | None, k: int | None, gpus: int, timeout_s: float,
-          endpoint: str, **flags: Any) -> None:
+          concurrency: tuple[int, ...], requests: int, model: str | None, k: int | None, p_min: float | None,
+          gpus: int, timeout_s: float, endpoint: str, **flags: Any) -> None:
     """Time the real pair on this machine and run real speculative rounds; write a calibration file.
 
     --engine llamacpp times the user's llama.cpp build instead (llama-bench, llama-speculative).
@@ -107,7 +109,7 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
         scfg = ServerProbeConfig(url=server, target=flags["target"], draft=flags["draft"], baseline_url=baseline_url,
                                  engine=engine or "auto", concurrency=concurrency, requests=requests,
                                  max_tokens=flags["max_new_tokens"], prompts=read_prompts(prompts),
-                                 budget_s=flags["budget_s"], timeout_s=timeout_s, model=model, k=k,
+                                 budget_s=flags["budget_s"], timeout_s=timeout_s, model=model, k=k, p_min=p_min,
                                  temperature=flags["temperature"] or 0.0, endpoint=endpoint, gpu=flags["gpu"], gpus=gpus)
         with progress_printer() as progress:
             scfg.progress = progress

@@ -61,6 +61,7 @@ class LoadLevel(_Record):
     total_tokens_per_s: _Rate | None = None
     drafted_tokens: _Count | None = Field(None, description="draft tokens proposed in this level's window")
     accepted_tokens: _Count | None = Field(None, description="draft tokens accepted in the window (bonus excluded)")
+    verification_steps: _Count | None = Field(None, description="the server's own verification steps with a draft")
     baseline_requests_completed: _Count | None = None
     baseline_output_tokens: _Count | None = None
     baseline_ttft_s_median: _Seconds | None = None

@@ -17,8 +17,8 @@ from typing import Any
 
 from planner.calibration.probe import BUILTIN_PROMPTS, _Budget, monotonic_clock
 from planner.calibration.schema import CalibrationFile, DeviceIdentity, LoadLevel, ServerRun, write_calibration
-from planner.calibration.server_probe.acceptance import (Detected, Window, detect_engine, level_counts,
-                                                          pooled_calibration, scrape)
+from planner.calibration.server_probe.acceptance import (Detected, Window, WindowCounts, detect_engine,
+                                                          level_counts, pooled_calibration, scrape)
 from planner.calibration.server_probe.load import LevelRequest, LevelRun, run_level
 from planner.calibration.server_probe.stats import LevelFigures, level_figures, speedup
 from planner.calibration.server_probe.transport import TransportError, check_base_url, get_json, join
@@ -47,6 +47,7 @@ class ServerProbeConfig:
     timeout_s: float = 60.0  # every HTTP call
     model: str | None = None  # served model name; None: the first of the server's /v1/models
     k: int | None = None  # draft tokens per step, when the server does not state it
+    p_min: float | None = None  # llama.cpp p-min the server runs with, when its /props does not state it
     temperature: float = 0.0
     endpoint: str = "completions"
     ignore_eos: bool = True  # every request decodes max_tokens: spec and baseline do the same work
@@ -233,11 +234,11 @@ def _baseline_level(cfg: ServerProbeConfig, baseline: str, model: str | None, c:
 def _level_record(cfg: ServerProbeConfig, detected: Detected, c: int, spec: LevelRun, window: Window,
                   base: LevelRun | None) -> LoadLevel:
     figs = level_figures(spec.records)
-    drafted = accepted = None
+    counts = WindowCounts(None, None, None)
     if spec.records and (window.after is not None or detected.engine == "llamacpp"):
-        drafted, accepted, notes = level_counts(detected.engine, window, cfg.k, cfg.target, cfg.draft, cfg.model,
-                                                figs.window_s or None, f"concurrency {c}")
-        cfg.notes.extend(notes)
+        counts = level_counts(detected.engine, window, cfg.k, cfg.target, cfg.draft, cfg.model,
+                              figs.window_s or None, f"concurrency {c}")
+        cfg.notes.extend(counts.notes)
     fields: dict[str, Any] = {}
     if base is not None:
         b = level_figures(base.records)
@@ -250,7 +251,8 @@ def _level_record(cfg: ServerProbeConfig, detected: Detected, c: int, spec: Leve
     errors = spec.errors + ([f"baseline: {e}" for e in base.errors] if base is not None else [])
     return LoadLevel(concurrency=c, requests_sent=spec.sent, requests_completed=figs.requests,
                      output_tokens=figs.output_tokens, token_count_source=figs.token_source, window_s=figs.window_s,
-                     **_figures(figs), drafted_tokens=drafted, accepted_tokens=accepted, errors=errors, **fields)
+                     **_figures(figs), drafted_tokens=counts.drafted, accepted_tokens=counts.accepted,
+                     verification_steps=counts.rounds, errors=errors, **fields)
 
 
 def _figures(f: LevelFigures) -> dict[str, Any]:
@@ -275,9 +277,11 @@ def _assemble(cfg: ServerProbeConfig, detected: Detected, url: str, baseline: st
     usable = [w for w in windows if w.records and (detected.engine == "llamacpp" or w.after is not None)]
     if usable:
         window_s = sum(level.window_s for level in levels) or None
+        steps = [level.verification_steps for level in levels if level.requests_completed]
+        rounds = sum(steps) if steps and None not in steps else None  # type: ignore[arg-type]
         try:
             pooled = pooled_calibration(detected.engine, usable, detected.props_text, cfg.k, cfg.target, cfg.draft,
-                                        model, window_s)
+                                        model, window_s, p_min=cfg.p_min, rounds=rounds)
             counters, fitted = pooled.counters, pooled.fitted_acceptance
             notes += [f"acceptance over {len(usable)} level(s): {n}" for n in pooled.notes]
         except SpecplanError as exc:

@@ -47,6 +47,9 @@ class StreamRecord:
     timings: dict[str, Any] | None = None  # llama.cpp's last timings object
     final: dict[str, Any] | None = None  # the last chunk that carried usage or timings, as sent
     done: bool = False  # the stream ended with [DONE] (OpenAI) or stop: true (llama.cpp /completion)
+    # vLLM >= 0.2x: the usage chunk's metrics.speculative_decoding (num_draft_tokens, num_accepted_draft_tokens,
+    # num_spec_steps) for this request (vllm/entrypoints/generate/base/protocol.py SpeculativeDecodingMetrics)
+    request_spec: tuple[int, int, int | None] | None = None
     chunks: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
 
@@ -137,6 +140,7 @@ def parse_stream(sent_s: float, lines: Iterable[tuple[float, str]]) -> StreamRec
     final: dict[str, Any] | None = None
     done = False
     chunks = 0
+    request_spec = None
     for t, data in sse_events(lines):
         if data.strip() == "[DONE]":
             done = True
@@ -163,6 +167,10 @@ def parse_stream(sent_s: float, lines: Iterable[tuple[float, str]]) -> StreamRec
             timings_n = _count(doc, "timings", "predicted_n")
         if (n := _count(doc, "tokens_predicted")) is not None:
             predicted = n
+        drafted = _count(doc, "metrics", "speculative_decoding", "num_draft_tokens")
+        if drafted is not None:
+            accepted = _count(doc, "metrics", "speculative_decoding", "num_accepted_draft_tokens") or 0
+            request_spec = (drafted, accepted, _count(doc, "metrics", "speculative_decoding", "num_spec_steps"))
         if doc.get("stop") is True and "choices" not in doc:
             done = True
     if chunks == 0:
@@ -181,7 +189,7 @@ def parse_stream(sent_s: float, lines: Iterable[tuple[float, str]]) -> StreamRec
         notes.append("the stream ended without [DONE]")
     return StreamRecord(sent_s=sent_s, content_times_s=tuple(times), output_tokens=tokens, token_source=token_source,
                         text="".join(text), finish_reason=finish, timings=timings, final=final, done=done,
-                        chunks=chunks, notes=tuple(notes))
+                        chunks=chunks, notes=tuple(notes), request_spec=request_spec)
 
 
 def final_objects_json(records: Iterable[StreamRecord]) -> str:

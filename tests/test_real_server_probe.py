@@ -1,0 +1,165 @@
+"""`specplan probe --server` against two real llama-servers on this CPU, end to end, no mocks.
+
+A speculative llama-server (the tiny Q8_0 pair, two slots) and a baseline one (the target alone)
+run from the command lines ``specplan export --server llamacpp`` writes (tests/real_llamacpp/server.py).
+The probe loads both at concurrency 1 and 2; the test then reads the servers' own logs
+(``draft acceptance = r ( a accepted / g generated)`` and ``eval time = ... / n tokens`` per request,
+tools/server/server-context.cpp print_timings, b11312) and checks that the file's drafted / accepted
+and token counts are the servers' own, and that `estimate --calibration` shows predicted vs measured
+at each concurrency (printed into pytest's output for the note).
+
+With SPECPLAN_RECORD_FIXTURES=1 it also saves one raw stream of each server, /props and /v1/models
+under tests/data/server/ (the fixtures of tests/test_server_probe.py).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from planner.cli import main
+from tests.real_llamacpp.models import Pair
+from tests.real_llamacpp.server import export_script, serving, version_line
+from tests.test_real_llamacpp import PROMPTS, device, llama_bin, models, runner_module  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.real_llamacpp
+
+K = 4
+SLOT_CONTEXT = 512  # tokens per slot: prompt + MAX_TOKENS fits with room
+CONCURRENCY = (1, 2)
+REQUESTS = 4
+MAX_TOKENS = 32
+DATA = Path(__file__).parent / "data" / "server"
+_DRAFT_LINE = re.compile(r"draft acceptance = [0-9.]+ \( *(\d+) accepted / *(\d+) generated\)")
+_EVAL_LINE = re.compile(r"^\s*eval time = .*?/\s*(\d+) tokens", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Servers:
+    spec_url: str
+    base_url: str
+    spec_log: Path
+    base_log: Path
+    folder: Path
+
+
+@pytest.fixture(scope="module")
+def servers(llama_bin: Path, models: Pair, device, runner_module, tmp_path_factory) -> Iterator[Servers]:  # noqa: F811
+    folder = tmp_path_factory.mktemp("server-probe")
+    version = version_line(llama_bin)
+    batch = max(CONCURRENCY)  # -np slots, so both requests of concurrency 2 decode together
+    spec = export_script(runner_module, models, device[0], version, folder, context=SLOT_CONTEXT, k=K, batch=batch,
+                         name="spec-serve.sh")
+    base = export_script(runner_module, models, device[0], version, folder, context=SLOT_CONTEXT, k=K, batch=batch,
+                         draft=False, name="base-serve.sh")
+    with ExitStack() as stack:
+        # The probe loads one server at a time, so each may use both of this machine's cores.
+        sport, _, slog = stack.enter_context(serving(spec, llama_bin, folder, "spec.log", threads=2))
+        bport, _, blog = stack.enter_context(serving(base, llama_bin, folder, "base.log", threads=2))
+        yield Servers(f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}", slog, blog, folder)
+
+
+def _raw_stream(url: str, prompt: str) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=120)
+    body = {"prompt": prompt, "max_tokens": MAX_TOKENS, "temperature": 0, "stream": True, "ignore_eos": True,
+            "stream_options": {"include_usage": True}}
+    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200, response.read()[:500]
+    data = response.read()
+    conn.close()
+    return data
+
+
+def _record_fixtures(servers: Servers) -> None:
+    """Save what the real servers sent, for the unit tests (only with SPECPLAN_RECORD_FIXTURES=1)."""
+    import urllib.request
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    (DATA / "llamacpp_b11312_stream.sse").write_bytes(_raw_stream(servers.spec_url, PROMPTS[0]))
+    (DATA / "llamacpp_b11312_stream_baseline.sse").write_bytes(_raw_stream(servers.base_url, PROMPTS[0]))
+    for path, name in (("/props", "llamacpp_b11312_props.json"), ("/v1/models", "llamacpp_b11312_models.json")):
+        with urllib.request.urlopen(servers.spec_url + path, timeout=30) as r:
+            (DATA / name).write_bytes(r.read())
+
+
+def _log_requests(log: Path, offset: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Per request since byte ``offset`` of the server log: (accepted, drafted) pairs and eval tokens."""
+    text = log.read_bytes()[offset:].decode("utf-8", errors="replace")
+    return [(int(a), int(g)) for a, g in _DRAFT_LINE.findall(text)], [int(n) for n in _EVAL_LINE.findall(text)]
+
+
+def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair, runner_module, tmp_path: Path,  # noqa: F811
+                                                 capsys) -> None:
+    if os.environ.get("SPECPLAN_RECORD_FIXTURES") == "1":
+        _record_fixtures(servers)
+    spec_offset, base_offset = servers.spec_log.stat().st_size, servers.base_log.stat().st_size
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
+    out = tmp_path / "calib.yaml"
+    result = runner_module.invoke(main, [
+        "probe", "--server", servers.spec_url, "--baseline-url", servers.base_url, "--concurrency",
+        ",".join(map(str, CONCURRENCY)), "--requests", str(REQUESTS), "--max-tokens", str(MAX_TOKENS),
+        "--prompts", str(prompts), "--budget-s", "600", "--timeout-s", "120", "--target", str(models.target_dir),
+        "--draft", str(models.draft_dir), "--gpu", "cpu", "-o", str(out), "--format", "json"])
+    assert result.exit_code == 0, result.output + result.stderr
+    cal = yaml.safe_load(out.read_text(encoding="utf-8"))
+    assert cal["source"] == "server-probe" and cal["engine"] == "llamacpp" and not cal["partial"], cal["notes"]
+
+    # The servers' own per-request lines; the first request after the offset is the probe's warm-up.
+    spec_pairs, spec_eval = _log_requests(servers.spec_log, spec_offset)
+    base_pairs, base_eval = _log_requests(servers.base_log, base_offset)
+    n = len(CONCURRENCY) * REQUESTS
+    assert len(spec_pairs) == len(spec_eval) == n + 1 and len(base_eval) == n + 1 and not base_pairs
+    accepted = sum(a for a, _ in spec_pairs[1:])
+    drafted = sum(g for _, g in spec_pairs[1:])
+    loads = cal["loads"]
+    assert [lv["concurrency"] for lv in loads] == list(CONCURRENCY)
+    assert sum(lv["drafted_tokens"] for lv in loads) == drafted == cal["counters"]["num_draft_tokens"]
+    assert sum(lv["accepted_tokens"] for lv in loads) == accepted == cal["counters"]["num_accepted_tokens"]
+    # Tokens counted are the servers' own predicted_n (eval tokens + the first token from the prompt pass).
+    assert sum(lv["output_tokens"] for lv in loads) == sum(spec_eval[1:]) + n
+    assert sum(lv["baseline_output_tokens"] for lv in loads) == sum(base_eval[1:]) + n
+    for lv in loads:
+        assert lv["requests_completed"] == REQUESTS and lv["token_count_source"] in ("timings.predicted_n",
+                                                                                    "usage.completion_tokens")
+        assert lv["output_tokens"] == REQUESTS * MAX_TOKENS  # ignore_eos: every request decodes max_tokens
+        assert lv["measured_speedup_per_sequence"] > 0 and lv["measured_speedup_total"] > 0
+        assert lv["ttft_s_median"] > 0 and lv["itl_s_median"] > 0
+    assert cal["fitted_acceptance"][0]["mode"] == "server"
+
+    est = runner_module.invoke(main, [
+        "estimate", "--target", str(models.target_dir), "--draft", str(models.draft_dir), "--gpu", "cpu", "--engine",
+        "llamacpp", "--precision", "q8_0", "--context", str(SLOT_CONTEXT), "--k", str(K), "--calibration", str(out),
+        "--format", "json"])
+    assert est.exit_code == 0, est.stderr
+    rows = json.loads(est.stdout)["calibration"]["loads"]["rows"]
+    assert [r["concurrency"] for r in rows] == list(CONCURRENCY)
+    text = runner_module.invoke(main, [
+        "estimate", "--target", str(models.target_dir), "--draft", str(models.draft_dir), "--gpu", "cpu", "--engine",
+        "llamacpp", "--precision", "q8_0", "--context", str(SLOT_CONTEXT), "--k", str(K), "--calibration", str(out)])
+    assert text.exit_code == 0 and "Predicted vs measured per load" in text.stdout, text.stdout + text.stderr
+    report = [f"\nprobe --server on this CPU (llama-server b11312, tiny Q8_0 pair, k={K}, {REQUESTS} requests x "
+              f"{MAX_TOKENS} tokens per level, load {os.getloadavg()[0]:.1f}): accepted {accepted} of {drafted} drafted"]
+    for r, lv in zip(rows, loads):
+        report.append(
+            f"  concurrency {r['concurrency']}: tokens/s per sequence predicted {r['predicted_tokens_per_s_per_sequence']:.1f}"
+            f" measured {r['measured_tokens_per_s_per_sequence']:.1f} (baseline predicted "
+            f"{r['predicted_baseline_tokens_per_s_per_sequence']:.1f}, measured {r['measured_baseline_tokens_per_s_per_sequence']:.1f});"
+            f" total predicted {r['predicted_total_tokens_per_s']:.1f} measured {r['measured_total_tokens_per_s']:.1f};"
+            f" speedup predicted {r['predicted_speedup']:.2f}x measured {r['measured_speedup_per_sequence']:.2f}x per "
+            f"sequence, {r['measured_speedup_total']:.2f}x total; TTFT median {lv['ttft_s_median'] * 1000:.1f} ms, "
+            f"ITL median {lv['itl_s_median'] * 1000:.2f} ms, {lv['tokens_per_chunk']:.2f} tokens per chunk")
+    with capsys.disabled():
+        print("\n".join(report))
+        print(text.stdout)
