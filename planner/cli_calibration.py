@@ -93,7 +93,6 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
     """
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
     from planner.inputs import check_output
-    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
     if server is None and baseline_url is not None:
         raise SpecplanError("--baseline-url needs --server (the speculative server to compare with)")
@@ -111,12 +110,7 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
                                  max_tokens=flags["max_new_tokens"], prompts=read_prompts(prompts),
                                  budget_s=flags["budget_s"], timeout_s=timeout_s, model=model, k=k, p_min=p_min,
                                  temperature=flags["temperature"] or 0.0, endpoint=endpoint, gpu=flags["gpu"], gpus=gpus)
-        with progress_printer() as progress:
-            scfg.progress = progress
-            cal = run_server_probe(scfg, output, force=True)
-        _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
-        if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
-            raise KeyboardInterrupt
+        _measure(scfg, run_server_probe, output, fmt)
         return
     if flags["temperature"] is None:
         flags["temperature"] = 0.7
@@ -130,17 +124,19 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
                                 target_gguf=target_gguf, draft_gguf=draft_gguf,  # type: ignore[arg-type]
                                 gpu=flags["gpu"] or "cpu", budget_s=flags["budget_s"], k_max=flags["k_max"],
                                 contexts=contexts, threads=threads, prompts=read_prompts(prompts))
-        with progress_printer() as progress:
-            lcfg.progress = progress
-            cal = run_llamacpp_probe(lcfg, output, force=True)
-        _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
-        if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
-            raise KeyboardInterrupt
+        _measure(lcfg, run_llamacpp_probe, output, fmt)
         return
     cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
+    _measure(cfg, run_probe, output, fmt)
+
+
+def _measure(cfg: Any, run: Any, output: str, fmt: str) -> None:
+    """Run one probe with a progress bar on stderr, print what it wrote; Ctrl-C still exits 130 after the file."""
+    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
+
     with progress_printer() as progress:
         cfg.progress = progress
-        cal = run_probe(cfg, output, force=True)
+        cal = run(cfg, output, force=True)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
     if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
         raise KeyboardInterrupt  # the partial file is written; the exit code still says "interrupted" (130)
