@@ -40,7 +40,7 @@ REQUESTS = 4
 MAX_TOKENS = 32
 DATA = Path(__file__).parent / "data" / "server"
 _DRAFT_LINE = re.compile(r"draft acceptance = [0-9.]+ \( *(\d+) accepted / *(\d+) generated\)")
-_EVAL_LINE = re.compile(r"^\s*eval time = .*?/\s*(\d+) tokens", re.MULTILINE)
+_EVAL_LINE = re.compile(r"(?<!prompt) eval time = [^/\n]*/\s*(\d+) tokens")  # n_gen = timings.predicted_n
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,22 @@ class Servers:
     spec_log: Path
     base_log: Path
     folder: Path
+    p_min: float  # what the exported script passes as --spec-draft-p-min
+
+
+def _exported_p_min(script: Path) -> float:
+    text = script.read_text(encoding="utf-8")
+    found = re.search(r"--spec-draft-p-min[ =]+([0-9.]+)", text) or re.search(r"LLAMA_ARG_SPEC_DRAFT_P_MIN=['\"]?([0-9.]+)", text)
+    assert found, text
+    return float(found.group(1))
+
+
+def _drafts_counter(url: str) -> int:
+    import urllib.request
+
+    with urllib.request.urlopen(url + "/metrics", timeout=30) as r:
+        text = r.read().decode()
+    return int(float(re.search(r"^llamacpp:spec_decode_num_drafts_total\s+(\S+)", text, re.MULTILINE).group(1)))
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +79,12 @@ def servers(llama_bin: Path, models: Pair, device, runner_module, tmp_path_facto
                          draft=False, name="base-serve.sh")
     with ExitStack() as stack:
         # The probe loads one server at a time, so each may use both of this machine's cores.
-        sport, _, slog = stack.enter_context(serving(spec, llama_bin, folder, "spec.log", threads=2))
+        # --metrics (by its variable): the probe reads the server's own verification steps there
+        sport, _, slog = stack.enter_context(serving(spec, llama_bin, folder, "spec.log", threads=2,
+                                                     env_extra={"LLAMA_ARG_ENDPOINT_METRICS": "1"}))
         bport, _, blog = stack.enter_context(serving(base, llama_bin, folder, "base.log", threads=2))
-        yield Servers(f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}", slog, blog, folder)
+            yield Servers(f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}", slog, blog, folder,
+                      _exported_p_min(spec))
 
 
 def _raw_stream(url: str, prompt: str) -> bytes:
@@ -104,6 +123,7 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
     if os.environ.get("SPECPLAN_RECORD_FIXTURES") == "1":
         _record_fixtures(servers)
     spec_offset, base_offset = servers.spec_log.stat().st_size, servers.base_log.stat().st_size
+    steps_before = _drafts_counter(servers.spec_url)
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("\n".join(PROMPTS) + "\n", encoding="utf-8")
     out = tmp_path / "calib.yaml"
@@ -111,7 +131,8 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
         "probe", "--server", servers.spec_url, "--baseline-url", servers.base_url, "--concurrency",
         ",".join(map(str, CONCURRENCY)), "--requests", str(REQUESTS), "--max-tokens", str(MAX_TOKENS),
         "--prompts", str(prompts), "--budget-s", "600", "--timeout-s", "120", "--target", str(models.target_dir),
-        "--draft", str(models.draft_dir), "--gpu", "cpu", "-o", str(out), "--format", "json"])
+        "--draft", str(models.draft_dir), "--gpu", "cpu", "--p-min", str(servers.p_min), "-o", str(out),
+        "--format", "json"])
     assert result.exit_code == 0, result.output + result.stderr
     cal = yaml.safe_load(out.read_text(encoding="utf-8"))
     assert cal["source"] == "server-probe" and cal["engine"] == "llamacpp" and not cal["partial"], cal["notes"]
@@ -127,16 +148,23 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
     assert [lv["concurrency"] for lv in loads] == list(CONCURRENCY)
     assert sum(lv["drafted_tokens"] for lv in loads) == drafted == cal["counters"]["num_draft_tokens"]
     assert sum(lv["accepted_tokens"] for lv in loads) == accepted == cal["counters"]["num_accepted_tokens"]
-    # Tokens counted are the servers' own predicted_n (eval tokens + the first token from the prompt pass).
-    assert sum(lv["output_tokens"] for lv in loads) == sum(spec_eval[1:]) + n
-    assert sum(lv["baseline_output_tokens"] for lv in loads) == sum(base_eval[1:]) + n
+    # Tokens counted are the servers' own predicted_n (the log's eval tokens, stats.n_gen).
+    assert sum(lv["output_tokens"] for lv in loads) == sum(spec_eval[1:])
+    assert sum(lv["baseline_output_tokens"] for lv in loads) == sum(base_eval[1:])
     for lv in loads:
         assert lv["requests_completed"] == REQUESTS and lv["token_count_source"] in ("timings.predicted_n",
                                                                                     "usage.completion_tokens")
         assert lv["output_tokens"] == REQUESTS * MAX_TOKENS  # ignore_eos: every request decodes max_tokens
         assert lv["measured_speedup_per_sequence"] > 0 and lv["measured_speedup_total"] > 0
         assert lv["ttft_s_median"] > 0 and lv["itl_s_median"] > 0
-    assert cal["fitted_acceptance"][0]["mode"] == "server"
+    fitted = cal["fitted_acceptance"][0]
+    assert fitted["mode"] == "server" and fitted["k"] == K  # k: the width of the server's per-position series
+    # The server's own verification steps (its /metrics around each level), warm-up excluded: the test's own
+    # scrapes span the warm-up too, whose steps each drafted at least one token.
+    steps = sum(lv["verification_steps"] for lv in loads)
+    assert steps == cal["counters"]["num_drafts"] == fitted["rounds"]
+    warm_drafted = spec_pairs[0][1]
+    assert 0 <= _drafts_counter(servers.spec_url) - steps_before - steps <= warm_drafted
 
     est = runner_module.invoke(main, [
         "estimate", "--target", str(models.target_dir), "--draft", str(models.draft_dir), "--gpu", "cpu", "--engine",

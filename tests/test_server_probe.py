@@ -165,7 +165,8 @@ def test_no_request_starts_after_the_deadline() -> None:
 
 def _cfg(url: str, **kw) -> ServerProbeConfig:
     base = dict(url=url, target="meta-llama/Llama-3.1-8B-Instruct", draft="meta-llama/Llama-3.2-1B-Instruct",
-                concurrency=(1, 2), requests=3, max_tokens=16, budget_s=1e6, timeout_s=10.0, clock=StepClock())
+                concurrency=(1, 2), requests=3, max_tokens=16, budget_s=1e6, timeout_s=10.0, clock=StepClock(),
+                k=4)  # the recording server's --spec-draft-n-max (its /props does not state it)
     base.update(kw)
     return ServerProbeConfig(**base)
 

@@ -88,13 +88,17 @@ def export_script(runner, models: Pair, gpu: str, version: str, out: Path, *, co
 
 
 @contextmanager
-def serving(script: Path, llama_bin: Path, folder: Path, log_name: str = "server.log",
-            threads: int = 2) -> Iterator[tuple[int, subprocess.Popen, Path]]:
-    """The exported script under bash on 127.0.0.1 and a free port: yields (port, process, log); stops it after."""
+def serving(script: Path, llama_bin: Path, folder: Path, log_name: str = "server.log", threads: int = 2,
+            env_extra: dict[str, str] | None = None) -> Iterator[tuple[int, subprocess.Popen, Path]]:
+    """The exported script under bash on 127.0.0.1 and a free port: yields (port, process, log); stops it after.
+
+    ``env_extra``: more LLAMA_ARG_* settings (llama-server reads each flag from its variable too).
+    """
     port = free_port()
     log = folder / log_name
     env = {**os.environ, "PATH": f"{llama_bin}{os.pathsep}{os.environ.get('PATH', '')}",
-           "LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(port), "LLAMA_ARG_THREADS": str(threads)}
+           "LLAMA_ARG_HOST": "127.0.0.1", "LLAMA_ARG_PORT": str(port), "LLAMA_ARG_THREADS": str(threads),
+           **(env_extra or {})}
     with log.open("wb") as sink:
         # The script ends in `exec llama-server`, so this PID is the server's.
         proc = subprocess.Popen(["bash", str(script)], stdout=sink, stderr=subprocess.STDOUT, env=env, cwd=folder)

@@ -136,7 +136,8 @@ def run_server_probe(cfg: ServerProbeConfig, output: str | Path, force: bool = F
     detected = detect_engine(url, cfg.engine, cfg.timeout_s)
     cfg.notes.append(f"engine {detected.engine}: {detected.how}")
     model = served_model(url, cfg.model, cfg.timeout_s)
-    base_model = served_model(baseline, cfg.model, cfg.timeout_s) if baseline else None
+    # The baseline may serve the target under another name: its own list first, then --model.
+    base_model = (served_model(baseline, None, cfg.timeout_s) or cfg.model) if baseline else None
     device = _device(cfg)
     _progress(cfg, "warm-up", 0.0)
     if cfg.warmup:

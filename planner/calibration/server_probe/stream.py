@@ -45,7 +45,7 @@ class StreamRecord:
     text: str = ""
     finish_reason: str | None = None
     timings: dict[str, Any] | None = None  # llama.cpp's last timings object
-    final: dict[str, Any] | None = None  # the last chunk that carried usage or timings, as sent
+    final: dict[str, Any] | None = None  # the last chunk with timings (llama.cpp), else with usage, as sent
     done: bool = False  # the stream ended with [DONE] (OpenAI) or stop: true (llama.cpp /completion)
     # vLLM >= 0.2x: the usage chunk's metrics.speculative_decoding (num_draft_tokens, num_accepted_draft_tokens,
     # num_spec_steps) for this request (vllm/entrypoints/generate/base/protocol.py SpeculativeDecodingMetrics)
@@ -161,7 +161,8 @@ def parse_stream(sent_s: float, lines: Iterable[tuple[float, str]]) -> StreamRec
             text.append(piece)
         finish = reason or finish
         if (n := _count(doc, "usage", "completion_tokens")) is not None:
-            usage, final = n, doc
+            usage = n
+            final = final if timings is not None else doc  # llama.cpp's timings chunk stays the final one
         if isinstance(doc.get("timings"), dict):
             timings, final = doc["timings"], doc
             timings_n = _count(doc, "timings", "predicted_n")

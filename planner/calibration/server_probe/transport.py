@@ -159,7 +159,7 @@ def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callab
     Each read waits at most min(timeout_s, time_left_s()) seconds; when the budget is spent the
     stream ends with a TransportError saying so. Lines over MAX_LINE_BYTES are refused.
     """
-    conn, path = _connection(url, timeout_s)
+    conn, path = _connection(url, min(timeout_s, time_left_s()))
     if connections is not None:
         connections.add(conn)
     try:
@@ -170,6 +170,8 @@ def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callab
         if response.status != 200:
             raise _status_error(url, response)
         while True:
+            if connections is not None and connections.closed.is_set():
+                raise TransportError(f"{url}: stopped (interrupted or out of budget)")
             left = time_left_s()
             if left <= 0:
                 raise BudgetSpent(f"{url}: the budget ended during the stream (raise --budget-s)")
