@@ -1,7 +1,8 @@
 """`specplan probe --server` against two real llama-servers on this CPU, end to end, no mocks.
 
-A speculative llama-server (the tiny Q8_0 pair, two slots) and a baseline one (the target alone)
-run from the command lines ``specplan export --server llamacpp`` writes (tests/real_llamacpp/server.py).
+A speculative llama-server (the tiny Q8_0 pair, two slots) runs from the command line
+``specplan export --server llamacpp`` writes, and a baseline one from the same line without its
+``--spec-*`` flags (the target alone; tests/real_llamacpp/server.py).
 The probe loads both at concurrency 1 and 2; the test then reads the servers' own logs
 (``draft acceptance = r ( a accepted / g generated)`` and ``eval time = ... / n tokens`` per request,
 tools/server/server-context.cpp print_timings, b11312) and checks that the file's drafted / accepted
@@ -28,7 +29,7 @@ import yaml
 
 from planner.cli import main
 from tests.real_llamacpp.models import Pair
-from tests.real_llamacpp.server import export_script, serving, version_line
+from tests.real_llamacpp.server import export_script, serving, version_line, without_draft
 from tests.test_real_llamacpp import PROMPTS, device, llama_bin, models, runner_module  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.real_llamacpp
@@ -75,15 +76,14 @@ def servers(llama_bin: Path, models: Pair, device, runner_module, tmp_path_facto
     batch = max(CONCURRENCY)  # -np slots, so both requests of concurrency 2 decode together
     spec = export_script(runner_module, models, device[0], version, folder, context=SLOT_CONTEXT, k=K, batch=batch,
                          name="spec-serve.sh")
-    base = export_script(runner_module, models, device[0], version, folder, context=SLOT_CONTEXT, k=K, batch=batch,
-                         draft=False, name="base-serve.sh")
+    base = without_draft(spec, "base-serve.sh")
     with ExitStack() as stack:
         # The probe loads one server at a time, so each may use both of this machine's cores.
         # --metrics (by its variable): the probe reads the server's own verification steps there
         sport, _, slog = stack.enter_context(serving(spec, llama_bin, folder, "spec.log", threads=2,
                                                      env_extra={"LLAMA_ARG_ENDPOINT_METRICS": "1"}))
         bport, _, blog = stack.enter_context(serving(base, llama_bin, folder, "base.log", threads=2))
-            yield Servers(f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}", slog, blog, folder,
+        yield Servers(f"http://127.0.0.1:{sport}", f"http://127.0.0.1:{bport}", slog, blog, folder,
                       _exported_p_min(spec))
 
 

@@ -39,7 +39,7 @@ class ServerRun(_Record):
 class LoadLevel(_Record):
     """One concurrency level: N requests, at most ``concurrency`` in flight, on the speculative server.
 
-    TTFT: send -> first content chunk. ITL: (last - first content chunk) / (output tokens - 1), the
+    TTFT: send -> first chunk carrying a token ("content chunk"). ITL: (last - first content chunk) / (output tokens - 1), the
     mean time per token after the first, so a chunk carrying several drafted tokens counts them all.
     tokens_per_s_per_sequence: median over requests of 1 / ITL. total_tokens_per_s: all output tokens
     over the window (first send -> last chunk). Tokens are the server's own counts (usage or timings).

@@ -23,7 +23,8 @@ import pytest
 from planner.cli import main
 from tests.real_llamacpp.models import Pair
 
-__all__ = ["free_port", "get_json", "post_json", "stop", "wait_healthy", "version_line", "export_script", "serving"]
+__all__ = ["free_port", "get_json", "post_json", "stop", "wait_healthy", "version_line", "export_script", "without_draft",
+           "serving"]
 
 
 def free_port() -> int:
@@ -75,16 +76,30 @@ def version_line(llama_bin: Path) -> str:
 
 
 def export_script(runner, models: Pair, gpu: str, version: str, out: Path, *, context: int, k: int, batch: int = 1,
-                  draft: bool = True, name: str = "llamacpp-serve.sh", extra: Sequence[str] = ()) -> Path:
-    """specplan export for the pair (or the target alone, ``draft=False``), for the build's own release line."""
-    argv = ["export", "--server", "llamacpp", "--target", str(models.target_dir), "--gpu", gpu, "--precision", "q8_0",
-            "--context", str(context), "--batch", str(batch), "--target-path", str(models.target_gguf),
-            "--server-version", version, "-o", str(out / name), *extra]
-    if draft:
-        argv += ["--draft", str(models.draft_dir), "--k", str(k), "--draft-path", str(models.draft_gguf)]
-    result = runner.invoke(main, argv)
+                  name: str = "llamacpp-serve.sh", extra: Sequence[str] = ()) -> Path:
+    """specplan export for the pair, for the build's own release line."""
+    result = runner.invoke(main, [
+        "export", "--server", "llamacpp", "--target", str(models.target_dir), "--draft", str(models.draft_dir),
+        "--gpu", gpu, "--precision", "q8_0", "--context", str(context), "--batch", str(batch), "--k", str(k),
+        "--target-path", str(models.target_gguf), "--draft-path", str(models.draft_gguf), "--server-version", version,
+        "-o", str(out / name), *extra])
     assert result.exit_code == 0, result.output + result.stderr
     return out / name
+
+
+def without_draft(script: Path, name: str) -> Path:
+    """The exported script with its speculative flags (``--spec-*`` lines of the exec) dropped: the target alone.
+
+    specplan exports only speculative plans, so the baseline server is the same command line minus the
+    draft: same -c, -np, -ngl, same binary.
+    """
+    lines = script.read_text(encoding="utf-8").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("exec llama-server"))
+    kept = lines[:start + 1] + [line for line in lines[start + 1:] if "--spec-" not in line]
+    kept[-1] = kept[-1].rstrip(" \\")
+    out = script.with_name(name)
+    out.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return out
 
 
 @contextmanager

@@ -18,7 +18,7 @@ __all__ = ["RequestFigures", "LevelFigures", "ttft_s", "inter_token_s", "chunk_g
 
 
 def ttft_s(rec: StreamRecord) -> float | None:
-    """Time to first token: send -> first chunk that carried text, s (None: no text came)."""
+    """Time to first token: send -> first chunk that carried a token, s (None: no token came)."""
     return rec.content_times_s[0] - rec.sent_s if rec.content_times_s else None
 
 

@@ -35,7 +35,7 @@ class StreamRecord:
     """One streamed request: when it was sent, when content arrived, and the server's own counts.
 
     Times are seconds on the probe's clock. ``content_times_s`` has one entry per chunk that
-    carried text. ``output_tokens`` is the server's count (``token_source`` names the field).
+    carried a token (see ``_chunk_text``). ``output_tokens`` is the server's count (``token_source`` names the field).
     """
 
     sent_s: float
@@ -98,24 +98,33 @@ def _count(doc: dict[str, Any], *path: str) -> int | None:
     return int(value) if value >= 0 and value == int(value) else None
 
 
-def _chunk_text(doc: dict[str, Any]) -> tuple[str, str | None]:
-    """(text, finish reason) of one chunk: OpenAI completion, chat delta, or llama.cpp ``content``."""
+def _chunk_text(doc: dict[str, Any]) -> tuple[str, str | None, bool]:
+    """(text, finish reason, whether the chunk carries a token) of one chunk: completion, chat delta, llama.cpp.
+
+    A completion chunk with empty text and no finish reason still carries a token: llama-server sends
+    one chunk per token and holds back the bytes of an unfinished UTF-8 character. A chat chunk counts
+    only with content (vLLM's first chat chunk sets the role and carries none).
+    """
     choices = doc.get("choices")
     if isinstance(choices, list):
-        parts, finish = [], None
+        parts, finish, token = [], None, False
         for choice in choices:
             if not isinstance(choice, dict):
                 continue
             text = choice.get("text")
             delta = choice.get("delta")
-            if not isinstance(text, str) and isinstance(delta, dict):
+            if isinstance(text, str):
+                token = token or bool(text) or choice.get("finish_reason") is None
+            elif isinstance(delta, dict):
                 text = delta.get("content") or delta.get("reasoning_content")
+                token = token or bool(text)
             parts.append(text if isinstance(text, str) else "")
             finish = choice.get("finish_reason") or finish
-        return "".join(parts), finish if isinstance(finish, str) else None
+        return "".join(parts), finish if isinstance(finish, str) else None, token
     content = doc.get("content")
     stop = doc.get("stop_type") if doc.get("stop") else None
-    return (content if isinstance(content, str) else ""), (str(stop) if stop else None)
+    text = content if isinstance(content, str) else ""
+    return text, (str(stop) if stop else None), bool(text) or (isinstance(content, str) and not doc.get("stop"))
 
 
 def _server_error(doc: dict[str, Any]) -> str | None:
@@ -155,10 +164,10 @@ def parse_stream(sent_s: float, lines: Iterable[tuple[float, str]]) -> StreamRec
         if error is not None:
             raise StreamError(f"the server sent an error in the stream: {error}")
         chunks += 1
-        piece, reason = _chunk_text(doc)
-        if piece:
+        piece, reason, token = _chunk_text(doc)
+        if token:
             times.append(t)
-            text.append(piece)
+        text.append(piece)
         finish = reason or finish
         if (n := _count(doc, "usage", "completion_tokens")) is not None:
             usage = n

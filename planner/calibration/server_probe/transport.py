@@ -94,6 +94,7 @@ def _status_error(url: str, response: http.client.HTTPResponse) -> TransportErro
 def get_text(url: str, timeout_s: float) -> str:
     """GET ``url``; the body as text (UTF-8, invalid bytes replaced). HTTP errors are TransportError."""
     conn, path = _connection(url, timeout_s)
+    response: http.client.HTTPResponse | None = None
     try:
         conn.request("GET", path, headers={"Accept": "text/plain, application/json;q=0.9, */*;q=0.1"})
         response = conn.getresponse()
@@ -105,6 +106,8 @@ def get_text(url: str, timeout_s: float) -> str:
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise _failure(url, exc, timeout_s) from None
     finally:
+        if response is not None:
+            response.close()
         conn.close()
     if len(body) > MAX_BODY_BYTES:
         raise TransportError(f"{url}: the answer is over the {MAX_BODY_BYTES >> 20} MiB limit")
@@ -121,34 +124,32 @@ def get_json(url: str, timeout_s: float) -> Any:
 
 
 class Connections:
-    """The streams open now, so a Ctrl-C or the end of the budget can close them from another thread."""
+    """The sockets of the streams open now, so a Ctrl-C or the end of the budget can stop them from another thread."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._open: set[http.client.HTTPConnection] = set()
+        self._open: set[socket.socket] = set()
         self.closed = threading.Event()
 
-    def add(self, conn: http.client.HTTPConnection) -> None:
+    def add(self, sock: socket.socket) -> None:
         with self._lock:
             if self.closed.is_set():
                 raise TransportError("stopped before the request was sent")
-            self._open.add(conn)
+            self._open.add(sock)
 
-    def remove(self, conn: http.client.HTTPConnection) -> None:
+    def remove(self, sock: socket.socket) -> None:
         with self._lock:
-            self._open.discard(conn)
+            self._open.discard(sock)
 
     def close_all(self) -> None:
         """Stop every open stream: its reader gets an error at once instead of waiting out its timeout."""
         with self._lock:
             self.closed.set()
-            for conn in self._open:
-                sock = conn.sock
-                if sock is not None:
-                    try:
-                        sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
+            for sock in self._open:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callable[[], float],
@@ -160,9 +161,15 @@ def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callab
     stream ends with a TransportError saying so. Lines over MAX_LINE_BYTES are refused.
     """
     conn, path = _connection(url, min(timeout_s, time_left_s()))
-    if connections is not None:
-        connections.add(conn)
+    sock: socket.socket | None = None
+    response: http.client.HTTPResponse | None = None
     try:
+        conn.connect()
+        # Kept apart from conn: a server that closes after the answer hands the socket to the response
+        # (http.client sets conn.sock to None), and the timeouts below must still reach it.
+        sock = conn.sock
+        if connections is not None:
+            connections.add(sock)
         payload = json.dumps(body).encode("utf-8")
         conn.request("POST", path, body=payload, headers={"Content-Type": "application/json",
                                                            "Accept": "text/event-stream"})
@@ -175,8 +182,7 @@ def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callab
             left = time_left_s()
             if left <= 0:
                 raise BudgetSpent(f"{url}: the budget ended during the stream (raise --budget-s)")
-            if conn.sock is not None:
-                conn.sock.settimeout(max(min(timeout_s, left), _MIN_TIMEOUT_S))
+            sock.settimeout(max(min(timeout_s, left), _MIN_TIMEOUT_S))
             raw = response.readline(MAX_LINE_BYTES + 1)
             if not raw:
                 return
@@ -192,6 +198,8 @@ def stream_lines(url: str, body: dict[str, Any], timeout_s: float, clock: Callab
             raise BudgetSpent(f"{url}: the budget ended during the stream (raise --budget-s)") from None
         raise _failure(url, exc, timeout_s) from None
     finally:
-        if connections is not None:
-            connections.remove(conn)
+        if connections is not None and sock is not None:
+            connections.remove(sock)
+        if response is not None:
+            response.close()
         conn.close()
