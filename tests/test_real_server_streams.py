@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,73 @@ def test_parser_reads_the_servers_own_stream(server: str) -> None:
         assert rec.request_spec == (DRAFTED, ACCEPTED, STEPS)
     else:
         assert rec.request_spec is None
+
+
+DATA = Path(__file__).parent / "data" / "server"
+
+
+def _metrics_route(before: bytes, after: bytes):
+    """/metrics as a server shows it: the before scrape until the level ran (engine detection, window start), then after."""
+    from tests.server_replay import Route
+
+    calls = {"n": 0}
+
+    def answer(_: bytes) -> Route:
+        calls["n"] += 1
+        return Route(content_type="text/plain; version=0.0.4", body=before if calls["n"] <= 2 else after)
+
+    return answer
+
+
+def _probe_over_replay(server: str, sse: str, before: Path, after: Path, tmp_path: Path, target: str, draft: str):
+    """One level of 3 requests over a replay of the server's bytes; the served name is the metrics' model_name."""
+    from planner.calibration.server_probe import ServerProbeConfig, run_server_probe
+    from tests.server_replay import Route, replay_server
+
+    routes = {("GET", "/metrics"): _metrics_route(before.read_bytes(), after.read_bytes()),
+              ("GET", "/v1/models"): Route(body=json.dumps({"object": "list", "data": [{"id": target}]}).encode()),
+              ("POST", "/v1/completions"): Route(content_type="text/event-stream", body=sse.encode(), stream=True)}
+    ticks = iter(range(10**9))
+    with replay_server(routes) as srv:
+        cfg = ServerProbeConfig(url=srv.url, target=target, draft=draft, concurrency=(2,), requests=3, max_tokens=9,
+                                budget_s=1e6, timeout_s=30, clock=lambda: next(ticks) * 1e-3)
+        cal = run_server_probe(cfg, tmp_path / "c.yaml")
+        sent = [json.loads(b) for b in srv.received["/v1/completions"]]
+    assert all(b["stream"] and b["stream_options"] == {"include_usage": True} and b["model"] == target for b in sent)
+    assert cal.engine == server and len(cal.loads) == 1
+    level = cal.loads[0]
+    assert (level.requests_completed, level.output_tokens, level.token_count_source) == (3, 3 * TOKENS,
+                                                                                        "usage.completion_tokens")
+    return cal, level
+
+
+def test_vllm_path_with_vllms_own_stream_and_metrics(tmp_path: Path) -> None:
+    """vLLM: the stream vLLM's classes wrote, the /metrics window differenced (the repo's V1 scrapes)."""
+    from planner.calibration.server_metrics import vllm_calibration
+
+    sse = _sse(_newest("vllm"))
+    before, after = DATA / "vllm_v1_before.prom", DATA / "vllm_v1_after.prom"
+    cal, level = _probe_over_replay("vllm", sse, before, after, tmp_path, "meta-llama/Llama-3.1-70B-Instruct",
+                                    "meta-llama/Llama-3.2-1B-Instruct")
+    want = vllm_calibration(before.read_text(), after.read_text(), None, "meta-llama/Llama-3.1-70B-Instruct",
+                            "meta-llama/Llama-3.2-1B-Instruct").counters
+    assert (level.drafted_tokens, level.accepted_tokens, level.verification_steps) == (
+        want.num_draft_tokens, want.num_accepted_tokens, want.num_drafts)
+    assert cal.counters.num_accepted_tokens == want.num_accepted_tokens and cal.fitted_acceptance[0].k == want.k
+    # the streams' own per-request counts differ from the metrics window here: noted, not used
+    assert any("metrics.speculative_decoding" in n for n in cal.notes)
+
+
+def test_sglang_path_with_sglangs_own_stream_and_metrics(tmp_path: Path) -> None:
+    """SGLang: its stream, and /metrics through planner.calibration.sglang_metrics (skips until that reader exists)."""
+    sglang_metrics = pytest.importorskip("planner.calibration.sglang_metrics")
+    before, after = DATA / "sglang_0.5.23_before.prom", DATA / "sglang_0.5.23_after.prom"
+    if not (before.is_file() and after.is_file()):
+        pytest.skip("no SGLang 0.5.23 /metrics scrapes under tests/data/server")
+    sse = _sse(_newest("sglang"))
+    cal, level = _probe_over_replay("sglang", sse, before, after, tmp_path, "Qwen/Qwen2.5-7B-Instruct",
+                                    "Qwen/Qwen2.5-0.5B-Instruct")
+    want = sglang_metrics.sglang_calibration(before.read_text(), after.read_text(), None, "Qwen/Qwen2.5-7B-Instruct",
+                                             "Qwen/Qwen2.5-0.5B-Instruct").counters
+    assert (level.drafted_tokens, level.accepted_tokens) == (want.num_draft_tokens, want.num_accepted_tokens)
+    assert cal.counters.num_accepted_tokens == want.num_accepted_tokens

@@ -15,6 +15,7 @@ The engine is read from the server when not given: llama-server answers ``/props
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -74,7 +75,8 @@ def detect_engine(base: str, engine: str, timeout_s: float) -> Detected:
         raise SpecplanError(f"cannot tell which engine serves {base} ({exc}): pass --engine vllm, sglang or "
                             "llamacpp") from None
     for name in ("vllm", "sglang", "llamacpp"):
-        if _METRIC_PREFIX[name] in metrics:
+        # a sample line, not a comment (a scrape's header may name other servers' families)
+        if re.search(rf"^{re.escape(_METRIC_PREFIX[name])}\w", metrics, re.MULTILINE):
             return Detected(name, None, f"/metrics names {_METRIC_PREFIX[name]}* series")
     raise SpecplanError(f"cannot tell which engine serves {base}: no llama-server /props and no vllm: or sglang: "
                         "metrics; pass --engine (SGLang needs --enable-metrics)")

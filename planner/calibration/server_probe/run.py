@@ -281,8 +281,9 @@ def _assemble(cfg: ServerProbeConfig, detected: Detected, url: str, baseline: st
         steps = [level.verification_steps for level in levels if level.requests_completed]
         rounds = sum(steps) if steps and None not in steps else None  # type: ignore[arg-type]
         try:
+            # --model (when given) keeps one served model's series, as calibrate's --model-name does
             pooled = pooled_calibration(detected.engine, usable, detected.props_text, cfg.k, cfg.target, cfg.draft,
-                                        model, window_s, p_min=cfg.p_min, rounds=rounds)
+                                        cfg.model, window_s, p_min=cfg.p_min, rounds=rounds)
             counters, fitted = pooled.counters, pooled.fitted_acceptance
             notes += [f"acceptance over {len(usable)} level(s): {n}" for n in pooled.notes]
         except SpecplanError as exc:
