@@ -285,7 +285,8 @@ def _assemble(cfg: ServerProbeConfig, detected: Detected, url: str, baseline: st
             pooled = pooled_calibration(detected.engine, usable, detected.props_text, cfg.k, cfg.target, cfg.draft,
                                         cfg.model, window_s, p_min=cfg.p_min, rounds=rounds)
             counters, fitted = pooled.counters, pooled.fitted_acceptance
-            notes += [f"acceptance over {len(usable)} level(s): {n}" for n in pooled.notes]
+            notes += [f"acceptance pooled over {len(usable)} level(s), warm-up excluded; what the reader says:",
+                      *pooled.notes]
         except SpecplanError as exc:
             notes.append(f"acceptance not read from the server: {exc}")
     notes += [f"{detected.engine} stream: {n}" for n in _stream_notes(windows)]
