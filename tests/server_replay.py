@@ -58,9 +58,12 @@ def _handler(routes: dict[tuple[str, str], Route | Callable[[bytes], Route]], re
             if not route.stream:
                 self.wfile.write(route.body)
                 return
-            for line in route.body.splitlines(keepends=True):
-                self.wfile.write(line)
-                self.wfile.flush()
+            try:
+                for line in route.body.splitlines(keepends=True):
+                    self.wfile.write(line)
+                    self.wfile.flush()
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the probe stopped reading (its budget ended): what a real server sees too
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             self._answer("GET")

@@ -42,6 +42,7 @@ MAX_TOKENS = 32
 DATA = Path(__file__).parent / "data" / "server"
 _DRAFT_LINE = re.compile(r"draft acceptance = [0-9.]+ \( *(\d+) accepted / *(\d+) generated\)")
 _EVAL_LINE = re.compile(r"(?<!prompt) eval time = [^/\n]*/\s*(\d+) tokens")  # n_gen = timings.predicted_n
+_EVAL_RATE = re.compile(r"(?<!prompt) eval time = [^\n]*?([0-9.]+) tokens per second")
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,17 @@ def _record_fixtures(servers: Servers) -> None:
             (DATA / name).write_bytes(r.read())
 
 
+def _server_rates(log: Path, offset: int) -> list[float]:
+    """The server's own decode rate per request since ``offset`` (its 'eval time' line), tokens/s."""
+    text = log.read_bytes()[offset:].decode("utf-8", errors="replace")
+    return [float(x) for x in _EVAL_RATE.findall(text)]
+
+
+def _median(values: list[float]) -> float:
+    s = sorted(values)
+    return (s[(len(s) - 1) // 2] + s[len(s) // 2]) / 2
+
+
 def _log_requests(log: Path, offset: int) -> tuple[list[tuple[int, int]], list[int]]:
     """Per request since byte ``offset`` of the server log: (accepted, drafted) pairs and eval tokens."""
     text = log.read_bytes()[offset:].decode("utf-8", errors="replace")
@@ -179,7 +191,9 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
     assert text.exit_code == 0 and "Predicted vs measured per load" in text.stdout, text.stdout + text.stderr
     report = [f"\nprobe --server on this CPU (llama-server b11312, tiny Q8_0 pair, k={K}, {REQUESTS} requests x "
               f"{MAX_TOKENS} tokens per level, load {os.getloadavg()[0]:.1f}): accepted {accepted} of {drafted} drafted"]
-    for r, lv in zip(rows, loads):
+    spec_rates, base_rates = _server_rates(servers.spec_log, spec_offset)[1:], _server_rates(servers.base_log, base_offset)[1:]
+    for i, (r, lv) in enumerate(zip(rows, loads)):
+        own = (_median(spec_rates[i * REQUESTS:(i + 1) * REQUESTS]), _median(base_rates[i * REQUESTS:(i + 1) * REQUESTS]))
         report.append(
             f"  concurrency {r['concurrency']}: tokens/s per sequence predicted {r['predicted_tokens_per_s_per_sequence']:.1f}"
             f" measured {r['measured_tokens_per_s_per_sequence']:.1f} (baseline predicted "
@@ -187,7 +201,8 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
             f" total predicted {r['predicted_total_tokens_per_s']:.1f} measured {r['measured_total_tokens_per_s']:.1f};"
             f" speedup predicted {r['predicted_speedup']:.2f}x measured {r['measured_speedup_per_sequence']:.2f}x per "
             f"sequence, {r['measured_speedup_total']:.2f}x total; TTFT median {lv['ttft_s_median'] * 1000:.1f} ms, "
-            f"ITL median {lv['itl_s_median'] * 1000:.2f} ms, {lv['tokens_per_chunk']:.2f} tokens per chunk")
+            f"ITL median {lv['itl_s_median'] * 1000:.2f} ms, {lv['tokens_per_chunk']:.2f} tokens per chunk; the servers' "
+            f"own eval rate (log, median) {own[0]:.1f} spec / {own[1]:.1f} baseline tokens/s")
     with capsys.disabled():
         print("\n".join(report))
         print(text.stdout)
