@@ -331,3 +331,30 @@ def test_old_files_still_read(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"schema_version": 1, "source": "vllm-metrics", "target": {"id": "x"}}))
     cal = read_calibration(path)
     assert cal.loads == [] and cal.server is None
+
+
+def test_budget_end_writes_a_partial_file(tmp_path: Path) -> None:
+    clock = StepClock()
+
+    def on_step(what: str) -> None:
+        if what.startswith("concurrency 2"):
+            clock.counter = itertools.count(10**12)  # the budget is spent before the second level starts
+
+    with replay_server(_llama_routes()) as spec, replay_server(_llama_routes(BASE_STREAM)) as base:
+        cal = run_server_probe(_cfg(spec.url, baseline_url=base.url, budget_s=1000.0, clock=clock, on_step=on_step),
+                               tmp_path / "c.yaml")
+    assert cal.partial and "budget" in cal.partial_reason
+    assert [lv.requests_sent for lv in cal.loads] == [3, 0] and cal.loads[1].baseline_requests_completed is None
+    assert cal.counters.num_draft_tokens == 3 * _final(STREAM)["timings"]["draft_n"]  # level 1 alone
+
+
+def test_budget_spent_before_anything_is_one_line(tmp_path: Path) -> None:
+    clock = StepClock()
+
+    def on_step(what: str) -> None:
+        clock.counter = itertools.count(10**12)
+
+    with replay_server(_llama_routes()) as spec:
+        with pytest.raises(SpecplanError, match="no request completed"):
+            run_server_probe(_cfg(spec.url, budget_s=1000.0, clock=clock, on_step=on_step), tmp_path / "c.yaml")
+    assert not (tmp_path / "c.yaml").exists()

@@ -153,7 +153,9 @@ def run_server_probe(cfg: ServerProbeConfig, output: str | Path, force: bool = F
         for i, c in enumerate(cfg.concurrency):
             spec_run, window = _spec_level(cfg, detected, url, model, c, budget, runs, i)
             windows.append(window)
-            base_run = _baseline_level(cfg, baseline, base_model, c, budget, runs, i) if baseline else None
+            spec_stopped = spec_run.interrupted or spec_run.out_of_budget or not spec_run.records
+            base_run = (_baseline_level(cfg, baseline, base_model, c, budget, runs, i)
+                        if baseline and not spec_stopped else None)
             levels.append(_level_record(cfg, detected, c, spec_run, window, base_run))
             for name, run in (("speculative server", spec_run), ("baseline server", base_run)):
                 if run is None:
