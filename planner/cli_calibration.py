@@ -12,23 +12,29 @@ from planner.errors import SpecplanError
 
 __all__ = ["detect", "probe", "calibrate"]
 
-# Options only one engine's probe reads: given explicitly with the other engine, they are refused, not ignored.
-_HF_ONLY = ("random_weights", "trust_remote_code", "device", "dtype", "batch_sizes", "temperature")
+# Options only some probes read: given explicitly to another, they are refused, not ignored.
+_HF_ONLY = ("random_weights", "trust_remote_code", "device", "dtype", "batch_sizes")
 _LLAMACPP_ONLY = ("llama_bin", "target_gguf", "draft_gguf", "threads")
+_SERVER_ONLY = ("baseline_url", "concurrency", "requests", "model", "k", "p_min", "gpus", "timeout_s", "endpoint")
+_REFUSED = {  # probe kind -> the options it would ignore
+    "hf": _LLAMACPP_ONLY + _SERVER_ONLY,
+    "llamacpp": _HF_ONLY + ("temperature",) + _SERVER_ONLY,  # the llama.cpp engine probe runs greedy only
+    "server": _HF_ONLY + _LLAMACPP_ONLY + ("k_max", "contexts"),
+}
+_KIND_NAME = {"hf": "--engine hf (transformers)", "llamacpp": "--engine llamacpp (the engine probe)",
+              "server": "--server (the live-server probe)"}
 
 
-def _refuse_other_engine_flags(engine: str) -> None:
-    """One line, exit 2, for an option of the other engine that the user gave (command line or environment)."""
+def _refuse_foreign_flags(kind: str) -> None:
+    """One line, exit 2, for an option this probe kind does not read that the user gave (command line or environment)."""
     from click.core import ParameterSource
 
     ctx = click.get_current_context()
-    other = _HF_ONLY if engine == "llamacpp" else _LLAMACPP_ONLY
-    given = [p.opts[0] for p in ctx.command.params if p.name in other
+    given = [p.opts[0] for p in ctx.command.params if p.name in _REFUSED[kind]
              and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if given:
-        owner = "--engine hf (transformers)" if engine == "llamacpp" else "--engine llamacpp"
-        raise SpecplanError(f"{', '.join(given)}: only {owner} reads {'it' if len(given) == 1 else 'them'}; "
-                            f"--engine {engine} would ignore {'it' if len(given) == 1 else 'them'}")
+        it = "it" if len(given) == 1 else "them"
+        raise SpecplanError(f"{', '.join(given)}: {_KIND_NAME[kind]} does not read {it} and would ignore {it}")
 
 
 @click.command()
@@ -51,8 +57,28 @@ def detect(fmt: str, require_gpu: bool) -> None:
 
 
 @click.command()
-@click.option("--engine", type=click.Choice(["hf", "llamacpp"]), default="hf", show_default=True,
-              help="Engine to time: hf (transformers, torch) or llamacpp (the build in --llama-bin, GGUF files).")
+@click.option("--engine", type=click.Choice(["hf", "llamacpp", "vllm", "sglang", "auto"]), default=None,
+              help="Engine to time: hf (transformers, torch; the default) or llamacpp (the build in --llama-bin, GGUF "
+                   "files); with --server, the engine serving it: vllm, sglang, llamacpp or auto (the default: read "
+                   "from its /props or /metrics).")
+@click.option("--server", type=NAME, default=None, help="Base URL of a running speculative server (http:// or https://): "
+              "send it bounded streaming load instead of timing models here.")
+@click.option("--baseline-url", type=NAME, default=None, help="Base URL of the same target served without speculation "
+              "(--server): the same load runs there and the measured speedup is reported.")
+@click.option("--concurrency", type=IntList(1, 4096), default="1,4,16", show_default=True,
+              help="Concurrency levels of --server, run in turn (requests in flight, comma-separated).")
+@click.option("--requests", type=Int(1, 100_000), default=16, show_default=True,
+              help="Requests per concurrency level (--server).")
+@click.option("--model", type=NAME, default=None, help="Served model name to send (--server; default: the first of its /v1/models).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server uses (--server; needed only "
+              "when neither its /props nor its metrics state it).")
+@click.option("--p-min", type=_UNIT, default=None, help="llama.cpp p-min the server runs with, a probability 0..1 "
+              "(--server; used when its /props does not state it).")
+@click.option("--gpus", type=Int(1, 4096), default=1, show_default=True, help="GPUs the server runs on (--server, with --gpu).")
+@click.option("--timeout-s", type=Float(0, 3600, low_open=True), default=60.0, show_default=True,
+              help="Limit on every HTTP call and every wait for the next streamed chunk (--server), seconds.")
+@click.option("--endpoint", type=click.Choice(["completions", "chat"]), default="completions", show_default=True,
+              help="OpenAI endpoint to stream from (--server): /v1/completions or /v1/chat/completions.")
 @click.option("--llama-bin", type=click.Path(file_okay=False), default=None, help="llama.cpp build folder with llama-bench and llama-speculative (--engine llamacpp).")
 @click.option("--target-gguf", type=click.Path(dir_okay=False), default=None, help="Target GGUF file (--engine llamacpp).")
 @click.option("--draft-gguf", type=click.Path(dir_okay=False), default=None, help="Draft GGUF file (--engine llamacpp).")
@@ -63,11 +89,14 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--trust-remote-code", is_flag=True, help="Allow model code from the model folder (off unless asked).")
 @click.option("--budget-s", type=Float(0, 86400, low_open=True), default=120.0, show_default=True, help="Time budget for the whole probe, seconds.")
 @click.option("--prompts", type=click.Path(dir_okay=False), default=None, help="JSONL or text file of prompts (one per line; default: built-in chat prompts).")
-@click.option("--temperature", type=Float(0, 100), default=0.7, show_default=True, help="Sampling temperature for the sampled rounds (0: greedy rounds only).")
+@click.option("--temperature", type=Float(0, 100), default=None,
+              help="Sampling temperature for the sampled rounds (default 0.7; 0: greedy rounds only); with --server, "
+                   "of every request (default 0).")
 @click.option("--k-max", type=_K, default=8, show_default=True, help="Longest draft to verify and to run rounds with (tokens, 1..64).")
 @click.option("--batch-sizes", type=IntList(1, 4096), default="1,4", show_default=True, help="Batch sizes of the timing grid (sequences, comma-separated).")
 @click.option("--contexts", type=IntList(0, 1_000_000), default="128,512", show_default=True, help="Cached lengths of the timing grid (tokens, comma-separated).")
-@click.option("--max-new-tokens", type=Int(1, 1_000_000), default=64, show_default=True, help="Tokens generated per prompt in the speculative rounds (llama-speculative -n).")
+@click.option("--max-new-tokens", "--max-tokens", "max_new_tokens", type=Int(1, 1_000_000), default=64, show_default=True,
+              help="Tokens generated per prompt in the speculative rounds (llama-speculative -n); with --server, per request (max_tokens).")
 @click.option("--device", type=Device(), default="auto", show_default=True, help="Device to run on: auto, cpu, mps, cuda or cuda:N.")
 @click.option("--dtype", type=click.Choice(["auto", "bf16", "fp16", "fp32"]), default="auto", show_default=True,
               help="Weight and activation dtype of both models (auto: bf16 on CUDA, fp32 on CPU).")
@@ -76,18 +105,40 @@ def detect(fmt: str, require_gpu: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], contexts: tuple[int, ...],
-          prompts: str | None, engine: str, llama_bin: str | None, target_gguf: str | None, draft_gguf: str | None,
-          threads: int | None, **flags: Any) -> None:
+          prompts: str | None, engine: str | None, llama_bin: str | None, target_gguf: str | None,
+          draft_gguf: str | None, threads: int | None, server: str | None, baseline_url: str | None,
+          concurrency: tuple[int, ...], requests: int, model: str | None, k: int | None, p_min: float | None,
+          gpus: int, timeout_s: float, endpoint: str, **flags: Any) -> None:
     """Time the real pair on this machine and run real speculative rounds; write a calibration file.
 
     --engine llamacpp times the user's llama.cpp build instead (llama-bench, llama-speculative).
+    --server URL measures a running server instead: bounded streaming load at each --concurrency,
+    TTFT, inter-token latency, tokens/s, acceptance from the server, speedup over --baseline-url.
     """
     from planner.calibration.probe import ProbeConfig, read_prompts, run_probe
     from planner.inputs import check_output
-    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
 
-    _refuse_other_engine_flags(engine)
+    if server is None and baseline_url is not None:
+        raise SpecplanError("--baseline-url needs --server (the speculative server to compare with)")
+    if server is None and engine in ("vllm", "sglang", "auto"):
+        raise SpecplanError(f"--engine {engine} needs --server URL (the engine probe times hf or llamacpp here)")
+    if server is not None and engine == "hf":
+        raise SpecplanError("--engine hf times transformers on this machine; with --server give vllm, sglang, "
+                            "llamacpp or auto")
+    _refuse_foreign_flags("server" if server is not None else engine or "hf")
     check_output(output, force)
+    if server is not None:
+        from planner.calibration.server_probe import ServerProbeConfig, run_server_probe
+
+        scfg = ServerProbeConfig(url=server, target=flags["target"], draft=flags["draft"], baseline_url=baseline_url,
+                                 engine=engine or "auto", concurrency=concurrency, requests=requests,
+                                 max_tokens=flags["max_new_tokens"], prompts=read_prompts(prompts),
+                                 budget_s=flags["budget_s"], timeout_s=timeout_s, model=model, k=k, p_min=p_min,
+                                 temperature=flags["temperature"] or 0.0, endpoint=endpoint, gpu=flags["gpu"], gpus=gpus)
+        _measure(scfg, run_server_probe, output, fmt)
+        return
+    if flags["temperature"] is None:
+        flags["temperature"] = 0.7
     if engine == "llamacpp":
         from planner.calibration.llamacpp_probe import LlamaProbeConfig, run_llamacpp_probe
 
@@ -99,17 +150,19 @@ def probe(fmt: str, output: str, force: bool, batch_sizes: tuple[int, ...], cont
                                 gpu=flags["gpu"] or "cpu", budget_s=flags["budget_s"], k_max=flags["k_max"],
                                 contexts=contexts, threads=threads, prompts=read_prompts(prompts),
                                 n_predict=flags["max_new_tokens"])
-        with progress_printer() as progress:
-            lcfg.progress = progress
-            cal = run_llamacpp_probe(lcfg, output, force=True)
-        _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
-        if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
-            raise KeyboardInterrupt
+        _measure(lcfg, run_llamacpp_probe, output, fmt)
         return
     cfg = ProbeConfig(**flags, batch_sizes=batch_sizes, contexts=contexts, prompts=read_prompts(prompts))
+    _measure(cfg, run_probe, output, fmt)
+
+
+def _measure(cfg: Any, run: Any, output: str, fmt: str) -> None:
+    """Run one probe with a progress bar on stderr, print what it wrote; Ctrl-C still exits 130 after the file."""
+    from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary, progress_printer
+
     with progress_printer() as progress:
         cfg.progress = progress
-        cal = run_probe(cfg, output, force=True)
+        cal = run(cfg, output, force=True)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)
     if cal.partial and (cal.partial_reason or "").startswith("interrupted"):
         raise KeyboardInterrupt  # the partial file is written; the exit code still says "interrupted" (130)

@@ -18,11 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
 import subprocess
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +27,8 @@ import yaml
 
 from planner.cli import main
 from tests.real_llamacpp.models import Pair, make_pair
+from tests.real_llamacpp.server import export_script, free_port as _free_port, get_json as _get, post_json as _post
+from tests.real_llamacpp.server import stop as _stop, version_line as _version_line, wait_healthy as _wait_healthy
 
 pytestmark = pytest.mark.real_llamacpp
 
@@ -150,62 +148,9 @@ def test_llama_speculative_runs_the_pair(llama_bin: Path, models: Pair, tmp_path
     assert 0 <= int(stats["n_accept"]) <= int(stats["n_drafted"]), stats
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url: str, timeout_s: float = 5) -> dict:
-    with urllib.request.urlopen(url, timeout=timeout_s) as r:
-        return json.loads(r.read())
-
-
-def _post(url: str, body: dict, timeout_s: float) -> dict:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout_s) as r:
-        return json.loads(r.read())
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
-
-
-def _wait_healthy(proc: subprocess.Popen, port: int, log: Path, limit_s: float = 120) -> None:
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama-server exited with {proc.returncode}: {log.read_text(errors='replace')[-3000:]}")
-        try:
-            if _get(f"http://127.0.0.1:{port}/health", 2).get("status") == "ok":
-                return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"llama-server not healthy after {limit_s} s: {log.read_text(errors='replace')[-3000:]}")
-
-
-def _version_line(llama_bin: Path) -> str:
-    """llama-server's own --version line (``version: 0.5.0-dev (build 11312, commit 0c1e57098)``)."""
-    done = _run([llama_bin / "llama-server", "--version"], 30, merge=True)
-    return next(line for line in done.stdout.splitlines() if line.startswith("version:"))
-
-
 def _export(runner, models: Pair, gpu: str, version: str, out: Path) -> Path:
     """specplan export for the pair, for the release the build's own --version line names."""
-    result = runner.invoke(main, ["export", "--server", "llamacpp", "--target", str(models.target_dir),
-                                  "--draft", str(models.draft_dir), "--gpu", gpu, "--precision", "q8_0",
-                                  "--context", str(CONTEXT), "--batch", "1", "--k", str(K),
-                                  "--target-path", str(models.target_gguf), "--draft-path", str(models.draft_gguf),
-                                  "--server-version", version, "-o", str(out / "llamacpp-serve.sh")])
-    assert result.exit_code == 0, result.output + result.stderr
-    return out / "llamacpp-serve.sh"
+    return export_script(runner, models, gpu, version, out, context=CONTEXT, k=K)
 
 
 def _predicted(runner, models: Pair, gpu: str) -> dict:

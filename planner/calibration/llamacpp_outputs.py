@@ -191,6 +191,7 @@ def llamacpp_calibration(
     draft: ModelArg | None,
     source_label: str | Sequence[str] = "llama.cpp output",
     p_min: float | None = None,
+    window_rounds: int | None = None,
 ) -> CalibrationFile:
     """A calibration file from llama.cpp outputs (responses, server log, /metrics, llama-speculative output).
 
@@ -199,6 +200,8 @@ def llamacpp_calibration(
     verification steps, None when no text states them). drafted per round = D / S. ``k`` (the
     server's draft maximum) and p-min are read from the texts when stated; ``k`` is needed only
     when none states it. ``source_label`` names the texts: one label for all, or one per text.
+    ``window_rounds``: the server's verification steps for exactly these requests, counted elsewhere
+    (the difference of two /metrics scrapes around them, as probe --server takes); used when no text states S.
     """
     if not texts:
         raise SpecplanError("no llama.cpp outputs given")
@@ -215,6 +218,9 @@ def llamacpp_calibration(
     parts = _merge_same_requests(read, notes)
     k = _resolve_k(texts, k, labels[0], notes)
     accepted, drafted, rounds, bound, per_position = _totals(parts)
+    if rounds is None and window_rounds:
+        rounds = window_rounds
+        notes.append(f"{rounds} verification steps from the server's /metrics window around these requests")
     if drafted == 0:
         raise SpecplanError(f"{', '.join(labels)}: no draft tokens were proposed")
     if rounds is not None and drafted > k * rounds:

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from planner.atomic import write_text_atomic
+from planner.calibration.schema_loads import LoadLevel, ServerRun
 from planner.catalog.loading import format_validation_error
 from planner.catalog.schemas import Frozen
 from planner.errors import SpecplanError
@@ -32,6 +33,8 @@ __all__ = [
     "FittedVerify",
     "PromptCounts",
     "CalibrationFile",
+    "LoadLevel",
+    "ServerRun",
     "read_calibration",
     "write_calibration",
     "now_iso",
@@ -206,7 +209,7 @@ class CalibrationFile(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     created_at: str = Field(default_factory=now_iso)
-    source: Literal["probe", "vllm-metrics", "sglang-metrics", "llamacpp"]
+    source: Literal["probe", "vllm-metrics", "sglang-metrics", "llamacpp", "server-probe"]
     partial: bool = False
     partial_reason: str | None = None
     device: DeviceIdentity | None = None
@@ -221,6 +224,9 @@ class CalibrationFile(_Record):
     # Absent from files written before the verify curve was fitted: they read as "no curve".
     fitted_verify: list[FittedVerify] = Field(default_factory=list)
     per_prompt: list[PromptCounts] = Field(default_factory=list)
+    # probe --server (planner.calibration.server_probe): the server and one record per concurrency level
+    server: ServerRun | None = None
+    loads: list[LoadLevel] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
 
 

@@ -12,7 +12,8 @@ from rich.text import Text
 from planner.outputs.render import Column, console, print_line, print_table
 from planner.units import MILLI
 
-__all__ = ["print_detect_table", "progress_printer", "calibration_summary_to_dict", "print_calibration_summary"]
+__all__ = ["print_detect_table", "progress_printer", "calibration_summary_to_dict", "print_calibration_summary",
+           "print_loads_table"]
 
 
 def print_detect_table(rows: list[dict[str, Any]]) -> None:
@@ -63,6 +64,9 @@ def calibration_summary_to_dict(cal: CalibrationFile, path: str) -> dict[str, An
              "geometric_p_value": None if a.geometric_p_value is None else round(a.geometric_p_value, 4),
              "decays_with_position": a.decays_with_position}
             for a in cal.fitted_acceptance],
+        "engine": cal.engine,
+        "server": cal.server.model_dump(mode="json") if cal.server else None,
+        "loads": [level.model_dump(mode="json") for level in cal.loads],
         "notes": list(cal.notes),
     }
 
@@ -83,5 +87,28 @@ def print_calibration_summary(d: dict[str, Any]) -> None:
         positions = ", ".join(f"{x:.2f}" for x in a["per_position"])
         print_line(f"  {a['mode']}: alpha {a['alpha']:.3f} (95% {a['alpha_low']:.3f}-{a['alpha_high']:.3f}) "
                    f"per position [{positions}]{gof}{decay}", out)
+    if d.get("loads"):
+        print_loads_table(d["loads"], f"{d['engine']} server {d['server']['url'] if d.get('server') else ''}")
     for n in d["notes"]:
         print_line(f"  note: {n}", out)
+
+
+def _num(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if x is None else f"{x * scale:.{digits}f}"
+
+
+def print_loads_table(loads: list[dict[str, Any]], title: str) -> None:
+    """One row per concurrency level of probe --server: latencies in ms, rates in tokens/s."""
+    columns = (Column("conc", "right"), Column("done", "right"), Column("tokens", "right"), Column("TTFT ms", "right"),
+               Column("p90", "right"), Column("ITL ms", "right"), Column("p90", "right"), Column("tok/s seq", "right"),
+               Column("tok/s all", "right"), Column("accepted/drafted", "right"), Column("base tok/s seq", "right"),
+               Column("speedup seq", "right"), Column("speedup all", "right"))
+    rows: list[list[str | Text]] = []
+    for v in loads:
+        acc = "-" if v["drafted_tokens"] is None else f"{v['accepted_tokens']}/{v['drafted_tokens']}"
+        rows.append([str(v["concurrency"]), f"{v['requests_completed']}/{v['requests_sent']}", str(v["output_tokens"]),
+                     _num(v["ttft_s_median"], 1000), _num(v["ttft_s_p90"], 1000), _num(v["itl_s_median"], 1000, 2),
+                     _num(v["itl_s_p90"], 1000, 2), _num(v["tokens_per_s_per_sequence"]), _num(v["total_tokens_per_s"]),
+                     acc, _num(v["baseline_tokens_per_s_per_sequence"]), _num(v["measured_speedup_per_sequence"], 1, 2),
+                     _num(v["measured_speedup_total"], 1, 2)])
+    print_table(f"Measured load, {title}", columns, rows)

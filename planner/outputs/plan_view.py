@@ -10,6 +10,7 @@ from planner.costmodel.operators import BOUNDED_OPERATORS
 from planner.outputs.fit_view import fit_to_dict
 from rich.text import Text
 
+from planner.outputs.loads_view import print_load_comparison
 from planner.outputs.cautions import TIGHT_HEADROOM_GIB, draft_checkpoint_hint, headroom_caution
 from planner.outputs.render import Column, console, print_line, print_table, print_warnings, unique
 from planner.plan import Estimate, Recommendation, candidate_to_dict
@@ -159,6 +160,8 @@ def _print_calibration(cal: dict[str, Any]) -> None:
     columns = (Column("figure"), Column("catalogue", "right"), Column("calibrated", "right"), Column("measured", "right"),
                Column("from"))
     print_table(f"Calibration {cal['file']}", columns, rows)
+    if cal.get("loads"):
+        print_load_comparison(cal["loads"])
 
 
 def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool) -> list[str]:
@@ -180,6 +183,7 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
         "precision": req.precision.name, "kv_precision": req.kv.name, "batch": req.batch, "context": req.context,
         "task": task, "created_at": now_iso(),
         "objective": objective, "verdict": rec.verdict, "candidates": candidates,
+        "calibration_loads": rec.loads,
         "warnings": unique(rec.warnings),
     }
 
@@ -233,4 +237,6 @@ def print_recommendation(d: dict[str, Any]) -> None:
                "draft precision); tok/s per sequence" + (f"; tok/s all: over all {d['batch']} sequences" if total else "")
                + ("; tok/USD: total tokens per US dollar of GPU time" if per_usd else "")
                + f"; tight: under {TIGHT_HEADROOM_GIB:g} GiB free per GPU; c and memory in --format json", out)
+    if d.get("calibration_loads"):
+        print_load_comparison(d["calibration_loads"])
     print_warnings(d["warnings"], out)

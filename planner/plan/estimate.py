@@ -20,9 +20,10 @@ from planner.memory import FitReport, FitRequest, fit_report
 from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.plan.common import K_SEARCH, UAG_K, bound, check_task, draft_rule_warnings, profiles
+from planner.plan.measured_loads import compare_loads
 from planner.verdicts import pass_verdict
 
-__all__ = ["EstimateInputs", "Estimate", "estimate"]
+__all__ = ["EstimateInputs", "Estimate", "estimate", "estimate_one"]
 
 _FAR_K_TAIL = 0.1  # the last drafted position is accepted less often than this
 
@@ -76,7 +77,24 @@ def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration
 
 
 def estimate(inp: EstimateInputs) -> Estimate:
-    """Price the target alone, or target + draft at k (best k when none is given)."""
+    """Price the target alone, or target + draft at k (best k when none is given).
+
+    With a calibration from `probe --server`, the block also holds predicted vs measured at each
+    recorded concurrency (planner.plan.measured_loads), priced by this same function.
+    """
+    est = estimate_one(inp)
+    if inp.calibration is None or est.calibration is None:
+        return est
+    cal = read_calibration(inp.calibration)
+    loads = compare_loads(cal, inp.calibration, inp.fit, est.fit.request.engine.name,
+                          lambda fit: estimate_one(replace(inp, fit=fit, k_given=True)))
+    if loads is None:
+        return est
+    return replace(est, calibration={**est.calibration, "loads": loads}, warnings=est.warnings + tuple(loads["warnings"]))
+
+
+def estimate_one(inp: EstimateInputs) -> Estimate:
+    """estimate without the per-load comparison (what that comparison prices each load with)."""
     check_task(inp.task)
     if inp.k_given:
         sp.check_k(inp.fit.k)

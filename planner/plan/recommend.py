@@ -88,6 +88,7 @@ class Recommendation:
     candidates: list[Candidate]
     warnings: tuple[str, ...]
     verdict: str = ""  # the answer, read first: what to run, or why nothing / no speculation
+    loads: dict[str, Any] | None = None  # predicted vs measured per load of a probe --server calibration
 
 
 def recommend(inp: RecommendInputs) -> Recommendation:
@@ -130,7 +131,24 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     ranked = [Ranked(c.draft, c.draft_precision, c.k, c.gpus, c.speedup, c.fits, c.c, c.r, c.alpha, c.verify_bound)
               for c in rows]
     text = recommendation_verdict(ranked, base.gpu.id, base.batch, nothing_fits)
-    return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings, text)
+    loads = _measured_loads(cal, inp, base.engine.name)
+    if loads is not None:
+        warnings += tuple(loads["warnings"])
+    return Recommendation(replace(base, gpus=inp.fit.gpus), shown, warnings, text, loads)
+
+
+def _measured_loads(cal: CalibrationFile | None, inp: RecommendInputs, engine: str) -> dict[str, Any] | None:
+    """Predicted vs measured at each load of a probe --server file, for the pair it measured."""
+    if cal is None or not cal.loads:
+        return None
+    from planner.plan.estimate import EstimateInputs, estimate_one
+    from planner.plan.measured_loads import compare_loads
+
+    def price(fit: FitInputs) -> Any:
+        return estimate_one(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration,
+                                           server_version=inp.server_version))
+
+    return compare_loads(cal, inp.calibration or "", inp.fit, engine, price)
 
 
 def _candidate_warnings(rows: list[Candidate], target: ModelSpec) -> list[str]:
