@@ -34,7 +34,10 @@ def _refuse_foreign_flags(kind: str) -> None:
              and ctx.get_parameter_source(p.name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
     if given:
         it = "it" if len(given) == 1 else "them"
-        raise SpecplanError(f"{', '.join(given)}: {_KIND_NAME[kind]} does not read {it} and would ignore {it}")
+        readers = [_KIND_NAME[other] for other in _REFUSED
+                   if other != kind and not any(p.name in _REFUSED[other] for p in ctx.command.params if p.opts[0] in given)]
+        only = f" (only {' or '.join(readers)} reads {it})" if readers else ""
+        raise SpecplanError(f"{', '.join(given)}: {_KIND_NAME[kind]} does not read {it} and would ignore {it}{only}")
 
 
 @click.command()
