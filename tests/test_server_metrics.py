@@ -55,9 +55,12 @@ def test_read_text_source_missing_file_names_it(tmp_path):
     assert str(missing) in one_line_error(excinfo)
 
 
-def test_read_text_source_refuses_other_url_schemes():
-    with pytest.raises(SpecplanError, match=r"cannot fetch ftp://host/metrics"):
-        read_text_source("ftp://host/metrics")
+@pytest.mark.parametrize("url, why", [("ftp://host/metrics", "expected an http:// or https:// URL"),
+                                      ("http://[::1/metrics", "not a URL"), ("http://ex ample/metrics", "without spaces"),
+                                      ("http://h\u00e9/metrics", "printable ASCII"), ("http://h:99999/metrics", "port")])
+def test_read_text_source_refuses_what_is_not_an_http_url(url, why):
+    with pytest.raises(SpecplanError, match=why):
+        read_text_source(url, "--vllm-metrics")
 
 
 # --- vLLM: one scrape --------------------------------------------------------------------------

@@ -129,7 +129,7 @@ def test_level_figures_medians_and_totals() -> None:
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://host/x", "127.0.0.1:8080", "http://", "http://h:x/",
-                                 "http://h:8000/?a=1"])
+                                 "http://h:8000/?a=1", "http://[::1", "http://ex ample", "http://h\u00e9:8000"])
 def test_only_http_urls(url: str) -> None:
     with pytest.raises(SpecplanError, match="--server"):
         check_base_url(url, "--server")

@@ -52,6 +52,7 @@ from planner.calibration.vllm_metrics import (
 from planner.errors import SpecplanError
 from planner.inputs import MAX_INPUT_BYTES, read_text
 from planner.speedup import accepted_length_pmf, check_k
+from planner.urls import check_http_url, is_url
 
 __all__ = [
     "VllmSnapshot",
@@ -74,12 +75,9 @@ def read_text_source(url_or_file: str, what: str | None = None, timeout_s: float
     instead of refusing the file: a saved stdout+stderr is the tool's text, not the user's, and
     a progress bar cut mid-character must not hide the counters in it. Errors are one line.
     """
-    scheme = urllib.parse.urlsplit(url_or_file).scheme.lower()
-    if scheme in ("http", "https"):
-        return _fetch_url(url_or_file, timeout_s)
-    # "C:\\x" parses with scheme "c": only "scheme://" marks a URL, anything else is a path.
-    if "://" in url_or_file:
-        raise SpecplanError(f"cannot fetch {url_or_file}: only http:// and https:// URLs (or a file) are supported")
+    if is_url(url_or_file):
+        check_http_url(url_or_file, what or "URL")
+        return _fetch_url(url_or_file.strip(), timeout_s)
     return read_text(url_or_file, what, log=log)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from planner.errors import SpecplanError
 from planner.inputs import shown
+from planner.urls import check_http_url
 
 __all__ = ["TransportError", "BudgetSpent", "check_base_url", "join", "get_text", "get_json", "stream_lines", "Connections",
            "MAX_LINE_BYTES", "MAX_BODY_BYTES"]
@@ -38,16 +39,7 @@ class BudgetSpent(TransportError):
 
 def check_base_url(url: str, flag: str) -> str:
     """The URL without a trailing slash; anything but http:// or https:// with a host is refused."""
-    parts = urllib.parse.urlsplit(url.strip())
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise SpecplanError(f"{flag} {shown(url, 80)}: expected an http:// or https:// URL with a host "
-                            "(for example http://127.0.0.1:8000)")
-    if parts.query or parts.fragment:
-        raise SpecplanError(f"{flag} {shown(url, 80)}: give the server's base URL, without ?query or #fragment")
-    try:
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-    except ValueError:
-        raise SpecplanError(f"{flag} {shown(url, 80)}: the port is not a number from 0 to 65535") from None
+    check_http_url(url, flag, base=True)
     return url.strip().rstrip("/")
 
 
