@@ -175,6 +175,12 @@ def test_probe_server_against_real_llama_servers(servers: Servers, models: Pair,
     # scrapes span the warm-up too, whose steps each drafted at least one token.
     steps = sum(lv["verification_steps"] for lv in loads)
     assert steps == cal["counters"]["num_drafts"] == fitted["rounds"]
+    # Per-position acceptance from the same /metrics differences: the steps that accepted position i sum,
+    # over positions, to the accepted tokens the streams' timings count.
+    for lv in loads:
+        assert len(lv["accepted_per_position"]) == K and sum(lv["accepted_per_position"]) == lv["accepted_tokens"]
+    assert len(fitted["per_position"]) >= 1 and cal["counters"]["accepted_per_position"] == [
+        sum(col) for col in zip(*(lv["accepted_per_position"] for lv in loads))]
     warm_drafted = spec_pairs[0][1]
     assert 0 <= _drafts_counter(servers.spec_url) - steps_before - steps <= warm_drafted
 

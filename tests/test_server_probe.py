@@ -358,3 +358,20 @@ def test_budget_spent_before_anything_is_one_line(tmp_path: Path) -> None:
         with pytest.raises(SpecplanError, match="no request completed"):
             run_server_probe(_cfg(spec.url, budget_s=1000.0, clock=clock, on_step=on_step), tmp_path / "c.yaml")
     assert not (tmp_path / "c.yaml").exists()
+
+
+# --- llama.cpp per-position window ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("before, after, steps, want", [
+    ([], [5, 3, 1], 6, (5, 3, 1)),             # a fresh server: no series before the window
+    ([2, 1, 0], [7, 4, 1], 6, (5, 3, 1)),
+    ([2, 1, 0], [7, 4], 6, None),              # the series shrank: another server, not a window
+    ([9, 1, 0], [7, 4, 1], 6, None),           # a counter went down: restarted
+    ([0, 0, 0], [3, 5, 1], 6, None),           # position 2 accepted more often than position 1
+    ([0, 0, 0], [7, 4, 1], 6, None),           # more steps accepted position 0 than ran
+])
+def test_per_position_window(before, after, steps, want) -> None:
+    from planner.calibration.server_probe.acceptance import _per_position_delta
+
+    assert _per_position_delta(before, after, steps) == want

@@ -192,6 +192,7 @@ def llamacpp_calibration(
     source_label: str | Sequence[str] = "llama.cpp output",
     p_min: float | None = None,
     window_rounds: int | None = None,
+    window_per_position: Sequence[int] | None = None,
 ) -> CalibrationFile:
     """A calibration file from llama.cpp outputs (responses, server log, /metrics, llama-speculative output).
 
@@ -202,6 +203,8 @@ def llamacpp_calibration(
     when none states it. ``source_label`` names the texts: one label for all, or one per text.
     ``window_rounds``: the server's verification steps for exactly these requests, counted elsewhere
     (the difference of two /metrics scrapes around them, as probe --server takes); used when no text states S.
+    ``window_per_position``: of those steps, how many accepted draft position i (the same difference of
+    the per_pos series); used with ``window_rounds`` when no text gives per-position rates.
     """
     if not texts:
         raise SpecplanError("no llama.cpp outputs given")
@@ -221,6 +224,9 @@ def llamacpp_calibration(
     if rounds is None and window_rounds:
         rounds = window_rounds
         notes.append(f"{rounds} verification steps from the server's /metrics window around these requests")
+        if per_position is None and window_per_position and max(window_per_position) <= rounds:
+            per_position = tuple(c / rounds for c in window_per_position)
+            notes.append("per-position acceptance from the same /metrics window (per_pos differences)")
     if drafted == 0:
         raise SpecplanError(f"{', '.join(labels)}: no draft tokens were proposed")
     if rounds is not None and drafted > k * rounds:

@@ -34,7 +34,8 @@ from planner.calibration.llamacpp_settings import clean_log, states_settings
 from planner.errors import SpecplanError
 from planner.inputs import parse_json, shown
 
-__all__ = ["LlamaCounts", "llamacpp_counts", "mean_length_spread", "per_position_width", "rounds_from_mean_length"]
+__all__ = ["LlamaCounts", "llamacpp_counts", "mean_length_spread", "metric_per_position", "per_position_width",
+           "rounds_from_mean_length"]
 
 _NUM = r"([0-9]*\.?[0-9]+)"
 # Every variant of the per-request server line (see the module docstring).
@@ -282,14 +283,14 @@ def _metrics_counts(text: str, label: str) -> LlamaCounts | None:
     if accepted > drafted:
         raise SpecplanError(f"{label}: llamacpp:spec_decode_num_accepted_tokens_total exceeds the draft tokens")
     rounds = int(found["drafts"]) if "drafts" in found else None
-    per_pos = _metric_per_pos(text, label)
+    per_pos = metric_per_position(text, label)
     rates = tuple(c / rounds for c in per_pos) if per_pos and rounds and max(per_pos) <= rounds else None
     return LlamaCounts("llama-server /metrics (cumulative since start)", accepted, drafted, rounds or None, 1,
                        per_position=rates)
 
 
-def _metric_per_pos(text: str, label: str) -> list[int]:
-    """The per-position series of /metrics by position (the server sizes it to its draft n_max)."""
+def metric_per_position(text: str, label: str) -> list[int]:
+    """Rounds that accepted draft position i (cumulative), per position, from /metrics (sized to the draft n_max); count."""
     series = {}
     for pos, value in _METRIC_PER_POS.findall(text):
         count = float(value) if len(value) < 24 else -1.0

@@ -62,6 +62,8 @@ class LoadLevel(_Record):
     drafted_tokens: _Count | None = Field(None, description="draft tokens proposed in this level's window")
     accepted_tokens: _Count | None = Field(None, description="draft tokens accepted in the window (bonus excluded)")
     verification_steps: _Count | None = Field(None, description="the server's own verification steps with a draft")
+    accepted_per_position: list[_Count] | None = Field(
+        None, description="verification steps of the window that accepted draft position i (llama.cpp /metrics per_pos)")
     baseline_requests_completed: _Count | None = None
     baseline_output_tokens: _Count | None = None
     baseline_ttft_s_median: _Seconds | None = None

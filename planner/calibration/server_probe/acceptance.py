@@ -100,6 +100,7 @@ class WindowCounts:
     accepted: int | None
     rounds: int | None
     notes: tuple[str, ...] = ()
+    per_position: tuple[int, ...] | None = None  # steps that accepted position i, in the window
 
 
 @dataclass
@@ -129,7 +130,7 @@ def _metrics_calibration(engine: str, before: str | None, after: str | None, k: 
 
 def _llamacpp_window(window: Window, label: str) -> WindowCounts:
     """Drafts from the final chunks' timings; the server's steps from its /metrics difference when that matches."""
-    from planner.calibration.llamacpp_texts import llamacpp_counts
+    from planner.calibration.llamacpp_texts import llamacpp_counts, metric_per_position
 
     counts = llamacpp_counts(final_objects_json(window.records), label)
     if counts is None:
@@ -145,7 +146,20 @@ def _llamacpp_window(window: Window, label: str) -> WindowCounts:
         return WindowCounts(counts.drafted, counts.accepted, None, (
             f"{label}: /metrics moved by {delta[1]} accepted / {delta[0]} drafted, the streams' timings say "
             f"{counts.accepted} / {counts.drafted} (other clients?): verification steps not taken from it",))
-    return WindowCounts(counts.drafted, counts.accepted, after.rounds - (before.rounds or 0))
+    steps = after.rounds - (before.rounds or 0)
+    return WindowCounts(counts.drafted, counts.accepted, steps, (),
+                        _per_position_delta(metric_per_position(window.before, label), metric_per_position(window.after, label), steps))
+
+
+def _per_position_delta(before: list[int], after: list[int], steps: int) -> tuple[int, ...] | None:
+    """Steps of the window that accepted each draft position (after - before; a series not there yet counts 0)."""
+    if not after or len(before) > len(after):
+        return None
+    delta = tuple(a - (before[i] if i < len(before) else 0) for i, a in enumerate(after))
+    # a restarted server, or positions accepted more often than steps ran: not a window
+    if any(d < 0 or d > steps for d in delta) or any(d2 > d1 for d1, d2 in zip(delta, delta[1:])):
+        return None
+    return delta
 
 
 def level_counts(engine: str, window: Window, k: int | None, target: str, draft: str, model_name: str | None,
@@ -182,12 +196,13 @@ def _streamed_counts(records: Sequence[StreamRecord]) -> tuple[int, int] | None:
 
 def pooled_calibration(engine: str, windows: Sequence[Window], props_text: str | None, k: int | None, target: str,
                        draft: str, model_name: str | None, window_s: float | None, p_min: float | None = None,
-                       rounds: int | None = None) -> CalibrationFile:
+                       rounds: int | None = None, per_position: tuple[int, ...] | None = None) -> CalibrationFile:
     """Acceptance over every window of the speculative server, fitted as ``calibrate`` fits it.
 
     Metrics engines: first scrape before -> last scrape after (only the probe's levels lie between;
     the baseline runs on another server). llama.cpp: every request's final timings, /props, the
-    summed verification steps of the windows (``rounds``) and the draft maximum its /metrics shows.
+    summed verification steps of the windows (``rounds``), the steps that accepted each position
+    (``per_position``, from the same /metrics differences) and the draft maximum its /metrics shows.
     """
     if not windows:
         raise SpecplanError("no load level ran: nothing to fit")
@@ -202,5 +217,5 @@ def pooled_calibration(engine: str, windows: Sequence[Window], props_text: str |
             labels.append("/props")
         width = per_position_width([w.after for w in windows if w.after is not None])
         return llamacpp_calibration(texts, k if k is not None else width, target, draft, labels, p_min=p_min,
-                                    window_rounds=rounds)
+                                    window_rounds=rounds, window_per_position=per_position)
     return _metrics_calibration(engine, windows[0].before, windows[-1].after, k, target, draft, model_name, window_s)

@@ -255,7 +255,9 @@ def _level_record(cfg: ServerProbeConfig, detected: Detected, c: int, spec: Leve
     return LoadLevel(concurrency=c, requests_sent=spec.sent, requests_completed=figs.requests,
                      output_tokens=figs.output_tokens, token_count_source=figs.token_source, window_s=figs.window_s,
                      **_figures(figs), drafted_tokens=counts.drafted, accepted_tokens=counts.accepted,
-                     verification_steps=counts.rounds, errors=errors, **fields)
+                     verification_steps=counts.rounds,
+                     accepted_per_position=list(counts.per_position) if counts.per_position is not None else None,
+                     errors=errors, **fields)
 
 
 def _figures(f: LevelFigures) -> dict[str, Any]:
@@ -282,10 +284,13 @@ def _assemble(cfg: ServerProbeConfig, detected: Detected, url: str, baseline: st
         window_s = sum(level.window_s for level in levels) or None
         steps = [level.verification_steps for level in levels if level.requests_completed]
         rounds = sum(steps) if steps and None not in steps else None  # type: ignore[arg-type]
+        per_pos = [tuple(level.accepted_per_position or ()) for level in levels if level.requests_completed]
+        pooled_pos = (tuple(int(sum(col)) for col in zip(*per_pos))
+                      if rounds and per_pos and all(per_pos) and len({len(p) for p in per_pos}) == 1 else None)
         try:
             # --model (when given) keeps one served model's series, as calibrate's --model-name does
             pooled = pooled_calibration(detected.engine, usable, detected.props_text, cfg.k, cfg.target, cfg.draft,
-                                        cfg.model, window_s, p_min=cfg.p_min, rounds=rounds)
+                                        cfg.model, window_s, p_min=cfg.p_min, rounds=rounds, per_position=pooled_pos)
             counters, fitted = pooled.counters, pooled.fitted_acceptance
             notes += [f"acceptance pooled over {len(usable)} level(s), warm-up excluded; what the reader says:",
                       *pooled.notes]
