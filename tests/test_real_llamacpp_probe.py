@@ -40,6 +40,12 @@ def test_engine_probe_on_the_real_build(llama_bin: Path, models: Pair, runner_mo
     counters = cal["counters"]
     assert counters["num_draft_tokens"] > 0 and 0 <= counters["num_accepted_tokens"] <= counters["num_draft_tokens"]
     assert {f["role"] for f in cal["fitted_timing"]} == {"target", "draft"}
+    # .ci/llamacpp_build.sh builds llama-speculative-simple: llama-server's draft loop, whose statistics line
+    # gives the rounds and the per-position acceptance, pooled over the prompts.
+    assert (llama_bin / "llama-speculative-simple").is_file()
+    fitted = cal["fitted_acceptance"][0]
+    assert fitted["rounds"] and counters["num_drafts"] == fitted["rounds"] and fitted["per_position"], fitted
+    assert len(counters["accepted_per_position"]) == K
 
     est = runner_module.invoke(main, ["estimate", "--target", str(models.target_dir), "--draft", str(models.draft_dir),
                                       "--gpu", "cpu", "--engine", "llamacpp", "--precision", "q8_0", "--context",
@@ -74,7 +80,7 @@ def test_engine_probe_on_the_real_build(llama_bin: Path, models: Pair, runner_mo
         for name, fig, meas in rows:
             print(f"  {name:22s} {fig['catalogue']:9.3f} {fig['calibrated']:9.3f} {meas:9.3f}")
         print(f"  {'speculative tokens/s':22s} {cat_tps:9.1f} {doc['spec_tokens_per_s']:9.1f} {spec_tps:9.1f}"
-              f"  (llama-speculative's own decode speed over {len(spec)} prompts)")
+              f"  (llama-speculative-simple's own decode speed over {len(spec)} prompts)")
         print(f"  pp1 at depth {DEPTH}: {measured[('target', 'pp1')]:.3f} ms; verify curve r(n) at depth {DEPTH}: "
               + ", ".join(f"{r:.2f}" for r in next(c["ratio"] for c in cal["fitted_verify"] if c["context"] == DEPTH))
               + f"; acceptance {counters['num_accepted_tokens']}/{counters['num_draft_tokens']} drafted, "

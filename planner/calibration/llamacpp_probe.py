@@ -168,16 +168,42 @@ def _bench(cfg: LlamaProbeConfig, gguf: Path, role: str,
             parse_bench_json(text, role, label, kinds=("pp",)), text)
 
 
+# llama-speculative-simple (examples/speculative-simple, b11312) drafts through common_speculative, the
+# loop llama-server runs, and prints its statistics line with "#acc rate/pos" (per-position acceptance);
+# llama-speculative (examples/speculative) runs a loop of its own and prints totals only. The probe takes
+# the first of these that --llama-bin holds.
+SPECULATIVE_TOOLS = ("llama-speculative-simple", "llama-speculative")
+# What each tool needs beyond the shared flags (b11312): speculative-simple initialises no drafter unless
+# the type is named (common_speculative_init builds one per enabled --spec-type), and its statistics line
+# is SPC_TRC, printed only at -lv 4 (common/speculative.cpp common_speculative_print_stats).
+_TOOL_FLAGS = {"llama-speculative-simple": ("--spec-type", "draft-simple", "-lv", "4"), "llama-speculative": ()}
+
+
+def speculative_tool(cfg: LlamaProbeConfig) -> str:
+    """The acceptance tool this build has (SPECULATIVE_TOOLS order); exit 3 naming both when it has neither."""
+    for name in SPECULATIVE_TOOLS:
+        try:
+            _tool(cfg, name)
+            return name
+        except LlamaToolMissing:
+            continue
+    raise LlamaToolMissing(f"--llama-bin {cfg.llama_bin}: no executable {' or '.join(SPECULATIVE_TOOLS)} "
+                           "(build llama.cpp's tools there)")
+
+
 def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budget, out: SpeculativeRuns) -> SpeculativeRuns:
-    """llama-speculative on every prompt while the budget lasts (llamacpp_speculative.run_prompts)."""
+    """llama-speculative(-simple) on every prompt while the budget lasts (llamacpp_speculative.run_prompts)."""
+    tool = speculative_tool(cfg)
+
     def call(prompt: str, timeout_s: float) -> str:
-        argv = [_tool(cfg, "llama-speculative"), "-m", target, "-md", draft, "-p", prompt, "-n", cfg.n_predict,
+        argv = [_tool(cfg, tool), "-m", target, "-md", draft, "-p", prompt, "-n", cfg.n_predict,
                 "--spec-draft-n-max", cfg.k_max, "--spec-draft-n-min", "0", "--spec-draft-p-min", cfg.p_min,
-                "--temp", "0", "--seed", "1"]
+                "--temp", "0", "--seed", "1", *_TOOL_FLAGS[tool]]
         if cfg.threads:
             argv += ["-t", cfg.threads]
-        return _call(cfg, argv, timeout_s, "llama-speculative")
+        return _call(cfg, argv, timeout_s, tool)
 
+    out.tool = tool
     return run_prompts(cfg.prompts, call, budget, _MIN_TOOL_S, out)
 
 
@@ -234,8 +260,8 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
 
     budget = Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     target, draft = _gguf(cfg.target_gguf, "--target-gguf"), _gguf(cfg.draft_gguf, "--draft-gguf")
-    for tool in ("llama-bench", "llama-speculative"):
-        _tool(cfg, tool)
+    _tool(cfg, "llama-bench")
+    speculative_tool(cfg)
     identity, gpu = _device(cfg)
     timings: list[TimingPoint] = []
     tg: list[TimingPoint] = []  # the tg tests alone: what the eta / overhead fit reads
@@ -264,7 +290,7 @@ def run_llamacpp_probe(cfg: LlamaProbeConfig, output: str | Path, force: bool = 
         partial = f"{exc} (raise --budget-s)"
     fitted, notes = _fit(cfg, tg, gpu, precisions.get("target")) if tg else ([], [])
     if spec.prompts:
-        labels = [f"llama-speculative prompt {p.prompt + 1}" for p in spec.prompts]
+        labels = [f"{spec.tool} prompt {p.prompt + 1}" for p in spec.prompts]
         cal = llamacpp_calibration(spec.texts, cfg.k_max, cfg.target, cfg.draft, labels, p_min=cfg.p_min)
         acceptance, counters, notes = cal.fitted_acceptance, cal.counters, [*notes, *spec.notes, *cal.notes]
         notes.append(_speed_note(spec))

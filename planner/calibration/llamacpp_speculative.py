@@ -32,6 +32,7 @@ class SpeculativeRuns:
     prompts: list[PromptCounts] = field(default_factory=list)
     partial: str | None = None
     notes: list[str] = field(default_factory=list)
+    tool: str = "llama-speculative"  # or llama-speculative-simple (llamacpp_probe.SPECULATIVE_TOOLS)
 
 
 def prompt_counts(text: str, index: int) -> PromptCounts | None:
