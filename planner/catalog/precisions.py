@@ -28,7 +28,8 @@ __all__ = [
 
 ComputeDtype = Literal["fp16", "fp8", "int8", "fp4"]
 
-_LLAMA_CPP_QUANT_README = "ggml-org/llama.cpp tools/quantize/README.md (BPW table, Llama 2 7B)"
+_LLAMA_CPP_QUANT_README = ("ggml-org/llama.cpp tools/quantize/README.md at b11312 (commit 0c1e57098, the tree "
+                           "llama-cpp-python 0.3.36 vendors), bits/weight table for meta-llama/Llama-3.1-8B")
 _KQUANTS_PR = "ggml-org/llama.cpp PR #1684 'k-quants' (block layouts and bpw)"
 _GGML_Q = "ggml-org/llama.cpp ggml/src/ggml-common.h (block_q8_0: 32 int8 + fp16 scale; block_q4_0: 32 nibbles + fp16 scale)"
 
@@ -85,18 +86,18 @@ WEIGHT_FORMATS: tuple[WeightFormat, ...] = (
                  source="GPTQ (Frantar et al. 2022) group size 128: 4 bits + fp16 scale + packed 4-bit zero per group"),
     WeightFormat(name="q8_0", bits_per_weight=8.5, compute_dtype="int8", kind="gguf",
                  source=_GGML_Q + ": 34 bytes per 32 weights"),
-    WeightFormat(name="q6_k", bits_per_weight=6.56, compute_dtype="int8", kind="gguf",
-                 source=_LLAMA_CPP_QUANT_README + " Q6_K 6.56; " + _KQUANTS_PR + " 6.5625"),
-    WeightFormat(name="q5_k_m", bits_per_weight=5.68, compute_dtype="int8", kind="gguf",
-                 source=_LLAMA_CPP_QUANT_README + " Q5_K_M 5.68"),
-    WeightFormat(name="q4_k_m", bits_per_weight=4.84, compute_dtype="int8", kind="gguf",
-                 source=_LLAMA_CPP_QUANT_README + " Q4_K_M 4.84"),
+    WeightFormat(name="q6_k", bits_per_weight=6.5633, compute_dtype="int8", kind="gguf",
+                 source=_LLAMA_CPP_QUANT_README + ": Q6_K 6.5633; " + _KQUANTS_PR + " 6.5625"),
+    WeightFormat(name="q5_k_m", bits_per_weight=5.7036, compute_dtype="int8", kind="gguf",
+                 source=_LLAMA_CPP_QUANT_README + ": Q5_K_M 5.7036"),
+    WeightFormat(name="q4_k_m", bits_per_weight=4.8944, compute_dtype="int8", kind="gguf",
+                 source=_LLAMA_CPP_QUANT_README + ": Q4_K_M 4.8944"),
     WeightFormat(name="q4_0", bits_per_weight=4.5, compute_dtype="int8", kind="gguf",
                  source=_GGML_Q + ": 18 bytes per 32 weights"),
-    WeightFormat(name="q3_k_m", bits_per_weight=3.91, compute_dtype="int8", kind="gguf",
-                 source=_LLAMA_CPP_QUANT_README + " Q3_K_M 3.91"),
-    WeightFormat(name="q2_k", bits_per_weight=3.35, compute_dtype="int8", kind="gguf",
-                 source=_LLAMA_CPP_QUANT_README + " Q2_K 3.35 (mix; the bare Q2_K block is 2.5625)"),
+    WeightFormat(name="q3_k_m", bits_per_weight=3.9960, compute_dtype="int8", kind="gguf",
+                 source=_LLAMA_CPP_QUANT_README + ": Q3_K_M 3.9960"),
+    WeightFormat(name="q2_k", bits_per_weight=3.1593, compute_dtype="int8", kind="gguf",
+                 source=_LLAMA_CPP_QUANT_README + ": Q2_K 3.1593 (a mix; the bare Q2_K block is 2.625)"),
 )
 
 KV_FORMATS: tuple[KvFormat, ...] = (
