@@ -12,7 +12,7 @@ from planner.acceptance import (AlphaChoice, MeasuredRate, calibrated_alpha, cho
                                 measured_precision, measured_rate, plan_loop, with_pair_costs)
 from planner.calibration.apply import (AppliedCalibration, apply_calibration, calibrated_device, measured_time_s,
                                       measured_verify, verify_extrapolation_warning)
-from planner.calibration.schema import read_calibration
+from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.schemas import ModelSpec
 from planner.catalog.tokenizers import cross_tokenizer
 from planner.draftloop import LoopSpec
@@ -68,11 +68,12 @@ class Estimate:
     verify_ratio: Any = field(default=None, compare=False, repr=False)
 
 
-def _load_applied(path: str | None, req: FitRequest) -> tuple[AppliedCalibration | None, str | None]:
-    """What of the file applies, and the draft precision it was measured with."""
+def _load_applied(path: str | None, req: FitRequest,
+                  cal: CalibrationFile | None = None) -> tuple[AppliedCalibration | None, str | None]:
+    """What of the file applies, and the draft precision it was measured with (``cal``: the file, already read)."""
     if path is None:
         return None, None
-    cal = read_calibration(path)
+    cal = cal if cal is not None else read_calibration(path)
     return apply_calibration(cal, path, req.gpu, req.target, req.draft, req.engine.name), measured_precision(cal)
 
 
@@ -82,24 +83,27 @@ def estimate(inp: EstimateInputs) -> Estimate:
     With a calibration from `probe --server`, the block also holds predicted vs measured at each
     recorded concurrency (planner.plan.measured_loads), priced by this same function.
     """
-    est = estimate_one(inp)
-    if inp.calibration is None or est.calibration is None:
+    cal = read_calibration(inp.calibration) if inp.calibration is not None else None  # read once, priced per load
+    est = estimate_one(inp, cal)
+    if cal is None or est.calibration is None:
         return est
-    cal = read_calibration(inp.calibration)
     loads = compare_loads(cal, inp.calibration, inp.fit, est.fit.request.engine.name,
-                          lambda fit: estimate_one(replace(inp, fit=fit, k_given=True)))
+                          lambda fit: estimate_one(replace(inp, fit=fit, k_given=True), cal))
     if loads is None:
         return est
     return replace(est, calibration={**est.calibration, "loads": loads}, warnings=est.warnings + tuple(loads["warnings"]))
 
 
-def estimate_one(inp: EstimateInputs) -> Estimate:
-    """estimate without the per-load comparison (what that comparison prices each load with)."""
+def estimate_one(inp: EstimateInputs, cal: CalibrationFile | None = None) -> Estimate:
+    """estimate without the per-load comparison (what that comparison prices each load with).
+
+    ``cal``: the file at ``inp.calibration``, when the caller has read it already.
+    """
     check_task(inp.task)
     if inp.k_given:
         sp.check_k(inp.fit.k)
     req, fit_warnings = build_fit_request(inp.fit)
-    applied, measured_at = _load_applied(inp.calibration, req)
+    applied, measured_at = _load_applied(inp.calibration, req, cal)
     if applied is not None:
         fit_warnings += applied.warnings
     ctx = decode_context(req.context)

@@ -146,7 +146,7 @@ def _measured_loads(cal: CalibrationFile | None, inp: RecommendInputs, engine: s
 
     def price(fit: FitInputs) -> Any:
         return estimate_one(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration,
-                                           server_version=inp.server_version))
+                                           server_version=inp.server_version), cal)
 
     return compare_loads(cal, inp.calibration or "", inp.fit, engine, price)
 
