@@ -208,20 +208,10 @@ def _speculative(cfg: LlamaProbeConfig, target: Path, draft: Path, budget: Budge
 
 
 def _device(cfg: LlamaProbeConfig) -> tuple[DeviceIdentity | None, Any]:
-    """(identity, GpuSpec whose peak bandwidth the fit divides by) for --gpu cpu / local / a catalogue id."""
-    from planner.calibration.host import host_device, host_identity, is_host_device
-    from planner.catalog.lookup import find_gpu
+    """(identity, GpuSpec whose peak bandwidth the fit divides by); no --gpu: the host CPU."""
+    from planner.calibration.devices import named_device
 
-    if cfg.gpu is None or is_host_device(cfg.gpu):
-        host = host_device()
-        return host_identity(host), host.spec
-    if cfg.gpu.lower() == "local":
-        from planner.calibration.nvml import local_group
-
-        spec, _, ident = local_group()
-        return ident, spec
-    spec = find_gpu(cfg.gpu)
-    return DeviceIdentity(name=spec.names[0] if spec.names else spec.id, catalog_id=spec.id), spec
+    return named_device(cfg.gpu or "cpu")
 
 
 def _fit(cfg: LlamaProbeConfig, timings: list[TimingPoint], gpu: Any, precision: str | None) -> tuple[list, list[str]]:

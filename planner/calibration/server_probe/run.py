@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.calibration.probe import BUILTIN_PROMPTS, _Budget, monotonic_clock
+from planner.calibration.budget import Budget, monotonic_clock
+from planner.calibration.probe import BUILTIN_PROMPTS
 from planner.calibration.schema import CalibrationFile, DeviceIdentity, LoadLevel, ServerRun, write_calibration
 from planner.calibration.server_probe.acceptance import (Detected, Window, WindowCounts, detect_engine,
                                                           level_counts, pooled_calibration, scrape)
@@ -95,18 +96,9 @@ def _device(cfg: ServerProbeConfig) -> DeviceIdentity | None:
     """The device the server runs on, when given (--gpu cpu: this host; a catalogue id; local: NVML)."""
     if cfg.gpu is None:
         return None
-    from planner.calibration.host import host_device, host_identity, is_host_device
+    from planner.calibration.devices import named_device
 
-    if is_host_device(cfg.gpu):
-        return host_identity(host_device())
-    if cfg.gpu.strip().lower() == "local":
-        from planner.calibration.nvml import local_group
-
-        return local_group()[2]
-    from planner.catalog.lookup import find_gpu
-
-    spec = find_gpu(cfg.gpu)
-    return DeviceIdentity(name=spec.name, catalog_id=spec.id, count=cfg.gpus, memory_gib=spec.memory_gib)
+    return named_device(cfg.gpu, cfg.gpus)[0]
 
 
 @dataclass
@@ -127,8 +119,7 @@ class _Stop(Exception):
 
 def run_server_probe(cfg: ServerProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
     """Load the servers level by level, read acceptance, write the calibration file (partial on Ctrl-C / budget)."""
-    clock = cfg.clock or monotonic_clock
-    budget = _Budget(cfg.budget_s, clock)
+    budget = Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     url = check_base_url(cfg.url, "--server")
     baseline = check_base_url(cfg.baseline_url, "--baseline-url") if cfg.baseline_url else None
     if cfg.endpoint not in ENDPOINTS:
@@ -143,7 +134,7 @@ def run_server_probe(cfg: ServerProbeConfig, output: str | Path, force: bool = F
     if cfg.warmup:
         for where, name in ((url, model), (baseline, base_model)):
             if where is not None:
-                _warm(cfg, where, name, budget, clock)
+                _warm(cfg, where, name, budget)
     levels: list[LoadLevel] = []
     windows: list[Window] = []
     partial = None
@@ -187,11 +178,11 @@ def _progress(cfg: ServerProbeConfig, what: str, frac: float) -> None:
         cfg.progress(what, frac)
 
 
-def _warm(cfg: ServerProbeConfig, where: str, model: str | None, budget: _Budget, clock: Callable[[], float]) -> None:
+def _warm(cfg: ServerProbeConfig, where: str, model: str | None, budget: Budget) -> None:
     """One short request outside every window: first-request costs (graph capture, caches) are not measured."""
     body = request_body(cfg, model, cfg.prompts[0], min(_WARMUP_TOKENS, cfg.max_tokens))
     run = run_level(LevelRequest(join(where, ENDPOINTS[cfg.endpoint]), [body], 1, cfg.timeout_s,
-                                 clock() + max(budget.left(), 0.0), clock))
+                                 budget.deadline, budget.clock))
     if not run.records:
         raise SpecplanError(run.errors[0] if run.errors else f"{where}: the warm-up request did not complete")
 
@@ -200,7 +191,7 @@ def _bodies(cfg: ServerProbeConfig, model: str | None) -> list[dict[str, Any]]:
     return [request_body(cfg, model, cfg.prompts[j % len(cfg.prompts)], cfg.max_tokens) for j in range(cfg.requests)]
 
 
-def _load(cfg: ServerProbeConfig, where: str, model: str | None, c: int, budget: _Budget, runs: _Runs, what: str,
+def _load(cfg: ServerProbeConfig, where: str, model: str | None, c: int, budget: Budget, runs: _Runs, what: str,
           frac: float) -> LevelRun:
     clock = budget.clock
     if cfg.on_step is not None:
@@ -216,7 +207,7 @@ def _load(cfg: ServerProbeConfig, where: str, model: str | None, c: int, budget:
                                   min(deadline, budget.deadline), clock, progress))
 
 
-def _spec_level(cfg: ServerProbeConfig, detected: Detected, url: str, model: str | None, c: int, budget: _Budget,
+def _spec_level(cfg: ServerProbeConfig, detected: Detected, url: str, model: str | None, c: int, budget: Budget,
                 runs: _Runs, i: int) -> tuple[LevelRun, Window]:
     window = Window(before=scrape(detected.engine, url, cfg.timeout_s))
     n_runs = len(cfg.concurrency) * (2 if cfg.baseline_url else 1)
@@ -228,7 +219,7 @@ def _spec_level(cfg: ServerProbeConfig, detected: Detected, url: str, model: str
     return run, window
 
 
-def _baseline_level(cfg: ServerProbeConfig, baseline: str, model: str | None, c: int, budget: _Budget, runs: _Runs,
+def _baseline_level(cfg: ServerProbeConfig, baseline: str, model: str | None, c: int, budget: Budget, runs: _Runs,
                     i: int) -> LevelRun:
     n_runs = len(cfg.concurrency) * 2
     return _load(cfg, baseline, model, c, budget, runs, f"concurrency {c}: baseline server", (2 * i + 1) / n_runs)
