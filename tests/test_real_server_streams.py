@@ -121,11 +121,10 @@ def test_vllm_path_with_vllms_own_stream_and_metrics(tmp_path: Path) -> None:
 
 
 def test_sglang_path_with_sglangs_own_stream_and_metrics(tmp_path: Path) -> None:
-    """SGLang: its stream, and /metrics through planner.calibration.sglang_metrics (skips until that reader exists)."""
-    sglang_metrics = pytest.importorskip("planner.calibration.sglang_metrics")
+    """SGLang: its stream, and /metrics (rendered by SGLang 0.5.23's own collectors) through the SGLang reader."""
+    from planner.calibration import sglang_metrics
+
     before, after = DATA / "sglang_0.5.23_before.prom", DATA / "sglang_0.5.23_after.prom"
-    if not (before.is_file() and after.is_file()):
-        pytest.skip("no SGLang 0.5.23 /metrics scrapes under tests/data/server")
     sse = _sse(_newest("sglang"))
     cal, level = _probe_over_replay("sglang", sse, before, after, tmp_path, "Qwen/Qwen2.5-7B-Instruct",
                                     "Qwen/Qwen2.5-0.5B-Instruct")

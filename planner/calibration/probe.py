@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.calibration.budget import Budget as _Budget
-from planner.calibration.budget import monotonic_clock
+from planner.calibration.budget import Budget, monotonic_clock
 from planner.calibration.passes import LoadedModel, generate_rounds, speculative_round, time_pass
 from planner.calibration.schema import (
     CalibrationFile,
@@ -244,7 +243,7 @@ def _timing_grid(cfg: ProbeConfig) -> list[tuple[str, int, int, int]]:
 def run_probe(cfg: ProbeConfig, output: str | Path, force: bool = False) -> CalibrationFile:
     """Measure, fit and write the calibration file; on Ctrl-C or OOM write what was measured, marked partial."""
     # The budget is the user's wall time: importing torch and loading the models count against it.
-    budget = _Budget(cfg.budget_s, cfg.clock or monotonic_clock)
+    budget = Budget(cfg.budget_s, cfg.clock or monotonic_clock)
     torch, transformers = require_torch()
     torch.manual_seed(cfg.seed)
     device = _device(torch, cfg.device)
@@ -284,7 +283,7 @@ def _step(cfg: ProbeConfig, what: str, frac: float) -> None:
 
 
 def _measure_timings(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
-                     budget: _Budget, out: list[TimingPoint]) -> None:
+                     budget: Budget, out: list[TimingPoint]) -> None:
     grid = _timing_grid(cfg)
     # The grid gets its share of what is left after loading; each point is started only when the
     # last one's cost (a same-sized point is the best guess of the next) still fits, so the probe
@@ -305,7 +304,7 @@ def _measure_timings(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, 
 
 
 def _measure_rounds(cfg: ProbeConfig, target: LoadedModel, draft: LoadedModel, torch: Any, device: Any,
-                    budget: _Budget, out: list[RoundsRecord]) -> None:
+                    budget: Budget, out: list[RoundsRecord]) -> None:
     prompts = _prompt_ids(target if target.tokenizer else draft, cfg.prompts, torch, cfg.seed)
     modes = [("greedy", 0.0)] + ([("sampling", cfg.temperature)] if cfg.temperature > 0 else [])
     if budget.left() <= 0:

@@ -74,7 +74,7 @@ def detect_engine(base: str, engine: str, timeout_s: float) -> Detected:
     except TransportError as exc:
         raise SpecplanError(f"cannot tell which engine serves {base} ({exc}): pass --engine vllm, sglang or "
                             "llamacpp") from None
-    for name in ("vllm", "sglang", "llamacpp"):
+    for name in ENGINES:
         # a sample line, not a comment (a scrape's header may name other servers' families)
         if re.search(rf"^{re.escape(_METRIC_PREFIX[name])}\w", metrics, re.MULTILINE):
             return Detected(name, None, f"/metrics names {_METRIC_PREFIX[name]}* series")
@@ -120,11 +120,8 @@ def _metrics_calibration(engine: str, before: str | None, after: str | None, k: 
         from planner.calibration.server_metrics import vllm_calibration
 
         return vllm_calibration(before, after, k, target, draft, model_name=model_name, window_s=window_s)
-    try:
-        from planner.calibration.sglang_metrics import sglang_calibration
-    except ImportError:
-        raise SpecplanError("this specplan has no SGLang metrics reader yet: acceptance cannot be read from "
-                            "SGLang's /metrics") from None
+    from planner.calibration.sglang_metrics import sglang_calibration
+
     return sglang_calibration(before, after, k, target, draft, model_name=model_name, window_s=window_s)
 
 

@@ -18,14 +18,14 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from planner.errors import SpecplanError
-from planner.inputs import shown
+from planner.inputs import MAX_INPUT_BYTES, shown
 from planner.urls import check_http_url
 
 __all__ = ["TransportError", "BudgetSpent", "check_base_url", "join", "get_text", "get_json", "stream_lines", "Connections",
            "MAX_LINE_BYTES", "MAX_BODY_BYTES"]
 
 MAX_LINE_BYTES = 1 << 20  # one SSE line; a longer one is not a completion chunk
-MAX_BODY_BYTES = 64 << 20  # one non-streamed answer (/metrics of a large server is a few MiB)
+MAX_BODY_BYTES = MAX_INPUT_BYTES  # one non-streamed answer, as any input file (/metrics of a large server is a few MiB)
 _MIN_TIMEOUT_S = 0.05  # a socket timeout of 0 would make it non-blocking
 
 
