@@ -9,11 +9,11 @@ from typing import Any
 from planner.calibration.schema import CalibrationFile
 from rich.text import Text
 
+from planner.outputs.loads_view import print_loads_table
 from planner.outputs.render import Column, console, print_line, print_table
 from planner.units import MILLI
 
-__all__ = ["print_detect_table", "progress_printer", "calibration_summary_to_dict", "print_calibration_summary",
-           "print_loads_table"]
+__all__ = ["print_detect_table", "progress_printer", "calibration_summary_to_dict", "print_calibration_summary"]
 
 
 def print_detect_table(rows: list[dict[str, Any]]) -> None:
@@ -92,23 +92,3 @@ def print_calibration_summary(d: dict[str, Any]) -> None:
     for n in d["notes"]:
         print_line(f"  note: {n}", out)
 
-
-def _num(x: float | None, scale: float = 1.0, digits: int = 1) -> str:
-    return "-" if x is None else f"{x * scale:.{digits}f}"
-
-
-def print_loads_table(loads: list[dict[str, Any]], title: str) -> None:
-    """One row per concurrency level of probe --server: latencies in ms, rates in tokens/s."""
-    columns = (Column("conc", "right"), Column("done", "right"), Column("tokens", "right"), Column("TTFT ms", "right"),
-               Column("p90", "right"), Column("ITL ms", "right"), Column("p90", "right"), Column("tok/s seq", "right"),
-               Column("tok/s all", "right"), Column("accepted/drafted", "right"), Column("base tok/s seq", "right"),
-               Column("speedup seq", "right"), Column("speedup all", "right"))
-    rows: list[list[str | Text]] = []
-    for v in loads:
-        acc = "-" if v["drafted_tokens"] is None else f"{v['accepted_tokens']}/{v['drafted_tokens']}"
-        rows.append([str(v["concurrency"]), f"{v['requests_completed']}/{v['requests_sent']}", str(v["output_tokens"]),
-                     _num(v["ttft_s_median"], 1000), _num(v["ttft_s_p90"], 1000), _num(v["itl_s_median"], 1000, 2),
-                     _num(v["itl_s_p90"], 1000, 2), _num(v["tokens_per_s_per_sequence"]), _num(v["total_tokens_per_s"]),
-                     acc, _num(v["baseline_tokens_per_s_per_sequence"]), _num(v["measured_speedup_per_sequence"], 1, 2),
-                     _num(v["measured_speedup_total"], 1, 2)])
-    print_table(f"Measured load, {title}", columns, rows)
