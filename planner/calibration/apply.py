@@ -152,7 +152,8 @@ def per_candidate_verify(curves: list[FittedVerify | None]):  # type: ignore[no-
         return None
 
     def hook(n, model):  # type: ignore[no-untyped-def]
-        out = np.array(np.broadcast_to(model(n), np.broadcast_shapes(np.shape(model(n)), (len(curves), 1, 1))))
+        base = model(n)  # the cost model's r for every candidate, computed once
+        out = np.array(np.broadcast_to(base, np.broadcast_shapes(np.shape(base), (len(curves), 1, 1))))
         for i, curve in enumerate(curves):
             if curve is not None:
                 out[i] = np.broadcast_to(verify_ratio(curve, n, model), out.shape)[i]
