@@ -42,6 +42,10 @@ class WeightFormat(Frozen):
     bits_per_weight: float = Field(gt=0, description="average stored bits per weight incl. scales")
     compute_dtype: ComputeDtype = Field(description="which peak TFLOPS figure the matmuls use")
     kind: Literal["float", "int-quant", "gguf"]
+    experts_only: bool = Field(
+        False, description="only the routed experts are in this format; attention, router, shared expert, "
+        "embeddings and norms stay 16-bit (openai/gpt-oss's MXFP4 checkpoints)"
+    )
     source: str
 
     @property

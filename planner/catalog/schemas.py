@@ -158,6 +158,12 @@ class MoESpec(Frozen):
     shared_expert_gate: bool = Field(False, description="Qwen2-MoE style sigmoid gate (d x 1)")
     first_dense_layers: int = Field(0, ge=0, description="leading dense layers (DeepSeek first_k_dense_replace)")
     router_bias: bool = Field(False, description="per-expert score-correction bias (DeepSeek-V3)")
+    router_linear_bias: bool = Field(False, description="bias vector on the router projection (gpt-oss)")
+    expert_bias: bool = Field(False, description="bias vectors on every expert projection (gpt-oss)")
+    layer_step: int = Field(
+        1, ge=1, description="every layer_step-th layer after the leading dense ones is MoE, the rest dense "
+        "(Llama-4 interleave_moe_layer_step: Maverick 2, Scout 1)"
+    )
 
     @model_validator(mode="after")
     def _topk_le_experts(self) -> MoESpec:
@@ -237,6 +243,27 @@ class ModelSpec(Frozen):
     sliding_window_layers: int = Field(
         0, ge=0, description="how many layers use the sliding window (the rest attend fully)"
     )
+    chunked_attention_tokens: int | None = Field(
+        None, gt=0, description="chunk of chunked local attention (Llama-4 attention_chunk_size), tokens"
+    )
+    chunked_attention_layers: int = Field(
+        0, ge=0, description="how many layers attend only within their chunk (the rest attend fully)"
+    )
+    attention_sinks: bool = Field(False, description="one learned sink logit per head per layer (gpt-oss)")
+    attention_out_bias: bool = Field(False, description="bias on the attention output projection")
+    mlp_bias: bool = Field(False, description="bias on the dense MLP projections (OPT, GPT-BigCode, CodeGen)")
+    lm_head_bias: bool = Field(False, description="bias vector on the output head (CodeGen)")
+    norm_type: Literal["rms", "layer"] = Field("rms", description="LayerNorm also stores a bias vector")
+    position_embedding_rows: int = Field(
+        0, ge=0, description="rows of a learned absolute position table (OPT: max positions + 2; 0 = RoPE)"
+    )
+    vision_params: int = Field(
+        0, ge=0, description="parameters of a vision encoder and projector the engine loads beside the LM"
+    )
+    weight_format: str | None = Field(
+        None, description="format the published checkpoint stores its weights in (planner/catalog/precisions.py "
+        "name, e.g. mxfp4-moe, fp8-block); None = torch_dtype"
+    )
     tie_word_embeddings: bool
     max_context_tokens: int = Field(gt=0)
     torch_dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
@@ -263,6 +290,10 @@ class ModelSpec(Frozen):
             raise ValueError("sliding_window_layers exceeds num_layers")
         if self.sliding_window_layers and self.sliding_window_tokens is None:
             raise ValueError("sliding_window_layers set without sliding_window_tokens")
+        if self.chunked_attention_layers + self.sliding_window_layers > self.num_layers:
+            raise ValueError("chunked_attention_layers + sliding_window_layers exceeds num_layers")
+        if self.chunked_attention_layers and self.chunked_attention_tokens is None:
+            raise ValueError("chunked_attention_layers set without chunked_attention_tokens")
         return self
 
     @property
