@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "Frozen",
     "Interconnect",
+    "GPU_FIGURES",
     "GpuSpec",
     "MoESpec",
     "MLASpec",
@@ -99,6 +100,17 @@ def memory_class_of(memory_type: str) -> MemoryClass:
     raise ValueError(f"unknown memory type {memory_type!r} (expected HBM*, GDDR*, LPDDR*, host*)")
 
 
+# The figures of a GpuSpec that come from a datasheet, each of which needs a source.
+GPU_FIGURES = (
+    "memory_gib", "memory_bandwidth_gb_s", "fp32_tflops", "fp16_tensor_tflops", "fp8_tensor_tflops",
+    "int8_tensor_tops", "fp4_tensor_tflops", "tdp_w", "interconnect", "usable_memory_gib",
+)
+
+
+def _figure_value(gpu: GpuSpec, figure: str) -> Any:
+    return getattr(gpu, figure)
+
+
 class GpuSpec(Frozen):
     """One accelerator model as sold, with dense (never sparse) peak figures."""
 
@@ -125,9 +137,34 @@ class GpuSpec(Frozen):
     tdp_w: float = Field(gt=0)
     interconnect: Interconnect
     source: str | list[str]
+    figure_sources: dict[str, list[int]] = Field(
+        default_factory=dict,
+        description="figure field name -> 1-based positions in `source` of the items that give it "
+        "(the catalogue test requires every figure the entry sets to be listed)",
+    )
+    weak_figures: list[str] = Field(
+        default_factory=list,
+        description="figures whose only sources are not vendor material (resellers, blogs, generated pages)",
+    )
     notes: str | None = None
 
     _check_source = field_validator("source")(_source_present)
+
+    @model_validator(mode="after")
+    def _figure_sources_known(self) -> GpuSpec:
+        items = 1 if isinstance(self.source, str) else len(self.source)
+        for figure in (*self.figure_sources, *self.weak_figures):
+            if figure not in GPU_FIGURES:
+                raise ValueError(f"unknown figure {figure!r} (figures: {', '.join(GPU_FIGURES)})")
+        for figure, positions in self.figure_sources.items():
+            if not positions or not all(1 <= p <= items for p in positions):
+                raise ValueError(f"figure_sources.{figure}: positions must be 1..{items} (items of source)")
+        return self
+
+    @property
+    def unsourced_figures(self) -> list[str]:
+        """Figures this entry sets that no item of ``source`` is listed for."""
+        return [f for f in GPU_FIGURES if _figure_value(self, f) is not None and f not in self.figure_sources]
 
     @property
     def memory_class(self) -> MemoryClass:
