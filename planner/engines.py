@@ -119,6 +119,9 @@ class EngineSpec(Frozen):
         None, gt=0, description="tokens per forward pass when prefilling (None: the whole prompt)"
     )
     sliding_window_kv: bool = Field(description="stores only the window for sliding-window layers")
+    chunked_attention_kv: bool | None = Field(
+        None, description="stores only the current chunk for chunked-local layers (Llama-4); None: as sliding_window_kv"
+    )
     draft_shares_tp: bool = Field(description="draft is sharded over the target's GPUs by default")
     draft_own_workspace: bool = Field(
         False, description="the draft has its own compute buffers (added to the target's, not shared)"

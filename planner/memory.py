@@ -173,18 +173,19 @@ def _weights_on_gpu(model: ModelSpec, fmt: WeightFormat, engine: EngineSpec, g: 
         # llama.cpp keeps the input embedding table in host memory; only the output matrix is offloaded.
         embeddings *= counts.lm_head / (counts.embedding + counts.lm_head)
     if engine.parallelism == "layer":
-        return (wb.linear + wb.norms) * _share(model, engine, g) + embeddings
+        # The vision encoder runs where the embeddings are, on the first GPU of the split.
+        return (wb.linear + wb.norms) * _share(model, engine, g) + embeddings + wb.vision
     return wb.total / g
 
 
 def _kv_on_gpu(model: ModelSpec, req: FitRequest, g: int) -> float:
     """KV-cache bytes of ``batch`` sequences of ``context + k`` tokens on the busiest GPU."""
     tokens = req.context + (req.k if req.draft is not None else 0)
-    window = req.engine.sliding_window_kv
+    window, chunked = req.engine.sliding_window_kv, req.engine.chunked_attention_kv
     if req.engine.parallelism == "layer":
-        per_seq = kv_cache_bytes(model, req.kv, tokens, 1, window) * _share(model, req.engine, g)
+        per_seq = kv_cache_bytes(model, req.kv, tokens, 1, window, chunked) * _share(model, req.engine, g)
     else:
-        per_seq = kv_cache_bytes(model, req.kv, tokens, g, window)
+        per_seq = kv_cache_bytes(model, req.kv, tokens, g, window, chunked)
     return req.batch * per_seq
 
 

@@ -294,6 +294,10 @@ class ModelSpec(Frozen):
     position_embedding_rows: int = Field(
         0, ge=0, description="rows of a learned absolute position table (OPT: max positions + 2; 0 = RoPE)"
     )
+    word_embed_proj_dim: int | None = Field(
+        None, gt=0, description="width of the token embedding when it differs from hidden_size (OPT-350m: 512), "
+        "with a project_in and a project_out matrix between it and the blocks; None = hidden_size"
+    )
     vision_params: int = Field(
         0, ge=0, description="parameters of a vision encoder and projector the engine loads beside the LM"
     )

@@ -20,7 +20,6 @@ from planner.engines import EngineSpec
 from planner.errors import SpecplanError
 from planner.footprint import (
     attention_params,
-    dense_mlp_params,
     kv_elements_per_token_per_layer,
     parameter_counts,
     weight_bytes,
@@ -173,35 +172,49 @@ def _dequantising(fmt: WeightFormat) -> bool:
     return weight_only or (fmt.kind == "gguf" and fmt.bits_per_weight < _QUANT_BITS_THRESHOLD)
 
 
+def _local_attention(m: ModelSpec) -> tuple[int, int]:
+    """(layers, tokens) that attend locally: sliding-window and chunked layers, read like one window.
+
+    A chunked layer at context L reads the (L mod chunk) + 1 tokens of its chunk, at most
+    the chunk: priced as a window of the chunk size (an upper bound, exact when the chunk
+    is full). No released model has both kinds; if one did, the wider span is used.
+    """
+    sliding = m.sliding_window_layers if m.sliding_window_tokens else 0
+    chunked = m.chunked_attention_layers if m.chunked_attention_tokens else 0
+    spans = [t for n, t in ((sliding, m.sliding_window_tokens), (chunked, m.chunked_attention_tokens)) if n and t]
+    return sliding + chunked, max(spans, default=0)
+
+
 def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1) -> ModelProfile:
     """Precompute what one pass of ``m`` reads and computes on one GPU of a ``shard``-way split."""
     counts = parameter_counts(m)
     wb = weight_bytes(m, fmt, counts)
-    bytes_per_param = wb.linear / counts.linear
-    head_bpp = wb.embeddings / max(counts.embedding + counts.lm_head, 1)
+    # Routed experts may be in another format than the rest (experts_only): priced apart.
+    bytes_per_param = (wb.linear - wb.experts) / max(counts.linear - counts.experts, 1)
+    head_bpp = wb.embeddings / max(counts.embedding + counts.positions + counts.lm_head, 1)
     # The input embedding is a lookup, not streamed; a tied one is streamed anyway, as the lm_head.
     lm_head = float(m.vocab_size * m.hidden_size)
     embedding_bytes = 0.0 if m.tie_word_embeddings else counts.embedding * head_bpp
-    expert_params = 0.0
-    if m.moe is not None:
-        moe_layers = m.num_layers - m.moe.first_dense_layers
-        expert_params = float(moe_layers * dense_mlp_params(m, m.moe.expert_intermediate_size))
-    routed_total = expert_params * bytes_per_param * (m.moe.num_experts if m.moe else 0)
-    dense = wb.total - embedding_bytes - routed_total
+    embedding_bytes += counts.positions * head_bpp
+    experts = m.moe.num_experts if m.moe else 0
+    expert_params = counts.experts / experts if experts else 0.0  # one expert over the MoE layers
+    expert_bytes = wb.experts / experts if experts else 0.0
+    # The vision encoder is loaded but not read when decoding text.
+    dense = wb.total - wb.vision - embedding_bytes - wb.experts
     attn = float(m.num_layers * attention_params(m))
     q_dim = m.num_attention_heads * (m.mla.v_head_dim if m.mla else m.head_dim)
     o = float(m.num_layers * q_dim * m.hidden_size)
     # What is left of the dense bytes (dense MLPs, shared experts, routers, norms) runs with the MLP.
     mlp_bytes = dense - (attn * bytes_per_param + lm_head * head_bpp)
     per_layer_kv = kv_elements_per_token_per_layer(m, shard) * kv.bytes_per_element
-    windowed = m.sliding_window_layers if m.sliding_window_tokens else 0
+    windowed, window_tokens = _local_attention(m)
     heads = m.num_attention_heads
     return ModelProfile(
         layers=m.num_layers, hidden=m.hidden_size, vocab=m.vocab_size,
-        dense_weight_bytes=dense / shard, expert_bytes=expert_params * bytes_per_param / shard,
+        dense_weight_bytes=dense / shard, expert_bytes=expert_bytes / shard,
         num_experts=m.moe.num_experts if m.moe else 0, experts_per_token=m.moe.experts_per_token if m.moe else 0,
         kv_bytes_per_token_full=per_layer_kv * (m.num_layers - windowed),
-        kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=m.sliding_window_tokens or 0,
+        kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=window_tokens,
         flops_per_token=_FLOPS_PER_MAC * (counts.streamed_per_token + lm_head - counts.lm_head) / shard,
         attn_flops_per_token_ctx=_ATTN_FLOPS_PER_CTX * m.num_layers * heads * m.head_dim / shard,
         quantized=_dequantising(fmt), dtype_index=DTYPES.index(fmt.compute_dtype), shard=shard,
