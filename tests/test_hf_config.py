@@ -46,8 +46,9 @@ def test_catalogue_entry_round_trips_through_config_json(model):
     assert parameter_counts(back) == parameter_counts(model)
 
 
-def test_deepseek_quantization_config_names_fp8():
-    assert find_model(str(CONFIGS / "deepseek-ai--DeepSeek-V3.json")).checkpoint_precision == "fp8"
+def test_deepseek_quantization_config_names_block_fp8():
+    # quant_method fp8 with weight_block_size [128, 128]: block-scaled FP8 (issue 11).
+    assert find_model(str(CONFIGS / "deepseek-ai--DeepSeek-V3.json")).checkpoint_precision == "fp8-block"
 
 
 def test_text_config_nesting_is_read():

@@ -156,7 +156,9 @@ def find_model(name: str) -> ResolvedModel:
         spec = _adopt_catalog_identity(spec).model_copy(update={"id": shown, "aliases": []})
         return ResolvedModel(spec=spec, origin=shown, checkpoint_precision=imported.precision)
     entry = resolve(name, model_catalog().index, "model")
-    return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog")
+    # A checkpoint published in its own format (gpt-oss's MXFP4 experts) runs in it by default.
+    return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog",
+                         checkpoint_precision=entry.weight_format)
 
 
 # transformers' universal assisted generation: a draft with any tokenizer (transformers >= 4.46,
