@@ -21,6 +21,9 @@ ARCH_FIELDS = (
     "architecture", "num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
     "intermediate_size", "vocab_size", "tie_word_embeddings", "attention_bias", "qk_norm", "norms_per_layer",
     "sliding_window_tokens", "sliding_window_layers", "moe", "mla",
+    # issue 11
+    "mlp_gated", "chunked_attention_tokens", "chunked_attention_layers", "attention_sinks", "attention_out_bias",
+    "mlp_bias", "lm_head_bias", "norm_type", "position_embedding_rows", "word_embed_proj_dim", "vision_params",
 )
 
 
