@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from planner.catalog.hf_import.rules import ArchRules, rules
+from planner.catalog.hf_import.spec import OPT_POSITION_OFFSET
 from planner.catalog.schemas import ModelSpec
 
 __all__ = ["spec_to_config"]
-
-_OPT_POSITION_OFFSET = 2
 
 
 def _flag_keys(m: ModelSpec, r: ArchRules) -> dict[str, Any]:
@@ -89,7 +88,7 @@ def spec_to_config(m: ModelSpec) -> dict[str, Any]:
         **_local_attention(m, r),
     }
     if r.positions == "max_position_embeddings+2" and m.position_embedding_rows:
-        cfg["max_position_embeddings"] = m.position_embedding_rows - _OPT_POSITION_OFFSET
+        cfg["max_position_embeddings"] = m.position_embedding_rows - OPT_POSITION_OFFSET
     elif r.positions == "n_positions":
         cfg["n_positions"] = m.position_embedding_rows
     if r.multi_query_key:

@@ -19,9 +19,9 @@ from planner.catalog.schemas import MLASpec, ModelSpec
 from planner.errors import ConfigImportError
 from planner.inputs import shown
 
-__all__ = ["spec_from_config", "merged_config"]
+__all__ = ["spec_from_config", "merged_config", "OPT_POSITION_OFFSET"]
 
-_OPT_POSITION_OFFSET = 2  # OPTLearnedPositionalEmbedding: num_embeddings + 2 (padding offset)
+OPT_POSITION_OFFSET = 2  # OPTLearnedPositionalEmbedding: num_embeddings + 2 (padding offset)
 
 
 def _mla(cfg: dict[str, Any], label: str) -> MLASpec | None:
@@ -71,7 +71,7 @@ def merged_config(cfg: dict[str, Any], label: str) -> tuple[str, ArchRules, dict
 
 def _positions(cfg: dict[str, Any], r: ArchRules, label: str) -> int:
     if r.positions == "max_position_embeddings+2":
-        return int_field(cfg, label, "max_position_embeddings", high=MAX_CONTEXT) + _OPT_POSITION_OFFSET
+        return int_field(cfg, label, "max_position_embeddings", high=MAX_CONTEXT) + OPT_POSITION_OFFSET
     if r.positions == "n_positions":
         return int_field(cfg, label, "n_positions", "max_position_embeddings", high=MAX_CONTEXT)
     return 0
