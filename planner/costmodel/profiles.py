@@ -16,6 +16,7 @@ import numpy as np
 
 from planner.catalog.precisions import KvFormat, WeightFormat
 from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.tensor_paths import MatmulPath, matmul_dtype, own_path
 from planner.engines import EngineSpec
 from planner.errors import SpecplanError
 from planner.footprint import (
@@ -163,21 +164,41 @@ def _dot_units_flops(gpu: GpuSpec) -> dict[str, float]:
     return {"dp4a": dp4a_tops(gpu) * TERA, "int8_tensor": peak_tflops(gpu, "int8") * TERA, "fp32": fp32 * TERA}
 
 
-def _dequantising(fmt: WeightFormat) -> bool:
+def _dequantising(fmt: WeightFormat, path: MatmulPath) -> bool:
     """True for formats whose matmul kernels unpack weights on the fly (lower achieved bandwidth).
 
-    Weight-only integer formats (AWQ, GPTQ, int8 weight-only) and GGUF blocks under
-    8 bits do; 16-bit, FP8, W8A8 int8 and GGUF q8_0 stream at about the 16-bit rate.
+    Weight-only formats (AWQ, GPTQ, int8 weight-only, FP8/FP4 on GPUs without those tensor
+    cores, gpt-oss's MXFP4 experts) and GGUF blocks under 8 bits do; 16-bit, native FP8/FP4,
+    W8A8 int8 and GGUF q8_0 stream at about the 16-bit rate.
     """
-    weight_only = fmt.kind == "int-quant" and fmt.compute_dtype == "fp16"
-    return weight_only or (fmt.kind == "gguf" and fmt.bits_per_weight < _QUANT_BITS_THRESHOLD)
+    return path.weight_only or (fmt.kind == "gguf" and fmt.bits_per_weight < _QUANT_BITS_THRESHOLD)
 
 
-def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1) -> ModelProfile:
-    """Precompute what one pass of ``m`` reads and computes on one GPU of a ``shard``-way split."""
+def _expert_bytes_per_param(m: ModelSpec, fmt: WeightFormat, linear_bytes: float, linear_params: int,
+                            routed_params: float) -> tuple[float, float]:
+    """(routed-expert, other linear) bytes per parameter, bytes.
+
+    An experts-only format (gpt-oss MXFP4) stores the routed experts at its own width and the
+    rest at ``non_expert_bits_per_weight``; the other linear layers get what is left of the
+    footprint's linear bytes, so the split follows whatever ``weight_bytes`` counted.
+    """
+    average = linear_bytes / linear_params
+    if not (fmt.experts_only and m.moe is not None and 0 < routed_params < linear_params):
+        return average, average
+    expert = min(fmt.bytes_per_weight, linear_bytes / routed_params)
+    return expert, (linear_bytes - routed_params * expert) / (linear_params - routed_params)
+
+
+def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1,
+                  gpu: GpuSpec | None = None) -> ModelProfile:
+    """Precompute what one pass of ``m`` reads and computes on one GPU of a ``shard``-way split.
+
+    ``gpu`` decides the tensor path of FP8/FP4 formats (``matmul_dtype``: weight-only at the
+    16-bit rate where the GPU lacks it); None takes the format's own path.
+    """
     counts = parameter_counts(m)
     wb = weight_bytes(m, fmt, counts)
-    bytes_per_param = wb.linear / counts.linear
+    path = matmul_dtype(fmt, gpu) if gpu is not None else own_path(fmt)
     head_bpp = wb.embeddings / max(counts.embedding + counts.lm_head, 1)
     # The input embedding is a lookup, not streamed; a tied one is streamed anyway, as the lm_head.
     lm_head = float(m.vocab_size * m.hidden_size)
@@ -186,7 +207,9 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
     if m.moe is not None:
         moe_layers = m.num_layers - m.moe.first_dense_layers
         expert_params = float(moe_layers * dense_mlp_params(m, m.moe.expert_intermediate_size))
-    routed_total = expert_params * bytes_per_param * (m.moe.num_experts if m.moe else 0)
+    routed_params = expert_params * (m.moe.num_experts if m.moe else 0)
+    expert_bpp, bytes_per_param = _expert_bytes_per_param(m, fmt, wb.linear, counts.linear, routed_params)
+    routed_total = routed_params * expert_bpp
     dense = wb.total - embedding_bytes - routed_total
     attn = float(m.num_layers * attention_params(m))
     q_dim = m.num_attention_heads * (m.mla.v_head_dim if m.mla else m.head_dim)
@@ -198,13 +221,13 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
     heads = m.num_attention_heads
     return ModelProfile(
         layers=m.num_layers, hidden=m.hidden_size, vocab=m.vocab_size,
-        dense_weight_bytes=dense / shard, expert_bytes=expert_params * bytes_per_param / shard,
+        dense_weight_bytes=dense / shard, expert_bytes=expert_params * expert_bpp / shard,
         num_experts=m.moe.num_experts if m.moe else 0, experts_per_token=m.moe.experts_per_token if m.moe else 0,
         kv_bytes_per_token_full=per_layer_kv * (m.num_layers - windowed),
         kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=m.sliding_window_tokens or 0,
         flops_per_token=_FLOPS_PER_MAC * (counts.streamed_per_token + lm_head - counts.lm_head) / shard,
         attn_flops_per_token_ctx=_ATTN_FLOPS_PER_CTX * m.num_layers * heads * m.head_dim / shard,
-        quantized=_dequantising(fmt), dtype_index=DTYPES.index(fmt.compute_dtype), shard=shard,
+        quantized=_dequantising(fmt, path), dtype_index=DTYPES.index(path.dtype), shard=shard,
         qkv_params=(attn - o) / shard, o_params=o / shard, mlp_params=mlp_bytes / bytes_per_param / shard,
         lm_head_params=lm_head / shard, expert_params=expert_params / shard,
         bytes_per_param=bytes_per_param, lm_head_bytes_per_param=head_bpp,
