@@ -224,3 +224,10 @@ def test_sglang_names_a_checkpoint_native_draft_by_its_method(est_nvfp4):
     fp8_draft = dataclasses.replace(plan, draft_precision="fp8-block")
     cfg = yaml.safe_load(export_plan(fp8_draft, "sglang", target_path="/m/t", draft_path="/m/d").files["sglang.yaml"])
     assert cfg["speculative-draft-model-quantization"] == "fp8" and "quantization" not in cfg
+
+
+def test_fit_suggests_fp8_before_the_block_scaled_variant(runner):
+    """fp8-block is 0.002 bit wider than fp8; a fit suggestion still offers the format servers make at load."""
+    result = runner.invoke(main, ["fit", "--target", "llama-3.1-70b", "--gpu", "h100-sxm", "--format", "json"])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["suggestions"][0]["flag"] == "--precision fp8"
