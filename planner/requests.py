@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from planner.catalog.lookup import ResolvedModel, check_tokenizers, find_gpu, find_model
-from planner.catalog.precisions import kv_format, weight_format
+from planner.catalog.precisions import WeightFormat, kv_format, weight_format
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.catalog.tensor_paths import matmul_dtype, tensor_path
 from planner.engines import EngineSpec, check_engine_runs, default_engine_for, engine_spec
@@ -90,7 +90,7 @@ def _stored_format(spec: ModelSpec, engine: EngineSpec) -> str | None:
     return spec.weight_format if spec.weight_format in engine.weight_formats else None
 
 
-def _fallback_note(fmt, gpu: GpuSpec, what: str) -> list[str]:  # type: ignore[no-untyped-def]
+def _fallback_note(fmt: WeightFormat, gpu: GpuSpec, what: str) -> list[str]:
     """Why a format priced off its own tensor path (FP8/FP4 weights on a GPU without those cores)."""
     path = tensor_path(fmt)
     if path is None or gpu.family in path.families:

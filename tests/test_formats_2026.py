@@ -23,6 +23,7 @@ from planner.costmodel.profiles import _expert_bytes_per_param
 from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports import export_plan, plan_from_json
+from planner.exports.versions import select_line
 from planner.footprint import parameter_counts
 from planner.outputs.plan_view import estimate_to_dict
 from planner.plan import EstimateInputs, estimate
@@ -221,9 +222,12 @@ def test_checkpoint_native_formats_need_their_checkpoint_and_get_no_quantization
 
 def test_sglang_names_a_checkpoint_native_draft_by_its_method(est_nvfp4):
     plan = plan_from_json(est_nvfp4)
-    fp8_draft = dataclasses.replace(plan, draft_precision="fp8-block")
-    cfg = yaml.safe_load(export_plan(fp8_draft, "sglang", target_path="/m/t", draft_path="/m/d").files["sglang.yaml"])
-    assert cfg["speculative-draft-model-quantization"] == "fp8" and "quantization" not in cfg
+    accepted = select_line("sglang", None).args["quantizations"]
+    for draft, method in (("fp8-block", "fp8"), ("nvfp4", "modelopt_fp4"), ("mxfp4-moe", None), ("mxfp4", None)):
+        pair = dataclasses.replace(plan, draft_precision=draft)
+        cfg = yaml.safe_load(export_plan(pair, "sglang", target_path="/m/t", draft_path="/m/d").files["sglang.yaml"])
+        assert cfg.get("speculative-draft-model-quantization") == method and "quantization" not in cfg
+        assert method is None or method in accepted
 
 
 def test_fit_suggests_fp8_before_the_block_scaled_variant(runner):

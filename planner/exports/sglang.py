@@ -47,14 +47,15 @@ _DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # SGLang quantizes 16-bit checkpoints to fp8 when loading ("online quantization")
 # Checkpoint formats named explicitly for the draft: SGLang's draft inherits the target's
 # --quantization unless told otherwise (server_args: _speculative_draft_quantization_explicitly_set).
-# Checkpoint-native formats by the method SGLang's QUANTIZATION_CHOICES names them (server_args.py:
-# "mxfp4" MoE-only for gpt-oss, "modelopt_fp4" for ModelOpt NVFP4, "fp8" reads weight_block_size);
-# the target never gets a flag for them (SGLang reads its config.json quantization_config).
+# Checkpoint-native formats by the method SGLang's QUANTIZATION_CHOICES names them ("modelopt_fp4"
+# for ModelOpt NVFP4, "fp8" reads weight_block_size); the target never gets a flag for them
+# (SGLang reads its config.json quantization_config).
 _DRAFT_QUANT = {"fp8": "fp8", "int4-awq": "awq", "int4-gptq": "gptq", "int8": "w8a8_int8",
-                "mxfp4-moe": "mxfp4", "nvfp4": "modelopt_fp4", "fp8-block": "fp8"}
-# Dense MXFP4 checkpoints come as compressed-tensors or AMD Quark, two methods: the draft's own
-# config.json names it, so no flag is written for it.
-_DRAFT_OWN_CONFIG = frozenset({"mxfp4"})
+                "nvfp4": "modelopt_fp4", "fp8-block": "fp8"}
+# No flag for these: dense MXFP4 comes as compressed-tensors or AMD Quark (two methods), and
+# "mxfp4" (gpt-oss) is not among the choices of the server_args.py read
+# (planner/exports/server_args/sglang.yaml quantizations); the draft's own config.json names them.
+_DRAFT_OWN_CONFIG = frozenset({"mxfp4", "mxfp4-moe"})
 
 
 def mem_fraction_static(plan: ExportPlan) -> tuple[float, float, float]:
