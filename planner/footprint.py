@@ -201,22 +201,24 @@ def weight_bytes(m: ModelSpec, fmt: WeightFormat, counts: ParamCounts | None = N
     16 bits; GGUF files quantize them too and their published bits per weight are
     whole-file averages, so GGUF applies one figure to everything. A format with
     ``experts_only`` (gpt-oss's MXFP4) applies to the routed experts alone: attention,
-    router, shared expert, dense MLPs, embeddings and norms stay 16-bit. A vision
+    router, shared expert, dense MLPs, embeddings and norms take the format's
+    ``non_expert_bits_per_weight`` (16 for the HF checkpoint, Q8_0 for GGUF MXFP4_MOE). A vision
     encoder stays 16-bit (quantizers leave it out: modules_to_not_convert); a GGUF
     file holds none (llama.cpp reads it from a separate --mmproj file): 0 bytes.
     """
     c = counts or parameter_counts(m)
     emb = c.embedding + c.positions + c.lm_head
+    vision = 0.0 if fmt.kind == "gguf" else c.vision * max(fmt.bytes_per_weight, _HIGH_PRECISION_BYTES)
+    if fmt.experts_only:
+        experts = c.experts * fmt.bytes_per_weight
+        rest = fmt.non_expert_bits_per_weight / 8
+        return WeightBytes(linear=(c.linear - c.experts) * rest + experts, embeddings=emb * rest,
+                           norms=c.norms * rest, experts=experts, vision=vision)
     if fmt.kind == "gguf":
         per = fmt.bytes_per_weight
         return WeightBytes(linear=c.linear * per, embeddings=emb * per, norms=c.norms * per,
                            experts=c.experts * per, vision=0.0)
     high = max(fmt.bytes_per_weight, _HIGH_PRECISION_BYTES)
-    vision = c.vision * high
-    if fmt.experts_only:
-        experts = c.experts * fmt.bytes_per_weight
-        return WeightBytes(linear=(c.linear - c.experts) * high + experts, embeddings=emb * high,
-                           norms=c.norms * high, experts=experts, vision=vision)
     return WeightBytes(
         linear=c.linear * fmt.bytes_per_weight,
         embeddings=emb * high,

@@ -301,9 +301,16 @@ def _headroom_gib(req: FitRequest) -> float:
     return (req.capacity_bytes - memory_breakdown(req).total) / GIB
 
 
+_SAME_BITS_DIGITS = 1  # formats within ~0.05 bit (fp8 / fp8-block, AWQ / MXFP4) count as one width
+
+
 def _smaller_formats(current: float, names: tuple[str, ...], bits) -> list[str]:  # type: ignore[no-untyped-def]
-    """Engine formats with fewer bits than ``current``, largest first (least quality lost)."""
-    return sorted((n for n in names if bits(n) < current), key=lambda n: -bits(n))
+    """Engine formats with fewer bits than ``current``, largest first (least quality lost).
+
+    Equal widths keep the engine's order, so a format its scales make a hair wider (block FP8's
+    0.002 bit) is not offered before the common one (fp8, which servers also make at load).
+    """
+    return sorted((n for n in names if bits(n) < current), key=lambda n: -round(bits(n), _SAME_BITS_DIGITS))
 
 
 def _first_fitting(req: FitRequest, options: list[str], make) -> FitRequest | None:  # type: ignore[no-untyped-def]

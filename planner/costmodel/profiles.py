@@ -16,6 +16,7 @@ import numpy as np
 
 from planner.catalog.precisions import KvFormat, WeightFormat
 from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.tensor_paths import MatmulPath, matmul_dtype, own_path
 from planner.engines import EngineSpec
 from planner.errors import SpecplanError
 from planner.footprint import (
@@ -162,14 +163,14 @@ def _dot_units_flops(gpu: GpuSpec) -> dict[str, float]:
     return {"dp4a": dp4a_tops(gpu) * TERA, "int8_tensor": peak_tflops(gpu, "int8") * TERA, "fp32": fp32 * TERA}
 
 
-def _dequantising(fmt: WeightFormat) -> bool:
+def _dequantising(fmt: WeightFormat, path: MatmulPath) -> bool:
     """True for formats whose matmul kernels unpack weights on the fly (lower achieved bandwidth).
 
-    Weight-only integer formats (AWQ, GPTQ, int8 weight-only) and GGUF blocks under
-    8 bits do; 16-bit, FP8, W8A8 int8 and GGUF q8_0 stream at about the 16-bit rate.
+    Weight-only formats (AWQ, GPTQ, int8 weight-only, FP8/FP4 on GPUs without those tensor
+    cores, gpt-oss's MXFP4 experts) and GGUF blocks under 8 bits do; 16-bit, native FP8/FP4,
+    W8A8 int8 and GGUF q8_0 stream at about the 16-bit rate.
     """
-    weight_only = fmt.kind == "int-quant" and fmt.compute_dtype == "fp16"
-    return weight_only or (fmt.kind == "gguf" and fmt.bits_per_weight < _QUANT_BITS_THRESHOLD)
+    return path.weight_only or (fmt.kind == "gguf" and fmt.bits_per_weight < _QUANT_BITS_THRESHOLD)
 
 
 def _local_attention(m: ModelSpec) -> tuple[int, int]:
@@ -185,10 +186,16 @@ def _local_attention(m: ModelSpec) -> tuple[int, int]:
     return sliding + chunked, max(spans, default=0)
 
 
-def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1) -> ModelProfile:
-    """Precompute what one pass of ``m`` reads and computes on one GPU of a ``shard``-way split."""
+def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1,
+                  gpu: GpuSpec | None = None) -> ModelProfile:
+    """Precompute what one pass of ``m`` reads and computes on one GPU of a ``shard``-way split.
+
+    ``gpu`` decides the tensor path of FP8/FP4 formats (``matmul_dtype``: weight-only at the
+    16-bit rate where the GPU lacks it); None takes the format's own path.
+    """
     counts = parameter_counts(m)
     wb = weight_bytes(m, fmt, counts)
+    path = matmul_dtype(fmt, gpu) if gpu is not None else own_path(fmt)
     # Routed experts may be in another format than the rest (experts_only): priced apart.
     bytes_per_param = (wb.linear - wb.experts) / max(counts.linear - counts.experts, 1)
     head_bpp = wb.embeddings / max(counts.embedding + counts.positions + counts.lm_head, 1)
@@ -217,7 +224,7 @@ def model_profile(m: ModelSpec, fmt: WeightFormat, kv: KvFormat, shard: int = 1)
         kv_bytes_per_token_window=per_layer_kv * windowed, window_tokens=window_tokens,
         flops_per_token=_FLOPS_PER_MAC * (counts.streamed_per_token + lm_head - counts.lm_head) / shard,
         attn_flops_per_token_ctx=_ATTN_FLOPS_PER_CTX * m.num_layers * heads * m.head_dim / shard,
-        quantized=_dequantising(fmt), dtype_index=DTYPES.index(fmt.compute_dtype), shard=shard,
+        quantized=_dequantising(fmt, path), dtype_index=DTYPES.index(path.dtype), shard=shard,
         qkv_params=(attn - o) / shard, o_params=o / shard, mlp_params=mlp_bytes / bytes_per_param / shard,
         lm_head_params=lm_head / shard, expert_params=expert_params / shard,
         bytes_per_param=bytes_per_param, lm_head_bytes_per_param=head_bpp,

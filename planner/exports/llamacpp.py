@@ -42,7 +42,7 @@ SERVER = "llamacpp"
 LABEL = "llama.cpp llama-server"
 DEFAULT_MAIN = "llamacpp-serve.sh"
 _GGUF_TYPE = {"bf16": "BF16", "fp16": "F16", "q8_0": "Q8_0", "q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q4_k_m": "Q4_K_M",
-              "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
+              "q4_0": "Q4_0", "q3_k_m": "Q3_K_M", "q2_k": "Q2_K", "mxfp4_moe": "MXFP4_MOE"}
 _ALL_LAYERS = 99  # more layers than any catalogued model has: everything on the GPU
 
 

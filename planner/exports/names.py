@@ -19,8 +19,9 @@ from planner.exports.text import check_word
 __all__ = ["PRE_QUANTIZED", "catalogue_model", "model_facts", "served_name", "model_reference", "vocab_sizes"]
 
 # Formats a server loads only from a checkpoint already quantized that way (AWQ/GPTQ exports,
-# SmoothQuant int8); fp8 is quantized on load by vLLM and SGLang but not by TensorRT-LLM/HF.
-PRE_QUANTIZED = frozenset({"int8", "int4-awq", "int4-gptq"})
+# SmoothQuant int8, MXFP4/NVFP4/block-FP8 checkpoints whose config.json quantization_config names
+# them); fp8 is quantized on load by vLLM and SGLang but not by TensorRT-LLM/HF.
+PRE_QUANTIZED = frozenset({"int8", "int4-awq", "int4-gptq", "fp8-block", "mxfp4", "mxfp4-moe", "nvfp4"})
 
 
 def catalogue_model(name: str | None) -> ModelSpec | None:
@@ -69,15 +70,19 @@ def model_reference(name: str, precision: str, override: str | None, server_labe
                     flag: str, online: frozenset[str] = frozenset({"fp8"}), catalog_id: str | None = None) -> str:
     """What to load for ``name`` at ``precision``: the override path, or the plan's id or path.
 
-    A catalogue id names the 16-bit checkpoint on the Hub. Formats the server only loads
-    pre-quantized (``PRE_QUANTIZED``, plus fp8 where ``online`` lacks it) cannot come
-    from it: a quantized export must be named with ``flag``.
+    A catalogue id names the checkpoint on the Hub, 16-bit unless its entry says it is stored
+    in another format (``weight_format``: gpt-oss's MXFP4 experts, DeepSeek-V3's block FP8).
+    Formats the server only loads pre-quantized (``PRE_QUANTIZED``, plus fp8 where ``online``
+    lacks it) cannot come from a 16-bit one: a quantized export must be named with ``flag``.
     """
     if override:
         return check_word(override, flag)
     served = served_name(name)
-    if catalogue_model(catalog_id or name) is None:
+    entry = catalogue_model(catalog_id or name)
+    if entry is None:
         return served  # a local folder or an id of the user's own checkpoint: taken as quantized as planned
+    if entry.weight_format == precision:
+        return served  # the published checkpoint is stored in the planned format
     if precision in PRE_QUANTIZED or (precision == "fp8" and "fp8" not in online):
         raise SpecplanError(
             f"the plan runs the {role} {name} as {precision}, but {served} is the 16-bit checkpoint and "

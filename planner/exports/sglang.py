@@ -34,7 +34,7 @@ from planner.exports.common import (
     needed_gib,
     shell_script,
 )
-from planner.exports.names import model_reference
+from planner.exports.names import PRE_QUANTIZED, model_reference
 from planner.exports.versions import ServerLine
 
 __all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "mem_fraction_static"]
@@ -47,7 +47,15 @@ _DTYPE = TORCH_DTYPE_NAMES
 _ONLINE = frozenset({"fp8"})  # SGLang quantizes 16-bit checkpoints to fp8 when loading ("online quantization")
 # Checkpoint formats named explicitly for the draft: SGLang's draft inherits the target's
 # --quantization unless told otherwise (server_args: _speculative_draft_quantization_explicitly_set).
-_DRAFT_QUANT = {"fp8": "fp8", "int4-awq": "awq", "int4-gptq": "gptq", "int8": "w8a8_int8"}
+# Checkpoint-native formats by the method SGLang's QUANTIZATION_CHOICES names them ("modelopt_fp4"
+# for ModelOpt NVFP4, "fp8" reads weight_block_size); the target never gets a flag for them
+# (SGLang reads its config.json quantization_config).
+_DRAFT_QUANT = {"fp8": "fp8", "int4-awq": "awq", "int4-gptq": "gptq", "int8": "w8a8_int8",
+                "nvfp4": "modelopt_fp4", "fp8-block": "fp8"}
+# No flag for these: dense MXFP4 comes as compressed-tensors or AMD Quark (two methods), and
+# "mxfp4" (gpt-oss) is not among the choices of the server_args.py read
+# (planner/exports/server_args/sglang.yaml quantizations); the draft's own config.json names them.
+_DRAFT_OWN_CONFIG = frozenset({"mxfp4", "mxfp4-moe"})
 
 
 def mem_fraction_static(plan: ExportPlan) -> tuple[float, float, float]:
@@ -76,6 +84,8 @@ def _draft_quantization(plan: ExportPlan) -> str | None:
     target = weight_format(plan.precision).name
     if draft in _DRAFT_QUANT:
         return _DRAFT_QUANT[draft]
+    if draft in _DRAFT_OWN_CONFIG:
+        return None
     return "unquant" if target not in _DTYPE else None  # a 16-bit draft next to a quantized target
 
 
@@ -84,13 +94,13 @@ def _older_draft_format(plan: ExportPlan, line: ServerLine, target_quant: str | 
 
     There the draft is loaded with the target's --quantization: that is right when the
     two agree, or when the target has none and the draft's checkpoint names its own
-    (AWQ/GPTQ/int8 exports); fp8 of the draft alone, or a 16-bit draft next to an
+    (AWQ/GPTQ/int8 exports, MXFP4/NVFP4/block-FP8 checkpoints); fp8 of the draft alone, or a 16-bit draft next to an
     fp8-on-load target, cannot be said.
     """
     draft = weight_format(plan.draft_precision or plan.precision).name
     if target_quant == quant or quant == "unquant" and target_quant is None:
         return
-    if target_quant is None and quant in ("awq", "gptq", "w8a8_int8"):
+    if target_quant is None and draft in PRE_QUANTIZED:  # the draft's own quantization_config names it
         return
     raise SpecplanError(
         f"{LABEL} {line.name} has no --speculative-draft-model-quantization (it arrives in 0.5.7): the draft would be "

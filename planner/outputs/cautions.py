@@ -24,7 +24,7 @@ def headroom_caution(headroom_gib: float, fits: bool) -> str | None:
 
 
 def draft_checkpoint_hint(model: str | None, precision: str | None) -> str | None:
-    """Which checkpoint a quantized model needs (AWQ/GPTQ/int8 and GGUF types are not made from bf16 at load)."""
+    """Which checkpoint a quantized model needs (AWQ/GPTQ/int8, MXFP4/NVFP4/block FP8 and GGUF types are not made from bf16 at load)."""
     if not model or not precision:
         return None
     try:
@@ -33,8 +33,8 @@ def draft_checkpoint_hint(model: str | None, precision: str | None) -> str | Non
         return None
     if fmt.kind == "gguf":
         return f"needs a GGUF {fmt.name} file of {model} (convert and quantize it, or download one)"
-    if fmt.kind == "int-quant":
-        return f"needs a pre-quantized {fmt.name} checkpoint of {model} (pass its folder with export --draft-path)"
     if fmt.name == "fp8":
         return f"fp8: a pre-quantized fp8 checkpoint of {model}, or the server's online fp8 quantization of bf16 weights"
+    if fmt.bits_per_weight < 16:  # AWQ/GPTQ/int8 exports, MXFP4/NVFP4/block-FP8 checkpoints: never made at load
+        return f"needs a pre-quantized {fmt.name} checkpoint of {model} (pass its folder with export --draft-path)"
     return None

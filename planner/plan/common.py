@@ -33,11 +33,11 @@ def profiles(req: FitRequest, draft: ModelSpec | None, draft_fmt: WeightFormat |
     kernels = req.engine.kernel_line_for_version(server_version, req.gpu.memory_class)
     tensor = req.engine.parallelism == "tensor"
     dtp = draft_tp_degree(replace(req, gpus=gpus))
-    tp = model_profile(req.target, req.precision, req.kv, gpus if tensor else 1)
+    tp = model_profile(req.target, req.precision, req.kv, gpus if tensor else 1, req.gpu)
     device = device_profile(req.gpu, req.engine, gpus, kernels=kernels)
     if draft is None:
         return tp, None, device, device
-    dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1)
+    dp = model_profile(draft, draft_fmt or req.precision, req.kv, dtp if tensor else 1, req.gpu)
     return tp, dp, device, device_profile(req.gpu, req.engine, dtp if tensor else gpus, role="draft", kernels=kernels)
 
 
