@@ -162,6 +162,13 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
     return _exit_for(data["candidates"])
 
 
+def _refuse_filters_with_sources(**filters: Any) -> None:
+    """--sources shows one named entry: a listing filter beside it would be silently ignored."""
+    given = [f"--{name.replace('_', '-')}" for name, value in filters.items() if value is not None]
+    if given:
+        raise click.UsageError(f"--sources shows one entry; drop {', '.join(given)}")
+
+
 def _catalog_filters(vendor_help: str, family_help: str) -> Callable[[Any], Any]:
     return _options(click.option("--vendor", default=None, type=NAME, help=vendor_help),
                     click.option("--family", default=None, type=NAME, help=family_help))
@@ -170,9 +177,17 @@ def _catalog_filters(vendor_help: str, family_help: str) -> Callable[[Any], Any]
 @main.command()
 @_catalog_filters("Only this vendor: nvidia, amd, apple.", "Only this architecture, e.g. hopper, ada, ampere, cdna3, apple-m4.")
 @click.option("--min-memory", type=_MIN_GIB, default=None, help="Only GPUs with at least this much memory, GiB.")
+@click.option("--sources", "sources_of", metavar="ID", type=NAME, default=None,
+              help="Show one GPU (id, name or alias) figure by figure: value, the source items that give it, weak ones.")
 @_format_option
-def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: str) -> None:
-    """List the accelerators in the catalogue."""
+def gpus(vendor: str | None, family: str | None, min_memory: float | None, sources_of: str | None, fmt: str) -> None:
+    """List the accelerators in the catalogue, or one entry's sources."""
+    if sources_of is not None:
+        from planner.outputs.sources_view import gpu_sources, print_gpu_sources
+
+        _refuse_filters_with_sources(vendor=vendor, family=family, min_memory=min_memory)
+        _emit(gpu_sources(sources_of), fmt, print_gpu_sources)
+        return
     from planner.outputs.catalog_view import list_gpus, print_gpu_table
 
     _emit(list_gpus(vendor, family, min_memory), fmt, print_gpu_table)
@@ -183,9 +198,18 @@ def gpus(vendor: str | None, family: str | None, min_memory: float | None, fmt: 
                   "Only this model family, e.g. llama, qwen, gemma.")
 @click.option("--min-memory", type=_MIN_GIB, default=None, help="Only models whose bf16 weights take at least this many GiB.")
 @click.option("--tokenizer", type=NAME, default=None, help="Only models with this tokenizer name (the drafts a target can use).")
+@click.option("--sources", "sources_of", metavar="ID", type=NAME, default=None,
+              help="Show one model (Hub id or alias): its source items and computed vs published parameter counts.")
 @_format_option
-def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None, fmt: str) -> None:
-    """List the models in the catalogue."""
+def models(vendor: str | None, family: str | None, min_memory: float | None, tokenizer: str | None,
+           sources_of: str | None, fmt: str) -> None:
+    """List the models in the catalogue, or one entry's sources."""
+    if sources_of is not None:
+        from planner.outputs.sources_view import model_sources, print_model_sources
+
+        _refuse_filters_with_sources(vendor=vendor, family=family, min_memory=min_memory, tokenizer=tokenizer)
+        _emit(model_sources(sources_of), fmt, print_model_sources)
+        return
     from planner.outputs.catalog_view import list_models, print_model_table
 
     _emit(list_models(vendor, family, min_memory, tokenizer), fmt, print_model_table)
