@@ -58,9 +58,9 @@ def model_ids() -> list[str]:
 
 
 @pytest.mark.parametrize("width", [*WIDTHS, None])
-def test_gpus_keeps_all_75_ids_and_columns(width, gpu_ids):
+def test_gpus_keeps_all_87_ids_and_columns(width, gpu_ids):
     text = run(["gpus"], width)
-    assert len(gpu_ids) == 75
+    assert len(gpu_ids) == 87  # 75 + the 12 accelerators of issue 11
     assert_whole(text, gpu_ids, ["id", "name", "memory", "bandwidth", "fp16 TFLOPS", "fp8 TFLOPS", "link"])
 
 

@@ -74,7 +74,8 @@ def _source_present(value: str | list[str]) -> str | list[str]:
 class Interconnect(Frozen):
     """GPU-to-GPU link as the vendor quotes it."""
 
-    kind: Literal["nvlink", "nvlink-c2c", "infinity-fabric", "pcie", "none"]
+    # ethernet: RDMA over the accelerator's own Ethernet ports (Intel Gaudi's RoCE v2)
+    kind: Literal["nvlink", "nvlink-c2c", "infinity-fabric", "ethernet", "pcie", "none"]
     generation: str | None = Field(None, description="e.g. 'NVLink 4', 'PCIe 5.0 x16'")
     bandwidth_gb_s: float = Field(
         ge=0, description="aggregate bidirectional GB/s per GPU as quoted (NVLink 4: 900)"

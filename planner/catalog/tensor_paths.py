@@ -54,14 +54,16 @@ class TensorPath(Frozen):
 TENSOR_PATHS: tuple[TensorPath, ...] = (
     TensorPath(
         dtype="fp8", formats=("fp8", "fp8-block"),
-        families=("ada", "hopper", "blackwell", "blackwell-ultra", "cdna3", "cdna4"),
+        families=("ada", "hopper", "blackwell", "blackwell-ultra", "cdna3", "cdna4", "gaudi3"),
         peak_figure="fp8_tensor_tflops",
         fallback_kernel="Marlin FP8 weight-only (W8A16): FP8 weights dequantised to BF16 in the kernel",
         source=_VLLM_Q + "fp8.py Fp8LinearMethod: use_marlin = not has_device_capability(89) ('For GPUs that lack "
         "FP8 hardware support, we can leverage the Marlin kernel for fast weight-only FP8 quantization'); "
         + _VLLM_Q + "utils/marlin_utils_fp8.py is_fp8_marlin_supported (capability >= 80), block-wise weight_block_size "
         "scales turned into Marlin group scales; NVIDIA PTX ISA: FP8 mma needs sm_89+ (Ada, Hopper, Blackwell); "
-        "AMD CDNA 3 whitepaper: FP8 matrix cores on MI300X/MI325X",
+        "AMD CDNA 3 whitepaper: FP8 matrix cores on MI300X/MI325X; Intel Gaudi 3 (Hot Chips 2024, hardware_db/"
+        "intel-gaudi.yaml): the MME runs FP8 at the BF16 rate, which vLLM's Gaudi plugin uses through Intel Neural "
+        "Compressor FP8",
     ),
     TensorPath(
         dtype="fp4", formats=("mxfp4",),

@@ -50,7 +50,8 @@ _FALLBACK_FLOPS_PER_BYTE = 100.0
 _QUANT_BITS_THRESHOLD = 8  # GGUF blocks below this many bits run dequantising kernels
 # Extra latency per ring step of an all-reduce, by link (a step is one GPU-to-GPU hop);
 # NVLink and Infinity Fabric hops cost ~1-2 us, a PCIe hop through the host bridge ~5 us.
-_HOP_LATENCY_US = {"nvlink": 1.0, "nvlink-c2c": 1.0, "infinity-fabric": 2.0, "pcie": 5.0, "none": 0.0}
+# ethernet (RoCE, NIC on die): an RDMA hop, taken as slow as a PCIe one.
+_HOP_LATENCY_US = {"nvlink": 1.0, "nvlink-c2c": 1.0, "infinity-fabric": 2.0, "ethernet": 5.0, "pcie": 5.0, "none": 0.0}
 _NO_QUANT_KERNELS = 0  # quant_matvec_max_rows for engines without GGUF kernels
 
 
