@@ -98,7 +98,7 @@ def test_gpt_oss_fields():
 def test_tokenizer_identities():
     assert spec("llama-4-scout").tokenizer == spec("llama-4-maverick").tokenizer != spec("llama-3.2-1b").tokenizer
     assert spec("google/gemma-3-1b-it").tokenizer == spec("google/gemma-3-27b-it").tokenizer != spec("gemma-2-2b").tokenizer
-    # V3-Tekken (NeMo) and V7-Tekken (Small 3) give different texts to control ids.
+    # V3-Tekken (NeMo) and V7-Tekken (Small 3): the BPE ranks were not shown equal, so no shared identity.
     assert spec("mistralai/Mistral-Nemo-Instruct-2407").tokenizer != spec("mistralai/Mistral-Small-24B-Instruct-2501").tokenizer
     distills = {spec(f"deepseek-ai/DeepSeek-R1-Distill-Qwen-{s}").tokenizer for s in ("1.5B", "7B", "14B", "32B")}
     assert distills == {"deepseek-r1-distill-qwen2"} and spec("Qwen/Qwen2.5-32B").tokenizer == "qwen2"
