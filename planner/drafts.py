@@ -16,7 +16,7 @@ from planner.catalog.schemas import ModelSpec
 from planner.catalog.tokenizers import cross_tokenizer
 from planner.footprint import parameter_counts
 
-__all__ = ["DraftChoice", "draft_candidates"]
+__all__ = ["DraftChoice", "draft_candidates", "no_draft_message"]
 
 
 # Releases a draft should be, best first, for each kind of target: an Instruct target is
@@ -24,6 +24,13 @@ __all__ = ["DraftChoice", "draft_candidates"]
 # more often); drafts built for speculation ("draft") pair with every kind.
 _DRAFT_KINDS = {"base": ("base",), "instruct": ("instruct",), "reasoning": ("reasoning", "instruct"),
                 "draft": ("draft",)}
+
+
+# What speculation needs no second model: the engines' own method lists are in
+# planner/exports/server_args/*.yaml (vLLM ngram/eagle/eagle3/medusa, SGLang NGRAM/EAGLE/NEXTN,
+# TensorRT-LLM NGram/Eagle/MTP, llama.cpp ngram-*/draft-eagle3/draft-mtp). Named only, never
+# priced: EAGLE heads and MTP layers exist for some checkpoints, not all.
+DRAFTLESS_PROPOSERS = "n-gram / prompt-lookup drafting, EAGLE heads, MTP layers"
 
 
 @dataclass(frozen=True)
@@ -66,3 +73,11 @@ def draft_candidates(target: ModelSpec, include_cross_tokenizer: bool = False) -
         if note:
             notes[chosen.id] = note
     return DraftChoice(drafts, notes)
+
+
+def no_draft_message(target: ModelSpec, engine: str) -> str:
+    """The one line recommend prints when no smaller catalogue model shares the target's token ids."""
+    return (f"no same-tokenizer draft: no smaller catalogue model shares {target.id}'s tokenizer "
+            f"({target.tokenizer}), so no draft-model speculation is ranked; proposers that need no draft "
+            f"model ({DRAFTLESS_PROPOSERS}) may still apply where {engine} supports them for this "
+            "checkpoint (not priced here)")

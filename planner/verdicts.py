@@ -85,6 +85,8 @@ def recommendation_verdict(rows: list[Ranked], gpu: str, batch: int, nothing_fit
     if best.draft is not None and best.speedup >= MIN_WORTHWHILE_SPEEDUP:
         return (f"speculate: {best.draft} ({best.draft_precision}) with k = {best.k} on {best.gpus} x {gpu}, "
                 f"{best.speedup:.2f}x")
+    if not any(row.draft is not None for row in rows):
+        return "do not use speculation: the catalogue has no smaller draft with the target's token ids"
     drafts = [row for row in fitting if row.draft is not None]
     if not drafts:
         return f"do not use speculation: no draft fits on {best.gpus} x {gpu} beside the target"

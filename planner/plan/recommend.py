@@ -16,7 +16,7 @@ from planner.catalog.schemas import ModelSpec
 from planner.costmodel import stack_profiles
 from planner.catalog.tokenizers import cross_tokenizer
 from planner.draftloop import engine_loop
-from planner.drafts import draft_candidates
+from planner.drafts import draft_candidates, no_draft_message
 from planner.errors import SpecplanError
 from planner.memory import FitReport, FitRequest, fit_report, valid_group_sizes
 from planner.requests import FitInputs, build_fit_request
@@ -127,7 +127,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
                     f"{alone.breakdown.total / GIB:.1f} GiB per GPU of {alone.capacity_gib:.1f}; try {fixes}; "
                     "the speedups below are of configurations that cannot run")
     if not drafts:
-        warnings += (f"no catalogue draft shares {base.target.id}'s tokenizer ({base.target.tokenizer}) and is smaller",)
+        warnings += (no_draft_message(base.target, base.engine.name),)
     ranked = [Ranked(c.draft, c.draft_precision, c.k, c.gpus, c.speedup, c.fits, c.c, c.r, c.alpha, c.verify_bound)
               for c in rows]
     text = recommendation_verdict(ranked, base.gpu.id, base.batch, nothing_fits)
