@@ -63,8 +63,9 @@ def test_gemma3_vision_params_are_siglip_plus_projector_by_hand():
     for size, hidden in (("4b", 2560), ("12b", 3840), ("27b", 5376)):
         m = spec(f"google/gemma-3-{size}-it")
         assert m.vision_params == siglip + 1152 * hidden + 1152  # mm_input_projection + mm_soft_emb_norm
-        # The Hub total is the text formula plus the vision tower, exactly.
-        assert parameter_counts(m).total + m.vision_params == m.total_params
+        # The Hub total is the text formula plus the vision tower, exactly (footprint counts both).
+        counts = parameter_counts(m)
+        assert counts.vision == m.vision_params and counts.total == m.total_params
     assert spec("google/gemma-3-1b-it").vision_params == 0
 
 
