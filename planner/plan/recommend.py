@@ -16,6 +16,7 @@ from planner.catalog.schemas import ModelSpec
 from planner.costmodel import stack_profiles
 from planner.catalog.tokenizers import cross_tokenizer
 from planner.draftloop import engine_loop
+from planner.engines import EngineSpec
 from planner.drafts import draft_candidates, no_draft_message
 from planner.errors import SpecplanError
 from planner.memory import FitReport, FitRequest, fit_report, valid_group_sizes
@@ -91,6 +92,13 @@ class Recommendation:
     loads: dict[str, Any] | None = None  # predicted vs measured per load of a probe --server calibration
 
 
+def _draft_formats(draft: ModelSpec, engine: EngineSpec) -> tuple[str, ...]:
+    """The draft formats tried for ``draft``: its own checkpoint's format first (gpt-oss-20b ships
+    MXFP4 experts, no bf16 release), then the engine's common ones."""
+    own = (draft.weight_format,) if draft.weight_format in engine.weight_formats else ()
+    return tuple(dict.fromkeys((*own, *engine.draft_precisions)))
+
+
 def recommend(inp: RecommendInputs) -> Recommendation:
     """Rank drafts x draft precisions x k x GPU counts (plus no speculation) for one target."""
     check_task(inp.task)
@@ -104,7 +112,7 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         # fallback when the target's family has no smaller release.
         choice = draft_candidates(base.target, include_cross_tokenizer=True)
     drafts = choice.drafts
-    combos = [(d, weight_format(f), g) for g in groups for d in drafts for f in base.engine.draft_precisions]
+    combos = [(d, weight_format(f), g) for g in groups for d in drafts for f in _draft_formats(d, base.engine)]
     cal = read_calibration(inp.calibration) if inp.calibration else None
     if cal is not None:
         warnings += apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name).warnings

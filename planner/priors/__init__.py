@@ -79,6 +79,23 @@ def precision_shift(measured_precision: str | None, draft_format: WeightFormat) 
     return measured - quantization_penalty(draft_format)
 
 
+def effective_draft_bits(draft: ModelSpec, draft_format: WeightFormat) -> float:
+    """Bits per weight the quantization penalty sees for ``draft`` in ``draft_format`` (bits).
+
+    The penalty measures what a draft loses against its released weights. A checkpoint
+    released in a narrow format (gpt-oss's MXFP4 experts, trained that way) loses nothing
+    run as released, and gains nothing widened to fp8; only bits below the release's count.
+    """
+    if not draft.weight_format:
+        return draft_format.bits_per_weight
+    try:
+        native = weight_format(draft.weight_format).bits_per_weight
+    except SpecplanError:
+        return draft_format.bits_per_weight
+    deficit = max(0.0, 8.0 - draft_format.bits_per_weight) - max(0.0, 8.0 - native)
+    return 8.0 - max(0.0, deficit)
+
+
 _WHY = {
     "same-generation": "same release of the family",
     "other-generation": "another release of the family",
@@ -99,7 +116,7 @@ def alpha_prior(target: ModelSpec, draft: ModelSpec, draft_format: WeightFormat,
         raise SpecplanError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     rel = relationship(target, draft)
     draft_b, target_b = parameter_counts(draft).total / BILLION, parameter_counts(target).total / BILLION
-    t = prior_terms(rel, draft_b, target_b, task, draft_format.bits_per_weight)
+    t = prior_terms(rel, draft_b, target_b, task, effective_draft_bits(draft, draft_format))
     explanation = (
         f"{rel} draft ({_WHY[rel]}: {t.base:.2f}), draft {draft_b:.2g}B params ({t.draft_size:+.2f}), "
         f"target {target_b:.3g}B ({t.target_size:+.2f}), task {task} ({t.task:+.2f}), "
