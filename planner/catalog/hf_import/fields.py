@@ -66,21 +66,21 @@ def flag(cfg: dict[str, Any], label: str, key: str) -> bool:
     return value
 
 
-def str_list(cfg: dict[str, Any], label: str, key: str) -> list[str] | None:
-    """A list-of-strings field (layer_types), or None when absent."""
+def _typed_list(cfg: dict[str, Any], label: str, key: str, ok: Any, what: str) -> list[Any] | None:
+    """A list field whose items all pass ``ok``, or None when absent."""
     value = cfg.get(key)
     if value is None:
         return None
-    if not isinstance(value, list) or not all(isinstance(t, str) for t in value):
-        raise ConfigImportError(f"{label}: field {key}: expected a list of strings")
+    if not isinstance(value, list) or not all(ok(t) for t in value):
+        raise ConfigImportError(f"{label}: field {key}: expected a list of {what}")
     return value
+
+
+def str_list(cfg: dict[str, Any], label: str, key: str) -> list[str] | None:
+    """A list-of-strings field (layer_types), or None when absent."""
+    return _typed_list(cfg, label, key, lambda t: isinstance(t, str), "strings")
 
 
 def int_list(cfg: dict[str, Any], label: str, key: str) -> list[int] | None:
     """A list-of-integers field (no_rope_layers), or None when absent."""
-    value = cfg.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in value):
-        raise ConfigImportError(f"{label}: field {key}: expected a list of whole numbers")
-    return value
+    return _typed_list(cfg, label, key, lambda t: isinstance(t, int) and not isinstance(t, bool), "whole numbers")
