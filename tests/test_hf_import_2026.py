@@ -12,7 +12,8 @@ import pytest
 
 from planner.catalog.hf_config import SUPPORTED_MODEL_TYPES, load_model_dir, spec_from_config, spec_to_config
 from planner.catalog.hf_import.quant import checkpoint_format
-from planner.catalog.precisions import KvFormat, WeightFormat
+from planner.catalog.precisions import KvFormat, weight_format
+from planner.errors import ConfigImportError
 from planner.costmodel.profiles import model_profile
 from planner.footprint import embedding_params, kv_cache_bytes, kv_cache_bytes_per_token, moe_layer_count, \
     parameter_counts, weight_bytes
@@ -20,10 +21,7 @@ from planner.footprint import embedding_params, kv_cache_bytes, kv_cache_bytes_p
 CONFIGS = Path(__file__).parent / "data" / "hf_configs"
 BF16_KV = KvFormat(name="fp16", bits_per_element=16, source="test")
 GIB = 2**30
-# Built here until planner/catalog/precisions.py carries it (helper "formats"): MXFP4 is 32 E2M1
-# values + one E8M0 scale per block (OCP MX spec v1.0), 4.25 bits/weight, on the experts only.
-MXFP4_MOE = WeightFormat(name="mxfp4-moe", bits_per_weight=4.25, compute_dtype="fp4", kind="float",
-                         experts_only=True, source="OCP Microscaling Formats (MX) v1.0: 32 x 4 bits + 8-bit scale")
+MXFP4_MOE = weight_format("mxfp4-moe")  # MXFP4 on the routed experts (planner/catalog/precisions.py)
 
 
 def spec(repo: str):
@@ -237,3 +235,10 @@ def test_catalogue_weight_format_is_the_default_precision(monkeypatch):
     m = spec("openai/gpt-oss-20b").model_copy(update={"id": "openai/gpt-oss-20b"})
     monkeypatch.setattr(lookup, "resolve", lambda name, index, what: m)
     assert lookup.find_model("openai/gpt-oss-20b").checkpoint_precision == "mxfp4-moe"
+
+
+def test_layer_types_must_name_every_layer():
+    cfg = spec_to_config(spec("openai/gpt-oss-20b"))
+    cfg["layer_types"] = cfg["layer_types"] * 2
+    with pytest.raises(ConfigImportError, match="layer_types: 48 entries for 24 layers"):
+        spec_from_config(cfg, "config.json")

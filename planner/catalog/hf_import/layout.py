@@ -51,6 +51,9 @@ def local_attention(cfg: dict[str, Any], rules: ArchRules, layers: int, label: s
     window = opt_int(cfg, label, "sliding_window", high=MAX_CONTEXT) if use_window else None
     kinds = str_list(cfg, label, "layer_types")
     if kinds is not None:
+        if len(kinds) != layers:  # transformers' layer_type_validation refuses such a config too
+            raise ConfigImportError(
+                f"{label}: field layer_types: {len(kinds)} entries for {layers} layers (num_hidden_layers)")
         return _from_layer_types(kinds, window, chunk, layers)
     if rules.sliding == "chunked":
         chunked = _llama4_chunked(cfg, label, layers) if chunk else 0
