@@ -25,7 +25,7 @@ from planner.trees.costs import (
     SGLANG_GRID, RoundCounts, ShapeGrid, TreeShapeChoice, best_tree_shape, round_counts, shape_grid,
     tokens_per_second,
 )
-from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree
+from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
 from planner.trees.optimal import best_tree
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree
@@ -34,7 +34,7 @@ __all__ = [
     "AcceptanceModel", "RankProfile", "chain_model", "model_from_alpha", "rank_acceptance", "rank_profile",
     "rank_retention", "residual_rank_share", "SGLANG_GRID", "RoundCounts", "ShapeGrid", "TreeShapeChoice",
     "best_tree_shape", "round_counts", "shape_grid", "tokens_per_second", "check_eagle_shape",
-    "eagle_candidate_count", "sglang_eagle_tree", "accepted_depth_pmf", "depth_survival",
+    "eagle_candidate_count", "sglang_eagle_tree", "sglang_expected_lengths", "accepted_depth_pmf", "depth_survival",
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
     "from_paths", "full_tree",
 ]

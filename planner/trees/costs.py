@@ -12,9 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 from planner.trees.acceptance import AcceptanceModel
-from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree
-from planner.trees.expected import expected_accepted_length
+from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_expected_lengths
 from planner.trees.shapes import TreeInputError
 
 __all__ = [
@@ -95,24 +96,37 @@ def tokens_per_second(batch: int, mean_accepted_length: float, round_time_s: flo
     return batch * mean_accepted_length / round_time_s
 
 
+def _better(new: TreeShapeChoice, old: TreeShapeChoice | None) -> bool:
+    """More tokens/s wins; within float noise, fewer verified tokens, then fewer drafted tokens."""
+    if old is None or new.tokens_per_s > old.tokens_per_s * (1 + 1e-12):
+        return True
+    if new.tokens_per_s < old.tokens_per_s * (1 - 1e-12):
+        return False
+    return (new.num_draft_tokens, new.steps * new.topk) < (old.num_draft_tokens, old.steps * old.topk)
+
+
 def best_tree_shape(
     batch: int, cost_of_round: RoundCost, model: AcceptanceModel, grid: ShapeGrid = SGLANG_GRID
 ) -> TreeShapeChoice:
-    """The grid shape with the most tokens/s for ``batch`` requests; ties go to fewer draft tokens.
+    """The grid shape with the most tokens/s for ``batch`` requests.
 
     ``cost_of_round(steps, topk, num_draft_tokens)`` returns the seconds one round takes at this
-    batch (draft passes plus verify); it must be > 0.
+    batch (draft passes plus verify); it must be > 0. Ties (within float noise) go to fewer
+    verified tokens, then to less drafting.
     """
     if batch < 1:
         raise TreeInputError(f"batch must be at least 1 (got {batch})")
     best: TreeShapeChoice | None = None
+    lengths: dict[tuple[int, int], np.ndarray] = {}
     for steps, topk, n in shape_grid(grid):
         t = float(cost_of_round(steps, topk, n))
         if not t > 0:
             raise TreeInputError(f"the round cost must be > 0 seconds (got {t!r} for {steps}, {topk}, {n})")
-        e = expected_accepted_length(sglang_eagle_tree(steps, topk, n, model), model)
+        if (steps, topk) not in lengths:
+            lengths[steps, topk] = sglang_expected_lengths(steps, topk, model)
+        e = float(lengths[steps, topk][n - 1])
         choice = TreeShapeChoice(steps, topk, n, e, t, tokens_per_second(batch, e, t))
-        if best is None or choice.tokens_per_s > best.tokens_per_s * (1 + 1e-12):
+        if _better(choice, best):
             best = choice
     if best is None:
         raise TreeInputError("the shape grid holds no shape SGLang accepts")

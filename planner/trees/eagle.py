@@ -30,7 +30,7 @@ import numpy as np
 from planner.trees.acceptance import AcceptanceModel
 from planner.trees.shapes import MAX_NODES, TokenTree, TreeInputError
 
-__all__ = ["eagle_candidate_count", "check_eagle_shape", "sglang_eagle_tree"]
+__all__ = ["eagle_candidate_count", "check_eagle_shape", "sglang_eagle_tree", "sglang_expected_lengths"]
 
 
 def eagle_candidate_count(steps: int, topk: int) -> int:
@@ -58,19 +58,12 @@ def check_eagle_shape(steps: int, topk: int, num_draft_tokens: int) -> None:
         )
 
 
-def sglang_eagle_tree(steps: int, topk: int, num_draft_tokens: int, model: AcceptanceModel) -> TokenTree:
-    """The tree SGLang verifies for (steps, topk, num_draft_tokens), scored by ``model``.
-
-    Ties keep the earlier candidate (a parent is always listed before its children and scores at
-    least as high, so the kept set is a tree).
-    """
-    check_eagle_shape(steps, topk, num_draft_tokens)
-    # Candidate list as SGLang orders it: (parent candidate index or -1, rank, depth, score).
+def _candidates(steps: int, topk: int, model: AcceptanceModel) -> tuple[list[int], list[int], np.ndarray]:
+    """SGLang's candidate list in its order: (parent candidate or -1, rank, path-probability score)."""
     parent_of: list[int] = []
     rank_of: list[int] = []
     score: list[float] = []
-    frontier = [-1]
-    frontier_score = [1.0]
+    frontier, frontier_score = [-1], [1.0]
     for depth in range(1, steps + 1):
         level = []
         for f, s in zip(frontier, frontier_score):
@@ -82,8 +75,30 @@ def sglang_eagle_tree(steps: int, topk: int, num_draft_tokens: int, model: Accep
         # Step 0 keeps all topk root children; later steps keep the topk best of topk^2.
         best = sorted(level, key=lambda i: -score[i])[:topk]
         frontier, frontier_score = best, [score[i] for i in best]
-    order = np.argsort(-np.asarray(score), kind="stable")[: num_draft_tokens - 1]
-    kept = sorted(int(i) for i in order)
+    return parent_of, rank_of, np.asarray(score)
+
+
+def sglang_eagle_tree(steps: int, topk: int, num_draft_tokens: int, model: AcceptanceModel) -> TokenTree:
+    """The tree SGLang verifies for (steps, topk, num_draft_tokens), scored by ``model``.
+
+    Ties keep the earlier candidate (a parent is always listed before its children and scores at
+    least as high, so the kept set is a tree).
+    """
+    check_eagle_shape(steps, topk, num_draft_tokens)
+    parent_of, rank_of, score = _candidates(steps, topk, model)
+    kept = sorted(int(i) for i in np.argsort(-score, kind="stable")[: num_draft_tokens - 1])
     new_index = {c: n for n, c in enumerate(kept)}
     parents = tuple(-1 if parent_of[c] < 0 else new_index[parent_of[c]] for c in kept)
     return TokenTree(parents, tuple(rank_of[c] for c in kept))
+
+
+def sglang_expected_lengths(steps: int, topk: int, model: AcceptanceModel) -> np.ndarray:
+    """E[L] of sglang_eagle_tree(steps, topk, n, model) for n = 1, 2, ..., candidates + 1.
+
+    The kept nodes are the n - 1 best scores and a node's score is its path probability, so E[L]
+    is 1 plus the running sum of the sorted scores. Unit: tokens committed per round (index n - 1).
+    """
+    if steps < 1 or topk < 1:
+        raise TreeInputError(f"speculative_num_steps and speculative_eagle_topk must be >= 1 (got {steps}, {topk})")
+    score = _candidates(steps, topk, model)[2]
+    return 1.0 + np.concatenate([[0.0], np.cumsum(np.sort(score)[::-1])])
