@@ -65,7 +65,7 @@ class AcceptanceModel:
 
     @property
     def num_ranks(self) -> int:
-        """Ranks with a non-zero column in the table: wider sibling sets add nothing."""
+        """Columns of the table: a sibling of a higher rank has acceptance 0 and adds nothing."""
         return len(self.table[0])
 
     def rate(self, depth: np.ndarray | int, rank: np.ndarray | int) -> np.ndarray:

@@ -1,9 +1,11 @@
 """What one SGLang EAGLE round costs, as counts, and the best (steps, topk, draft tokens) for a batch.
 
 The counts (priced later by the cost model): the target verifies num_draft_tokens tokens per
-request with tree attention; the draft runs speculative_num_steps passes, the first over 1 token
-per request (the draft extend after verify, which SGLang also runs over the tokens just accepted)
-and each later one over topk tokens per request (eagle_worker.py ``draft_forward``; see
+request with tree attention; the draft runs speculative_num_steps passes per round. The first is
+SGLang's draft extend after verify: it drafts 1 position per request, and its input is the tokens
+the round committed (L per request, E[L] on average; eagle_worker.py
+``forward_draft_extend_after_decode``), which the cost model should price as an extend of that
+length. Each later pass drafts topk tokens per request (eagle_worker.py ``draft_forward``; see
 planner.trees.eagle for the sources).
 """
 
@@ -32,11 +34,11 @@ class RoundCounts:
 
     verify_tokens: int  # num_draft_tokens, the root included, tokens
     draft_passes: int  # speculative_num_steps, passes
-    draft_tokens_per_pass: tuple[int, ...]  # (1, topk, topk, ...), tokens per pass
+    draft_tokens_per_pass: tuple[int, ...]  # (1, topk, topk, ...), positions drafted per pass
 
     @property
     def drafted_tokens(self) -> int:
-        """Tokens the draft runs on per request and round: 1 + (steps - 1) topk. Unit: tokens."""
+        """Positions the draft proposes per request and round: 1 + (steps - 1) topk. Unit: tokens."""
         return sum(self.draft_tokens_per_pass)
 
 
