@@ -13,7 +13,7 @@ from planner.trees import (
     AcceptanceModel, ShapeGrid, TokenTree, TreeInputError, accepted_depth_pmf, best_tree, best_tree_shape,
     chain, chain_model, check_eagle_shape, depth_survival, eagle_candidate_count, expected_accepted_length,
     from_paths, full_tree, model_from_alpha, path_probabilities, rank_acceptance, rank_profile,
-    residual_rank_share, round_counts, sglang_eagle_tree, sglang_expected_lengths,
+    residual_rank_share, round_counts, sglang_eagle_tree, sglang_expected_lengths, vllm_token_tree,
 )
 
 ROUNDS = 100_000
@@ -76,6 +76,11 @@ def test_bad_trees_are_refused_in_one_line(parents, ranks, words):
     with pytest.raises(TreeInputError, match=words) as err:
         TokenTree(parents, ranks)
     assert "\n" not in str(err.value)
+
+
+def test_vllm_token_tree_string():
+    assert vllm_token_tree(full_tree([1, 2])) == "[(0,), (0, 0), (0, 1)]"  # the form vLLM's tests pass
+    assert vllm_token_tree(best_tree(3, chain_model(0.8))) == "[(0,), (0, 0), (0, 0, 0)]"
 
 
 def test_from_paths_needs_every_prefix():

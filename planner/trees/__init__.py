@@ -28,7 +28,7 @@ from planner.trees.costs import (
 from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
 from planner.trees.optimal import best_tree
-from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree
+from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree, vllm_token_tree
 
 __all__ = [
     "AcceptanceModel", "RankProfile", "chain_model", "model_from_alpha", "rank_acceptance", "rank_profile",
@@ -36,5 +36,5 @@ __all__ = [
     "best_tree_shape", "round_counts", "shape_grid", "tokens_per_second", "check_eagle_shape",
     "eagle_candidate_count", "sglang_eagle_tree", "sglang_expected_lengths", "accepted_depth_pmf", "depth_survival",
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
-    "from_paths", "full_tree",
+    "from_paths", "full_tree", "vllm_token_tree",
 ]

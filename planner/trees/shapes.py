@@ -17,7 +17,7 @@ import numpy as np
 
 from planner.errors import SpecplanError
 
-__all__ = ["TreeInputError", "TokenTree", "chain", "full_tree", "from_paths"]
+__all__ = ["TreeInputError", "TokenTree", "chain", "full_tree", "from_paths", "vllm_token_tree"]
 
 MAX_NODES = 4096  # far above any engine's draft-token budget (SGLang's defaults verify 8)
 
@@ -133,3 +133,13 @@ def full_tree(branching: Sequence[int]) -> TokenTree:
                 ranks.append(r)
         level = next_level
     return TokenTree(tuple(parents), tuple(ranks))
+
+
+def vllm_token_tree(tree: TokenTree) -> str:
+    """The tree as vLLM's ``speculative_token_tree``: its rank paths, level by level, as a string.
+
+    vLLM's EAGLE proposer (vllm/v1/spec_decode/eagle.py @ f7eef1b6987f4780fe8636077682936fe075aa2f,
+    ``propose_tree``) drafts this static tree; its tests pass ``str(list_of_tuples)`` with
+    ``num_speculative_tokens == len(tree)``, e.g. ``"[(0,), (0, 0), (0, 1)]"``.
+    """
+    return str(sorted(tree.paths, key=lambda p: (len(p), p)))
