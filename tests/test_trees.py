@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from planner import speedup
 from planner.errors import SpecplanError
 from planner.trees import (
-    AcceptanceModel, ShapeGrid, TokenTree, TreeInputError, accepted_depth_pmf, best_tree, best_tree_shape,
+    AcceptanceModel, ShapeGrid, alpha_from_mean_accepted_length, TokenTree, TreeInputError, accepted_depth_pmf, best_tree, best_tree_shape,
     chain, chain_model, check_eagle_shape, depth_survival, eagle_candidate_count, expected_accepted_length,
     from_paths, full_tree, model_from_alpha, path_probabilities, rank_acceptance, rank_profile,
     residual_rank_share, round_counts, sglang_eagle_tree, sglang_expected_lengths, vllm_token_tree,
@@ -339,3 +339,35 @@ def test_sglang_trees_are_trees_and_grow_with_draft_tokens(alpha, steps, topk, e
     if n + 1 <= eagle_candidate_count(steps, topk) + 1:
         bigger = sglang_eagle_tree(steps, topk, n + 1, m)
         assert bigger.contains(t) or expected_accepted_length(bigger, m) >= expected_accepted_length(t, m)
+
+
+# ---- inverse ------------------------------------------------------------------------------------
+
+def test_expected_length_rises_with_alpha_over_the_whole_grid():
+    alphas_ = np.linspace(0, 1, 41)
+    for steps in range(1, 9):
+        for topk in (2, 4, 8):
+            e = np.array([sglang_expected_lengths(steps, topk, model_from_alpha(a, topk)) for a in alphas_])
+            assert np.all(np.diff(e, axis=0) >= -1e-12), (steps, topk)
+
+
+def test_alpha_from_a_chains_accepted_length_is_speedups_alpha():
+    # topk 1: E[L] = (1 - a^(k+1)) / (1 - a); k = 3, a = 0.7 gives 2.533.
+    length = float(speedup.expected_accepted_length(0.7, 3))
+    assert alpha_from_mean_accepted_length(length, 3, 1, 4) == pytest.approx(0.7, abs=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(alpha=st.floats(0.01, 0.99), shape=st.sampled_from([(5, 4, 8), (3, 1, 4), (6, 8, 32), (2, 2, 5)]))
+def test_alpha_round_trips_through_sglang_shapes(alpha, shape):
+    steps, topk, n = shape
+    length = float(sglang_expected_lengths(steps, topk, model_from_alpha(alpha, topk))[n - 1])
+    back = alpha_from_mean_accepted_length(length, steps, topk, n)
+    again = float(sglang_expected_lengths(steps, topk, model_from_alpha(back, topk))[n - 1])
+    assert again == pytest.approx(length, abs=1e-9)
+
+
+def test_accepted_lengths_past_the_shape_are_refused():
+    with pytest.raises(TreeInputError, match="between 1 and 6"):
+        alpha_from_mean_accepted_length(6.5, 5, 4, 8)
+    assert alpha_from_mean_accepted_length(6.0, 5, 4, 8) == 1.0 and alpha_from_mean_accepted_length(1.0, 5, 4, 8) == 0.0

@@ -9,7 +9,8 @@ a along the node's path (expected.py), a chain with a[d][0] = alpha being planne
 case; best_tree (optimal.py) takes nodes best-first by that product, which is optimal for a node
 budget; sglang_eagle_tree (eagle.py) rebuilds SGLang's (steps, topk, num_draft_tokens) tree with
 path probabilities as its scores; costs.py counts a round's verify and draft work and searches the
-shape with the most tokens/s under a round-time callable.
+shape with the most tokens/s under a round-time callable; inverse.py turns a measured SGLang
+acceptance length back into alpha.
 
 Assumptions: greedy verification (at most one sibling matches; see acceptance.py for lossless
 sampling); a[d][j] does not depend on the parent's rank or on the context; draft scores rank
@@ -27,6 +28,7 @@ from planner.trees.costs import (
 )
 from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
+from planner.trees.inverse import alpha_from_mean_accepted_length, longest_accepted_length
 from planner.trees.optimal import best_tree
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree, vllm_token_tree
 
@@ -36,5 +38,5 @@ __all__ = [
     "best_tree_shape", "round_counts", "shape_grid", "tokens_per_second", "check_eagle_shape",
     "eagle_candidate_count", "sglang_eagle_tree", "sglang_expected_lengths", "accepted_depth_pmf", "depth_survival",
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
-    "from_paths", "full_tree", "vllm_token_tree",
+    "from_paths", "full_tree", "vllm_token_tree", "alpha_from_mean_accepted_length", "longest_accepted_length",
 ]
