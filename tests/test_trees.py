@@ -286,6 +286,8 @@ def test_bad_costs_and_batches_are_refused():
         best_tree_shape(1, lambda s, k, n: 0.0, m)
     with pytest.raises(TreeInputError, match="batch must be at least 1"):
         best_tree_shape(0, lambda s, k, n: 1.0, m)
+    with pytest.raises(TreeInputError, match="max_draft_tokens >= 2"):
+        ShapeGrid(max_draft_tokens=1)
 
 
 # ---- properties ---------------------------------------------------------------------------------

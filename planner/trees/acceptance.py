@@ -69,7 +69,10 @@ class AcceptanceModel:
         return len(self.table[0])
 
     def rate(self, depth: np.ndarray | int, rank: np.ndarray | int) -> np.ndarray:
-        """a[depth][rank], broadcast; depths past the table repeat its last row, ranks past it give 0."""
+        """a[depth][rank], broadcast; depths past the table repeat its last row, ranks past it give 0.
+
+        Unit: probability.
+        """
         m = self.matrix
         d = np.minimum(np.asarray(depth), m.shape[0]) - 1
         r = np.asarray(rank)

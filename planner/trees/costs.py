@@ -3,9 +3,9 @@
 The counts (priced later by the cost model): the target verifies num_draft_tokens tokens per
 request with tree attention; the draft runs speculative_num_steps passes per round. The first is
 SGLang's draft extend after verify: it drafts 1 position per request, and its input is the tokens
-the round committed (L per request, E[L] on average; eagle_worker.py
-``forward_draft_extend_after_decode``), which the cost model should price as an extend of that
-length. Each later pass drafts topk tokens per request (eagle_worker.py ``draft_forward``; see
+the round accepted (eagle_worker.py ``forward_draft_extend_after_decode``: ``verified_id`` holds
+every accepted token; E[L] per request on average, padded to steps + 1 per request where a CUDA
+graph runs it), which the cost model should price as an extend of that length. Each later pass drafts topk tokens per request (eagle_worker.py ``draft_forward``; see
 planner.trees.eagle for the sources).
 """
 
@@ -54,14 +54,21 @@ class ShapeGrid:
 
     SGLang's hard constraints are checked by check_eagle_shape (topk 1 means a chain; at most
     topk + (steps - 1) topk^2 + 1 draft tokens). The bounds here keep the search to shapes SGLang
-    serves in practice: its auto-chosen defaults are (5, 4, 8) and (3, 1, 4) (server_args.py
-    ``auto_choose_speculative_params``), and its bit-packed tree mask holds at most 32 tokens per
-    request (build_eagle_tree.py: uint8/uint16/uint32 masks).
+    serves in practice: its auto-chosen default is (5, 4, 8) (server_args.py
+    ``auto_choose_speculative_params``; (3, 1, 4) for DeepSeek in some releases), and its
+    bit-packed tree-mask mode holds at most 32 tokens per request (build_eagle_tree.py:
+    uint8/uint16/uint32 masks).
     """
 
     steps: tuple[int, ...] = tuple(range(1, 9))
     topks: tuple[int, ...] = (1, 2, 4, 8)
     max_draft_tokens: int = 32
+
+    def __post_init__(self) -> None:
+        if not self.steps or not self.topks or min(self.steps) < 1 or min(self.topks) < 1:
+            raise TreeInputError("a shape grid needs steps and topk values, all >= 1")
+        if self.max_draft_tokens < 2:
+            raise TreeInputError(f"a shape grid needs max_draft_tokens >= 2 (got {self.max_draft_tokens})")
 
 
 SGLANG_GRID = ShapeGrid()
