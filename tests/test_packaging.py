@@ -16,7 +16,7 @@ from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.paths import data_dir
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_FOLDERS = ("hardware_db", "model_db", "templates")
+DATA_FOLDERS = ("hardware_db", "model_db", "head_db", "templates")
 
 
 def test_source_checkout_reads_top_level_folders():
@@ -61,7 +61,7 @@ def test_wheel_in_fresh_venv_carries_the_catalogues(tmp_path):
     probe = (
         "import json, planner; from planner.paths import data_dir; "
         "print(json.dumps({'pkg': planner.__file__, "
-        "'dirs': [str(data_dir(n)) for n in ('hardware_db', 'model_db', 'templates')]}))"
+        f"'dirs': [str(data_dir(n)) for n in {DATA_FOLDERS!r}]}}))"
     )
     out = json.loads(subprocess.run([py, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path).stdout)
     site = str(env_dir)
