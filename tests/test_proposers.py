@@ -10,7 +10,7 @@ from planner.catalog.precisions import kv_format, weight_format
 from planner.errors import CatalogError, ConfigImportError, UnknownNameError
 from planner.proposers.catalog import HeadEntry, head_catalog, heads_for
 from planner.proposers.config_import import head_layout_from_config, mtp_layers_from_config
-from planner.proposers.heads import HeadLayout, eagle3_params, eagle_params, head_memory, head_params, head_step_cost
+from planner.proposers.heads import eagle3_params, eagle_params, head_memory, head_params, head_step_cost
 from planner.proposers.host import host_memory, host_step_us, ngram_match_comparisons
 from planner.proposers.methods import METHODS, method_table
 from planner.proposers.mtp import mtp_memory, mtp_module_params, mtp_params, mtp_step_cost

@@ -12,6 +12,7 @@ from planner.catalog.lookup import find_model
 from planner.catalog.schemas import Frozen
 from planner.paths import data_dir
 from planner.proposers.heads import HeadLayout
+from planner.proposers.methods import require_sources
 
 __all__ = ["HeadEntry", "head_catalog", "heads_for", "HEAD_METHODS"]
 
@@ -43,12 +44,7 @@ class HeadEntry(Frozen):
     source: list[str]
     notes: str | None = None
 
-    @field_validator("source")
-    @classmethod
-    def _sourced(cls, value: list[str]) -> list[str]:
-        if not value or not all(s.strip() for s in value):
-            raise ValueError("every entry needs a non-empty source")
-        return value
+    _sourced = field_validator("source")(require_sources)
 
     @model_validator(mode="after")
     def _fields_of_method(self) -> HeadEntry:

@@ -12,10 +12,17 @@ from planner.catalog.loading import load_entries
 from planner.catalog.schemas import Frozen
 from planner.errors import CatalogError
 
-__all__ = ["Method", "METHODS", "MethodInfo", "method_table", "method_info"]
+__all__ = ["Method", "METHODS", "MethodInfo", "method_table", "method_info", "require_sources"]
 
 Method = Literal["draft", "eagle", "eagle3", "mtp", "ngram", "suffix"]
 METHODS: tuple[str, ...] = get_args(Method)
+
+
+def require_sources(value: list[str]) -> list[str]:
+    """A data entry's sources: at least one, none blank."""
+    if not value or not all(s.strip() for s in value):
+        raise ValueError("every entry needs a non-empty source")
+    return value
 
 
 class MethodInfo(Frozen):
@@ -32,12 +39,7 @@ class MethodInfo(Frozen):
     host_step_note: str | None = None
     source: list[str]
 
-    @field_validator("source")
-    @classmethod
-    def _sourced(cls, value: list[str]) -> list[str]:
-        if not value or not all(s.strip() for s in value):
-            raise ValueError("every method needs a non-empty source")
-        return value
+    _sourced = field_validator("source")(require_sources)
 
     @model_validator(mode="after")
     def _host_consistent(self) -> MethodInfo:
