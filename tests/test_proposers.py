@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from planner.catalog.loading import load_entries
 from planner.catalog.lookup import find_model
@@ -269,3 +271,31 @@ def test_mtp_layers_from_a_target_config():
                          ({"num_nextn_predict_layers": -1}, "outside 0..")):
         with pytest.raises(ConfigImportError, match=message):
             mtp_layers_from_config(cfg)
+
+
+_ANY = st.one_of(st.none(), st.booleans(), st.integers(-5, 20_000_000), st.floats(allow_nan=True), st.text(max_size=4),
+                 st.lists(st.one_of(st.integers(), st.text(max_size=4)), max_size=2),
+                 st.dictionaries(st.sampled_from(["use_aux_hidden_state", "hidden_size", "x"]),
+                                 st.one_of(st.booleans(), st.integers(-2, 9000)), max_size=2))
+_HEAD_KEYS = ["architectures", "hidden_size", "intermediate_size", "num_attention_heads", "num_key_value_heads",
+              "num_hidden_layers", "head_dim", "vocab_size", "draft_vocab_size", "target_hidden_size",
+              "eagle_config", "transformer_layer_config"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(changes=st.dictionaries(st.sampled_from(_HEAD_KEYS), _ANY, max_size=4))
+def test_head_config_import_is_a_layout_or_one_line(changes):
+    try:
+        layout = head_layout_from_config({**LLAMA31_EAGLE3_CONFIG, **changes})
+    except ConfigImportError as err:
+        assert "\n" not in str(err)
+    else:
+        assert eagle3_params(layout).total > 0
+
+
+@given(value=_ANY)
+def test_mtp_import_is_a_count_or_one_line(value):
+    try:
+        assert mtp_layers_from_config({"num_nextn_predict_layers": value}) >= 1
+    except ConfigImportError as err:
+        assert "\n" not in str(err)
