@@ -14,9 +14,11 @@ import pytest
 import planner
 from planner.catalog.loading import hardware_catalog, model_catalog
 from planner.paths import data_dir
+from planner.proposers.catalog import head_catalog
+from planner.proposers.methods import method_table
 
 REPO = Path(__file__).resolve().parent.parent
-DATA_FOLDERS = ("hardware_db", "model_db", "templates")
+DATA_FOLDERS = ("hardware_db", "model_db", "head_db", "templates")
 
 
 def test_source_checkout_reads_top_level_folders():
@@ -60,13 +62,15 @@ def test_wheel_in_fresh_venv_carries_the_catalogues(tmp_path):
     _borrow_dependencies(py)
     probe = (
         "import json, planner; from planner.paths import data_dir; "
-        "print(json.dumps({'pkg': planner.__file__, "
-        "'dirs': [str(data_dir(n)) for n in ('hardware_db', 'model_db', 'templates')]}))"
+        "from planner.proposers.catalog import head_catalog; from planner.proposers.methods import method_table; "
+        "print(json.dumps({'pkg': planner.__file__, 'heads': len(head_catalog()), 'methods': len(method_table()), "
+        f"'dirs': [str(data_dir(n)) for n in {DATA_FOLDERS!r}]}}))"
     )
     out = json.loads(subprocess.run([py, "-c", probe], check=True, capture_output=True, text=True, cwd=tmp_path).stdout)
     site = str(env_dir)
     assert out["pkg"].startswith(site)
     assert all(d.startswith(site) and d.endswith(n) for d, n in zip(out["dirs"], DATA_FOLDERS))
+    assert (out["heads"], out["methods"]) == (len(head_catalog()), len(method_table()))
     listing = subprocess.run(
         [env_dir / "bin" / "specplan", "gpus", "--format", "json"], check=True, capture_output=True, text=True,
         cwd=tmp_path,
