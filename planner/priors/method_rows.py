@@ -1,7 +1,6 @@
 """The published acceptance rows of planner/priors/methods.yaml, checked, and each row's alpha.
 
-A row keeps its figure as printed (tau, acceptance rate, per-position acceptance or an n-gram
-speedup) with the chain or tree it was measured on; ``row_alpha`` reads it as a per-token chain
+A row keeps its figure as printed (tau, acceptance rate, per-position acceptance or a speedup) with the chain or tree it was measured on; ``row_alpha`` reads it as a per-token chain
 alpha through the one conversion of its definition (planner/priors/conversions.py), marked as a
 point, a lower bound (speedups) or an upper bound (a tree's tau without a tree model).
 """
@@ -154,7 +153,7 @@ def row_alpha(row: MethodRow, tree_model: TreeModel | None = None) -> RowAlpha:
     """The row's figure as a per-token chain alpha, through the conversion of its definition.
 
     tau of a chain: the exact inverse of E[L](alpha, k). Acceptance rate: the inverse of
-    ``acceptance_rate_from_alpha``. Per-position: the constant alpha with the same E[L]. An n-gram
+    ``acceptance_rate_from_alpha``. Per-position: the constant alpha with the same E[L]. A
     speedup: a lower bound (tau >= S). A tree's tau: inverted through ``tree_model`` when given,
     else the upper bound its deepest chain allows (planner.priors.conversions.tree_alpha_bound).
     """
@@ -166,7 +165,7 @@ def row_alpha(row: MethodRow, tree_model: TreeModel | None = None) -> RowAlpha:
         return RowAlpha(row, alpha, "point", f"accepted/proposed {v:g} at k={shape.k} inverted")
     if row.kind == "speedup":
         return RowAlpha(row, alpha_floor_from_speedup(float(v), shape.k), "lower",  # type: ignore[arg-type]
-                        f"speedup {v:g}x at no draft cost needs tau >= {v:g} at k={shape.k}")
+                        f"speedup {v:g}x needs tau >= {v:g} at k={shape.k}")
     if shape.kind == "chain":
         return RowAlpha(row, alpha_from_mean_accepted_length(float(v), shape.drafts), "point",  # type: ignore[arg-type]
                         f"tau {v:g} of a chain k={shape.k} inverted")

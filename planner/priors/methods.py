@@ -5,7 +5,7 @@ its definition, planner/priors/method_rows.py), for one method and task, looking
 the exact target, then its family, then the whole method; within each, the asked task before the
 "mixed" (all-task) figures, since a head's or MTP layer's quality is the target's own. The band reuses the draft-model prior's: mid is the median of
 the point rows, low / high the rows' min / max widened to at least mid + priors.yaml's band, all
-inside its alpha range. n-gram speedups only raise the band (tau >= speedup); a tree's tau without
+inside its alpha range. Speedups only raise the band (tau >= speedup); a tree's tau without
 a tree model only bounds alpha from above, so such a band says so (basis "tree-bound") and the
 tree's own tau band and shapes travel with it for the tree model to convert.
 """
@@ -55,7 +55,7 @@ class MethodPrior:
     scope: Scope  # where the rows were found: the exact target, its family, or method-wide
     task_used: str  # the task whose rows were used (the asked task, or "mixed")
     row_ids: tuple[str, ...]
-    floor_ids: tuple[str, ...]  # n-gram speedup rows that raised the band
+    floor_ids: tuple[str, ...]  # speedup rows (tau >= speedup) that bound the band from below
     tree: TreeBand | None
     explanation: str
 
@@ -96,7 +96,7 @@ def band_from_points(points: list[float], floor: float | None = None) -> tuple[f
     """(low, mid, high) per-token alpha from point rows (probability).
 
     mid = median; low = min(rows, mid + band low); high = max(rows, mid + band high), with
-    priors.yaml's band and alpha range; a floor (n-gram tau >= speedup) lifts low and mid to it.
+    priors.yaml's band and alpha range; a floor (tau >= a measured speedup) lifts low and mid to it.
     """
     p = parameters()
     lo_r, hi_r = p.alpha_range
@@ -161,11 +161,14 @@ def method_prior(method: str, task: str = "chat", target: str | None = None, fam
     where = {"target": f"target {target}", "family": f"family {family}", "method": "all targets"}[scope]
     what = {"chain": "point rows", "tree-model": "tree rows through the tree model",
             "tree-bound": "tree rows, upper bounds only (no chain row; the tree model converts tau)"}[basis]
+    temps = sorted({a.row.temperature for a in points if a.row.temperature is not None})
+    if temps:
+        what += f" at temperature {'/'.join(f'{t:g}' for t in temps)}"
     text = (f"{method} on {task}: alpha {mid:.3f} (median of {len(points)} {what}, {task_used} task, {where}: "
             f"{_ids(ids)}), band {low:.2f}-{high:.2f} (rows' min/max, at least mid {parameters().band[0]:+.2f}/"
             f"{parameters().band[1]:+.2f})")
     if floor is not None:
-        text += (f"; {task} speedups at no draft cost need tau >= speedup: alpha at least {floor:.3f} (median, "
+        text += (f"; {task} speedups need tau >= speedup: alpha at least {floor:.3f} (median, "
                  f"{_ids([a.row.id for a in floors])})")
     tree = _tree_band(alphas, task, scopes)
     if tree is not None:
