@@ -240,3 +240,14 @@ def test_unknown_method_or_task_is_one_line(method, task):
     with pytest.raises(SpecplanError) as err:
         method_prior(method, task)
     assert "choose from" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("engine", ["vllm", "sglang", "trtllm"])
+def test_fixed_k_servers_read_the_same_alpha_through_their_loop(engine):
+    """A fixed-k server's acceptance length read through the draft loop gives the chain inversion's alpha."""
+    from planner.draftloop import engine_loop
+    from planner.draftloop.convert import alpha_from_mean_length
+
+    loop = engine_loop(engine)
+    for tau, k in [(2.77, 7), (3.556, 3), (1.75, 10)]:
+        assert alpha_from_mean_length(loop, tau, k) == pytest.approx(alpha_from_mean_accepted_length(tau, k), abs=1e-9)
