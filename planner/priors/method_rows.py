@@ -117,7 +117,9 @@ def _row(doc: dict[str, Any], raw: dict[str, Any]) -> MethodRow:
     if set(raw) != set(_ROW_FIELDS):
         raise CatalogError(f"{_LABEL} row {row_id}: fields must be exactly {', '.join(_ROW_FIELDS)}")
     value = tuple(float(v) for v in raw["value"]) if isinstance(raw["value"], list) else float(raw["value"])
-    row = MethodRow(**{**raw, "value": value, "shape": _shape(row_id, raw["shape"]), "primary": bool(raw["primary"])})
+    temperature = None if raw["temperature"] is None else float(raw["temperature"])
+    row = MethodRow(**{**raw, "value": value, "shape": _shape(row_id, raw["shape"]), "temperature": temperature,
+                       "primary": bool(raw["primary"])})
     if row.method not in doc["methods"] or row.task not in doc["tasks"] or row.kind not in METHOD_KINDS:
         raise CatalogError(f"{_LABEL} row {row_id}: unknown method, task or kind")
     if row.source not in doc["sources"]:

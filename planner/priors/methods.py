@@ -157,25 +157,35 @@ def method_prior(method: str, task: str = "chat", target: str | None = None, fam
     floors = [a for a in alphas if a.bound == "lower" and a.row.task == task and match(a)]
     floor = statistics.median(a.alpha for a in floors) if floors else None
     low, mid, high = band_from_points([a.alpha for a in points], floor)
+    tree = _tree_band(alphas, task, scopes)
     ids = tuple(a.row.id for a in points)
     where = {"target": f"target {target}", "family": f"family {family}", "method": "all targets"}[scope]
+    text = _explanation(method, task, (low, mid, high), basis, points, f"{task_used} task, {where}", floors, floor,
+                        tree, notes)
+    return MethodPrior(method, task, low, mid, high, basis, scope, task_used, ids,
+                       tuple(a.row.id for a in floors), tree, text)
+
+
+def _explanation(method: str, task: str, band: tuple[float, float, float], basis: Basis, points: list[RowAlpha],
+                 found: str, floors: list[RowAlpha], floor: float | None, tree: TreeBand | None,
+                 notes: list[str]) -> str:
+    """One line naming the rows behind the band, as alpha_prior's explanation names its anchors."""
+    low, mid, high = band
     what = {"chain": "point rows", "tree-model": "tree rows through the tree model",
             "tree-bound": "tree rows, upper bounds only (no chain row; the tree model converts tau)"}[basis]
     temps = sorted({a.row.temperature for a in points if a.row.temperature is not None})
     if temps:
         what += f" at temperature {'/'.join(f'{t:g}' for t in temps)}"
-    text = (f"{method} on {task}: alpha {mid:.3f} (median of {len(points)} {what}, {task_used} task, {where}: "
-            f"{_ids(ids)}), band {low:.2f}-{high:.2f} (rows' min/max, at least mid {parameters().band[0]:+.2f}/"
-            f"{parameters().band[1]:+.2f})")
+    b = parameters().band
+    text = (f"{method} on {task}: alpha {mid:.3f} (median of {len(points)} {what}, {found}: "
+            f"{_ids([a.row.id for a in points])}), band {low:.2f}-{high:.2f} (rows' min/max, at least mid "
+            f"{b[0]:+.2f}/{b[1]:+.2f})")
     if floor is not None:
         text += (f"; {task} speedups need tau >= speedup: alpha at least {floor:.3f} (median, "
                  f"{_ids([a.row.id for a in floors])})")
-    tree = _tree_band(alphas, task, scopes)
     if tree is not None:
         text += f"; trees measured tau {tree.tau_low:g}-{tree.tau_high:g} ({_ids(tree.row_ids)})"
-    text += "; " + "; ".join(notes + ["planner/priors/methods.yaml"])
-    return MethodPrior(method, task, low, mid, high, basis, scope, task_used, ids,
-                       tuple(a.row.id for a in floors), tree, text)
+    return text + "; " + "; ".join(notes + ["planner/priors/methods.yaml"])
 
 
 def _table_row(a: RowAlpha) -> str:
