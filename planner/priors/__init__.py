@@ -6,7 +6,9 @@ the draft's size and the target's size, the draft's quantization and the task. I
 the public measurements they were set from (Leviathan et al., Spec-Bench, llama.cpp, vLLM on
 MI300X, TensorRT-LLM, transformers' assisted and universal assisted generation) live in
 planner/priors/priors.yaml, each with its source and how alpha was read from the printed figure
-(planner/priors/anchors.py).
+(planner/priors/anchors.py). Methods that are not a separate draft model (EAGLE heads, MTP layers,
+n-gram and suffix lookup) take their band from published rows instead: ``method_prior``
+(planner/priors/methods.py, rows in methods.yaml).
 
 A draft with another tokenizer runs only as transformers' universal assisted generation (UAG,
 transformers >= 4.46): ``cross_tokenizer(target, draft)`` says when, and the prior marks it, so
@@ -24,11 +26,14 @@ from planner.catalog.tokenizers import cross_tokenizer
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.priors.anchors import anchors
+from planner.priors.conversions import alpha_from_mean_accepted_length
+from planner.priors.methods import METHOD_TASKS, METHODS, MethodPrior, TreeBand, method_prior
 from planner.priors.model import RELATIONSHIPS, parameters, prior_terms, quantization_penalty_bits
 from planner.units import BILLION
 
 __all__ = ["Relationship", "Task", "TASKS", "RELATIONSHIPS", "AlphaPrior", "relationship", "alpha_prior",
-           "quantization_penalty", "precision_shift", "cross_tokenizer"]
+           "quantization_penalty", "precision_shift", "cross_tokenizer", "alpha_from_mean_accepted_length",
+           "METHODS", "METHOD_TASKS", "MethodPrior", "TreeBand", "method_prior"]
 
 Relationship = Literal["same-generation", "other-generation", "distilled", "cross-tokenizer"]
 Task = Literal["chat", "code", "math", "summarize", "structured"]

@@ -14,6 +14,7 @@ from typing import Literal
 
 from planner import speedup as sp
 from planner.errors import CatalogError
+from planner.priors.conversions import alpha_from_mean_accepted_length
 from planner.priors.model import RELATIONSHIPS, PriorTerms, prior_terms, priors_document
 
 __all__ = ["Anchor", "AnchorAlpha", "anchors", "anchor_alpha", "alpha_from_mean_accepted", "alpha_floor_from_speedup",
@@ -21,7 +22,6 @@ __all__ = ["Anchor", "AnchorAlpha", "anchors", "anchor_alpha", "alpha_from_mean_
 
 Kind = Literal["alpha", "mean_accepted_tokens", "accepted_per_drafted", "speedup"]
 Bound = Literal["point", "lower", "upper"]
-_BISECTION_STEPS = 60
 _BOUND_OF: dict[str, Bound] = {"alpha": "point", "mean_accepted_tokens": "point", "accepted_per_drafted": "upper",
                                "speedup": "lower"}
 
@@ -55,18 +55,8 @@ class AnchorAlpha:
     prior: PriorTerms | None  # None: the anchor's task is not one specplan plans for
 
 
-def alpha_from_mean_accepted(mean_tokens: float, k: int) -> float:
-    """alpha with E[L](alpha, k) = ``mean_tokens`` (tokens per target pass, 1..k+1); unit: probability.
-
-    E[L] rises monotonically in alpha, so bisection on [0, 1] inverts it.
-    """
-    if not 1.0 <= mean_tokens <= k + 1:
-        raise CatalogError(f"mean accepted tokens {mean_tokens} outside 1..{k + 1} for k={k}")
-    lo, hi = 0.0, 1.0
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if float(sp.expected_accepted_length(mid, k)) < mean_tokens else (lo, mid)
-    return 0.5 * (lo + hi)
+# One chain inversion for anchors, method rows and user figures: E[L](alpha, k) = tokens per target pass.
+alpha_from_mean_accepted = alpha_from_mean_accepted_length
 
 
 def alpha_floor_from_speedup(speedup: float, k: int | None) -> float:
