@@ -91,6 +91,10 @@ def method_args(server: str, settings: MethodSettings, line: ServerLine) -> Meth
         alternative = doc.get("alternatives", {}).get("tree")
         raise SpecplanError(f"{doc['label']} {line.name} runs {method} as a chain only (topk 1), not a tree of topk "
                             f"{settings.breadth}" + (f"; nearest alternative: {alternative}" if alternative else ""))
+    if settings.is_tree and spec.get("tree_nodes_max") == "topk_x_steps" and settings.tree_nodes > settings.breadth * settings.steps:
+        raise SpecplanError(f"{doc['label']} {line.name}: a tree of {settings.tree_nodes} draft tokens exceeds topk "
+                            f"{settings.breadth} x {settings.steps} steps = {settings.breadth * settings.steps} "
+                            "(max_total_draft_tokens <= topK * max_draft_len); lower num_draft_tokens")
     templates = spec["variants"][getattr(settings, spec["by"])] if "by" in spec else spec["keys"]
     keys = {key: value for key, tmpl in templates.items() if (value := _value(tmpl, settings)) is not None}
     notes = [" ".join(spec["note"].split())] if "note" in spec else []

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from planner.errors import SpecplanError
 
-__all__ = ["METHODS", "HEAD_METHODS", "MethodSettings", "method_settings"]
+__all__ = ["METHODS", "HEAD_METHODS", "MethodSettings", "method_settings", "tree_candidates"]
 
 Method = Literal["draft", "eagle", "eagle3", "mtp", "ngram", "suffix"]
 METHODS: tuple[str, ...] = ("draft", "eagle", "eagle3", "mtp", "ngram", "suffix")
@@ -29,6 +29,19 @@ HEAD_METHODS = frozenset({"draft", "eagle", "eagle3"})  # a separate checkpoint 
 _TREE_METHODS = frozenset({"draft", "eagle", "eagle3", "mtp", "ngram"})
 _NGRAM_SIZE_MAX = 1024  # llama.cpp common/arg.cpp b11312: "ngram size N must be between 1 and 1024 inclusive"
 LlamacppNgram = Literal["ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod", "ngram-cache"]
+
+
+def tree_candidates(steps: int, topk: int) -> int:
+    """Tokens an EAGLE-2 style tree can verify, the root included (count).
+
+    The first step keeps topk tokens, each later step expands each of the topk kept
+    tokens by topk children (topk^2 candidates), and the root is the target's own token:
+    1 + topk + (steps - 1) * topk^2; SGLang picks num_draft_tokens - 1 of these
+    with torch.topk (sglang/srt/speculative/build_eagle_tree.py of SGLang 0.5.3,
+    build_tree_kernel_efficient_preprocess: "n= 1 + (num_steps-1) * self.topk" rows of topk scores).
+    A chain (topk 1): steps + 1.
+    """
+    return 1 + topk + (steps - 1) * topk * topk
 
 
 class MethodSettings(BaseModel):
@@ -72,8 +85,8 @@ class MethodSettings(BaseModel):
                 raise ValueError("a tree needs num_steps, topk and num_draft_tokens together")
         if None not in tree:
             steps, topk, nodes = tree
-            if nodes > steps * topk + 1:  # type: ignore[operator]
-                raise ValueError(f"num_draft_tokens {nodes} exceeds the {steps * topk + 1} nodes a tree of "  # type: ignore[operator]
+            if nodes > (pool := tree_candidates(steps, topk)):  # type: ignore[arg-type]
+                raise ValueError(f"num_draft_tokens {nodes} exceeds the {pool} candidates a tree of "
                                  f"{steps} steps x topk {topk} has (root included)")
             if topk == 1 and nodes != steps + 1:  # type: ignore[operator]
                 raise ValueError(f"with topk 1 num_draft_tokens must be num_steps + 1 = {steps + 1}")  # type: ignore[operator]
