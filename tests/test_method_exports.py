@@ -113,7 +113,7 @@ def test_sglang_ngram_keys_per_line() -> None:
     newer = method_args("sglang", method_settings(**settings), method_line("sglang", "0.5.23"))
     assert newer.keys == {"speculative-algorithm": "NGRAM", "speculative-num-draft-tokens": 8,
                           "speculative-ngram-max-bfs-breadth": 8, "speculative-ngram-max-trie-depth": 16}
-    assert any("prompt_lookup_min, prompt_lookup_max: no key" in n for n in newer.notes)
+    assert newer.notes[-1] == "prompt_lookup_max, prompt_lookup_min: no key on SGLang 0.5.7+, left to the server"
     assert "PR #10534" in _refusal("sglang", "0.5.2", method="eagle3", k=3, head=HEAD)
 
 
@@ -203,6 +203,17 @@ def test_settings_refused_on_one_line(fields: dict, part: str) -> None:
     with pytest.raises(SpecplanError) as err:
         method_settings(**fields)
     assert part in str(err.value) and "\n" not in str(err.value), str(err.value)
+
+
+def test_settings_no_key_reads_are_noted() -> None:
+    vllm = method_args("vllm", method_settings(method="ngram", k=4, prompt_lookup_max=5, ngram_max_bfs_breadth=8),
+                       method_line("vllm", None))
+    assert vllm.notes == ("ngram_max_bfs_breadth: no key on vLLM 0.25+, left to the server",)
+    chain = method_args("sglang", method_settings(method="eagle3", k=3, head=HEAD), method_line("sglang", None))
+    assert chain.notes == ()  # k is read through num-steps and num-draft-tokens
+    cache = method_args("llamacpp", method_settings(method="ngram", k=4, prompt_lookup_max=3,
+                                                    llamacpp_ngram_type="ngram-cache"), method_line("llamacpp", None))
+    assert cache.notes == ("prompt_lookup_max: no key on llama.cpp llama-server spec-draft, left to the server",)
 
 
 def test_tree_candidates_by_hand() -> None:

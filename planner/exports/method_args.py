@@ -20,7 +20,7 @@ from typing import Any
 
 from planner.catalog.loading import safe_load
 from planner.errors import SpecplanError
-from planner.exports.method_settings import MethodSettings
+from planner.exports.method_settings import DERIVED_FROM, MethodSettings
 from planner.exports.versions import ServerLine, line_entry
 
 __all__ = ["MethodArgs", "method_data", "method_line", "method_args", "lines_with"]
@@ -63,6 +63,16 @@ def _value(template: Any, settings: MethodSettings) -> Any:
     return template
 
 
+def _unread(settings: MethodSettings, templates: dict[str, Any]) -> list[str]:
+    """Settings the user gave that no key of this line reads (they are left to the server's default)."""
+    read: set[str] = set()
+    for tmpl in templates.values():
+        if isinstance(tmpl, str) and tmpl.startswith("$"):
+            read |= DERIVED_FROM.get(tmpl[1:], {tmpl[1:]})
+    given = settings.model_fields_set - {"method", "llamacpp_ngram_type"}
+    return sorted(given - read)
+
+
 def _refuse(server: str, line: ServerLine, method: str, why: str) -> SpecplanError:
     doc = method_data()[server]
     later = lines_with(server, method)
@@ -98,8 +108,7 @@ def method_args(server: str, settings: MethodSettings, line: ServerLine) -> Meth
     templates = spec["variants"][getattr(settings, spec["by"])] if "by" in spec else spec["keys"]
     keys = {key: value for key, tmpl in templates.items() if (value := _value(tmpl, settings)) is not None}
     notes = [" ".join(spec["note"].split())] if "note" in spec else []
-    unused = [f for f in spec.get("unused", ()) if getattr(settings, f) is not None]
-    if unused:
+    if unused := _unread(settings, templates):
         notes.append(f"{', '.join(unused)}: no key on {doc['label']} {line.name}, left to the server")
     return MethodArgs(server=server, line=line.name, method=method, section=entry["section"], keys=keys,
                       notes=tuple(notes), source=tuple(entry.get("source", ())))

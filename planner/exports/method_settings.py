@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from planner.errors import SpecplanError
 
-__all__ = ["METHODS", "HEAD_METHODS", "MethodSettings", "method_settings", "tree_candidates"]
+__all__ = ["METHODS", "HEAD_METHODS", "DERIVED_FROM", "MethodSettings", "method_settings", "tree_candidates"]
 
 Method = Literal["draft", "eagle", "eagle3", "mtp", "ngram", "suffix"]
 METHODS: tuple[str, ...] = ("draft", "eagle", "eagle3", "mtp", "ngram", "suffix")
@@ -42,6 +42,18 @@ def tree_candidates(steps: int, topk: int) -> int:
     A chain (topk 1): steps + 1.
     """
     return 1 + topk + (steps - 1) * topk * topk
+
+
+# The fields each derived value reads: a setting the user gave that no key of a line reads is
+# reported as left to the server (planner/exports/method_args.py).
+DERIVED_FROM: dict[str, frozenset[str]] = {
+    "steps": frozenset({"num_steps", "k"}),
+    "breadth": frozenset({"topk"}),
+    "draft_tokens": frozenset({"num_draft_tokens", "num_steps", "k"}),
+    "dynamic_tree": frozenset({"topk"}),
+    "tree_topk": frozenset({"topk"}),
+    "tree_nodes": frozenset({"num_draft_tokens", "num_steps", "k", "topk"}),
+}
 
 
 class MethodSettings(BaseModel):
