@@ -19,7 +19,7 @@ from planner.errors import SpecplanError
 from planner.exports.text import check_text
 from planner.versions import parse_build, parse_version
 
-__all__ = ["ServerLine", "server_args", "parse_version", "parse_build", "select_line"]
+__all__ = ["ServerLine", "server_args", "parse_version", "parse_build", "line_entry", "select_line"]
 
 @dataclass(frozen=True)
 class ServerLine:
@@ -52,8 +52,12 @@ def _in_line(version: tuple[int, ...], entry: dict[str, Any], parse: Any) -> boo
     return high is None or pad(version) < pad(high)
 
 
-def select_line(server: str, server_version: str | None) -> ServerLine:
-    """The release line for ``server_version`` (None: the current line); refused lines raise."""
+def line_entry(server: str, server_version: str | None) -> dict[str, Any]:
+    """The server_args/<server>.yaml entry of the line covering ``server_version`` (None: the current line).
+
+    Refused lines are returned too: whether a line is refused depends on what runs on it
+    (a draft model here, a speculation method in planner/exports/method_args.py).
+    """
     doc = server_args(server)
     entries = doc["lines"]
     if server_version is None or not server_version.strip():
@@ -71,6 +75,13 @@ def select_line(server: str, server_version: str | None) -> ServerLine:
             if not matches:
                 raise SpecplanError(f"no {doc['label']} release line covers version {server_version!r}")
             entry = matches[0]
+    return entry
+
+
+def select_line(server: str, server_version: str | None) -> ServerLine:
+    """The release line for ``server_version`` (None: the current line); refused lines raise."""
+    doc = server_args(server)
+    entry = line_entry(server, server_version)
     if "refuse" in entry:
         raise SpecplanError(f"{doc['label']} {server_version or entry['name']}: {' '.join(entry['refuse'].split())}")
     return ServerLine(server=server, name=entry["name"], version=" ".join(str(entry["version"]).split()), args=entry)

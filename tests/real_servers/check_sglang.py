@@ -34,7 +34,8 @@ from verdict import Walk, run
 
 _FACTS = ("model_path", "tp_size", "context_length", "max_running_requests", "mem_fraction_static", "dtype",
           "quantization", "speculative_algorithm", "speculative_draft_model_path", "speculative_num_steps",
-          "speculative_eagle_topk", "speculative_num_draft_tokens", "speculative_draft_model_quantization")
+          "speculative_eagle_topk", "speculative_num_draft_tokens", "speculative_draft_model_quantization",
+          "speculative_ngram_max_bfs_breadth")
 
 
 _TORCHVISION_FOR_TORCH = "0.28.0"  # the torchvision release built with torch 2.13

@@ -88,6 +88,8 @@ def _facts(config) -> dict:
         "quantization": config.model_config.quantization,
         "method": getattr(spec, "method", None),
         "num_speculative_tokens": getattr(spec, "num_speculative_tokens", None),
+        "prompt_lookup_max": getattr(spec, "prompt_lookup_max", None),
+        "prompt_lookup_min": getattr(spec, "prompt_lookup_min", None),
         "draft_model": getattr(draft, "model", None),
         "draft_max_model_len": getattr(draft, "max_model_len", None),
         "draft_quantization": getattr(draft, "quantization", None),

@@ -19,7 +19,7 @@ from typing import Any
 from planner.catalog.hf_config import spec_to_config
 from planner.catalog.lookup import find_model
 
-__all__ = ["ARCHITECTURE_CLASSES", "QUANTIZATION_CONFIGS", "add_model"]
+__all__ = ["ARCHITECTURE_CLASSES", "QUANTIZATION_CONFIGS", "add_model", "add_head", "add_config"]
 
 # transformers' model class for each model_type specplan knows (config.json "architectures").
 ARCHITECTURE_CLASSES = {
@@ -51,7 +51,18 @@ def add_model(cache: Path, repo_id: str, catalogue_name: str | None = None, prec
     the snapshot folder. The layout is huggingface_hub's: models--ORG--NAME/refs/main holds
     the commit, snapshots/COMMIT/ the files.
     """
-    text = json.dumps(_config(catalogue_name or repo_id, precision), indent=2, sort_keys=True) + "\n"
+    return add_config(cache, repo_id, _config(catalogue_name or repo_id, precision))
+
+
+def add_head(cache: Path, repo_id: str, target: str, overrides: dict[str, Any]) -> Path:
+    """Write a head's config.json: the target's catalogue config with ``overrides`` (an EAGLE head's
+    one decoder layer at the target's hidden size, its architecture class, a reduced draft vocabulary)."""
+    return add_config(cache, repo_id, {**_config(target, None), **overrides})
+
+
+def add_config(cache: Path, repo_id: str, config: dict[str, Any]) -> Path:
+    """Write ``config`` as ``repo_id``'s config.json into the cache; the snapshot folder."""
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     commit = hashlib.sha1(text.encode()).hexdigest()  # any 40-hex name; this one changes with the content
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     snapshot = repo / "snapshots" / commit
