@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from planner.catalog.lookup import ResolvedModel, check_tokenizers, find_gpu, find_model
 from planner.catalog.precisions import WeightFormat, kv_format, weight_format
-from planner.catalog.schemas import GpuSpec, ModelSpec
+from planner.catalog.schemas import GpuSpec
 from planner.catalog.tensor_paths import matmul_dtype, tensor_path
 from planner.engines import EngineSpec, check_engine_runs, default_engine_for, engine_spec
 from planner.errors import SpecplanError
@@ -85,11 +85,6 @@ def _precision(name: str | None, fallback: str, engine: EngineSpec, what: str): 
     return fmt
 
 
-def _stored_format(spec: ModelSpec, engine: EngineSpec) -> str | None:
-    """The format a catalogued checkpoint is published in (gpt-oss: mxfp4-moe), where the engine runs it."""
-    return spec.weight_format if spec.weight_format in engine.weight_formats else None
-
-
 def _fallback_note(fmt: WeightFormat, gpu: GpuSpec, what: str) -> list[str]:
     """Why a format priced off its own tensor path (FP8/FP4 weights on a GPU without those cores)."""
     path = tensor_path(fmt)
@@ -135,15 +130,14 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
             f"--context {context} exceeds {target.spec.id}'s maximum of {target.spec.max_context_tokens} tokens"
         )
     _check_group(target, engine, gpu, inp.gpus)
-    precision = _precision(inp.precision, target.checkpoint_precision or _stored_format(target.spec, engine)
-                           or engine.default_weight_format, engine, "target")
+    # A checkpoint stored in its own format (gpt-oss's MXFP4 experts, an AWQ folder) runs in it by default.
+    precision = _precision(inp.precision, target.checkpoint_precision or engine.default_weight_format, engine, "target")
     warnings.extend(_fallback_note(precision, gpu, "target"))
     draft_fmt = None
     if draft is not None:
         if mismatch := check_tokenizers(target.spec, draft.spec, inp.allow_tokenizer_mismatch, engine.name):
             warnings.append(mismatch)
-        draft_fmt = _precision(inp.draft_precision, draft.checkpoint_precision or _stored_format(draft.spec, engine)
-                               or precision.name, engine, "draft")
+        draft_fmt = _precision(inp.draft_precision, draft.checkpoint_precision or precision.name, engine, "draft")
         if draft_fmt.name != precision.name:
             warnings.extend(_fallback_note(draft_fmt, gpu, "draft"))
         warnings.extend(_draft_warnings(target, draft, context))

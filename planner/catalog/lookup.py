@@ -32,7 +32,12 @@ class ResolvedModel:
 
     spec: ModelSpec  # spec.id is the model's name as given (see model_name)
     origin: str  # "catalog" or the absolute path it was read from
-    checkpoint_precision: str | None = None
+
+    @property
+    def checkpoint_precision(self) -> str | None:
+        """The format the checkpoint stores its weights in (quantization_config, or the catalogue's
+        ``weight_format``: gpt-oss's MXFP4 experts); None for plain 16-bit checkpoints."""
+        return self.spec.weight_format
 
     @property
     def name(self) -> str:
@@ -154,11 +159,9 @@ def find_model(name: str) -> ResolvedModel:
             raise ConfigImportError(f"{shown}: cannot read the model folder: {exc.strerror or exc}") from None
         spec = imported.spec.model_copy(update={"kind": _local_kind(Path(shown))})
         spec = _adopt_catalog_identity(spec).model_copy(update={"id": shown, "aliases": []})
-        return ResolvedModel(spec=spec, origin=shown, checkpoint_precision=imported.precision)
+        return ResolvedModel(spec=spec, origin=shown)
     entry = resolve(name, model_catalog().index, "model")
-    # A checkpoint published in its own format (gpt-oss's MXFP4 experts) runs in it by default.
-    return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog",
-                         checkpoint_precision=entry.weight_format)
+    return ResolvedModel(spec=entry.model_copy(update={"id": shown}), origin="catalog")
 
 
 # transformers' universal assisted generation: a draft with any tokenizer (transformers >= 4.46,
