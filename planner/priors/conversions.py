@@ -21,7 +21,6 @@ from planner import speedup as sp
 
 __all__ = ["alpha_from_mean_accepted_length", "alpha_from_per_position", "tree_alpha_bound"]
 
-_BISECTION_STEPS = 64  # 2**-64: below float resolution on [0, 1]
 _PRINT_SLACK = 1e-9  # a figure printed at exactly k+1 may carry float noise above it
 
 
@@ -30,7 +29,7 @@ def alpha_from_mean_accepted_length(tau: float, k: int) -> float:
 
     ``tau`` is tokens committed per verify step, the target's own token included (1..k+1): what
     SGLang and TensorRT-LLM print as acceptance length. tau = 1 gives 0 and tau = k+1 gives 1
-    exactly; in between, E[L] rises strictly in alpha, so bisection inverts it to float precision.
+    exactly; in between, (tau - 1) / k is the acceptance rate that ``speedup.alpha_from_acceptance_rate`` inverts.
     """
     kk = int(sp.check_k(k))
     try:
@@ -40,18 +39,8 @@ def alpha_from_mean_accepted_length(tau: float, k: int) -> float:
     if math.isnan(tau) or not 1.0 <= tau <= kk + 1 + _PRINT_SLACK:
         raise sp.SpeedupInputError(f"mean accepted length must be between 1 and k + 1 = {kk + 1} tokens per verify "
                                    f"step for k = {kk} (got {tau!r})")
-    if tau <= 1.0:
-        return 0.0
-    if tau >= kk + 1:
-        return 1.0
-    lo, hi = 0.0, 1.0
-    for _ in range(_BISECTION_STEPS):
-        mid = 0.5 * (lo + hi)
-        if float(sp.expected_accepted_length(mid, kk)) < tau:
-            lo = mid
-        else:
-            hi = mid
-    return 0.5 * (lo + hi)
+    # tau - 1 accepted of k proposed per round: the draft acceptance rate, whose inverse speedup.py has.
+    return float(sp.alpha_from_acceptance_rate(min(max(tau - 1.0, 0.0) / kk, 1.0), kk))
 
 
 def alpha_from_per_position(alphas: Sequence[float]) -> float:
