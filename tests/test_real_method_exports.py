@@ -33,7 +33,7 @@ from planner.errors import SpecplanError
 from planner.exports.common import BesideScript, shell_script
 from planner.exports.method_args import MethodArgs, method_args, method_line
 from planner.exports.method_settings import method_settings
-from tests.real_servers.harness import Release, find_venv, llamacpp_source, releases, run_serve_script
+from tests.real_servers.harness import Release, llamacpp_source, releases, run_serve_script, venv_python
 from tests.real_servers.hub import add_head, add_model
 from tests.real_servers.llamacpp_args import server_options
 
@@ -93,15 +93,6 @@ PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
 _PLUGIN_ONLY = "Arctic Inference is required"  # vLLM suffix: keys parsed, the optional package absent
 
 
-def _python(release: Release) -> Path:
-    python, why = find_venv(release)
-    if python is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
-    return python
-
-
 def _config(case: Case, args: MethodArgs) -> tuple[dict[str, Any], list[str]]:
     """The server's --config YAML and the program words of its command line."""
     if args.server == "vllm":
@@ -130,7 +121,7 @@ def _run(case: Case, args: MethodArgs, release: Release, work: Path) -> dict:
             add_head(hub, repo_id, *HEADS[repo_id])
         else:
             add_model(hub, repo_id)
-    return run_serve_script(script, release.server, _python(release), hub, work, case.gpus)
+    return run_serve_script(script, release.server, venv_python(release), hub, work, case.gpus)
 
 
 def _expected(args: MethodArgs) -> dict[str, Any]:
@@ -157,7 +148,7 @@ def _accepted(verdict: dict, args: MethodArgs) -> bool:
 
 @pytest.mark.parametrize(("case_name", "release"), PARAMS)
 def test_server_accepts_method_keys(case_name: str, release: Release, tmp_path: Path) -> None:
-    _python(release)
+    venv_python(release)
     case = CASES[case_name]
     settings = method_settings(**case.settings)
     try:
@@ -187,7 +178,7 @@ def test_server_accepts_method_keys(case_name: str, release: Release, tmp_path: 
 def test_vllm_rejects_a_misspelt_method_key(tmp_path: Path) -> None:
     """The harness can fail: the newest vLLM rejects the EAGLE-3 keys with one key no release has."""
     release = releases("vllm")[0]
-    _python(release)
+    venv_python(release)
     case = CASES["eagle3"]
     args = method_args("vllm", method_settings(**case.settings), method_line("vllm", release.version))
     broken = MethodArgs(**{**args.__dict__, "keys": {**args.keys, "eagle_bogus_setting": 1}})

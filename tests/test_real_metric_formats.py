@@ -29,7 +29,7 @@ from planner.calibration.server_metrics import vllm_calibration
 from planner.calibration.vllm_metrics import snapshot_delta, vllm_counters
 from planner.errors import SpecplanError
 from planner.speedup import alpha_from_acceptance_rate
-from tests.real_servers.harness import CHECK_TIMEOUT_S, ROOT, Release, find_venv, releases
+from tests.real_servers.harness import CHECK_TIMEOUT_S, ROOT, Release, releases, venv_python
 from tests.real_servers.hub import add_model
 
 pytestmark = pytest.mark.real_servers
@@ -42,17 +42,9 @@ FIXTURE_FAMILIES = ("vllm:spec_decode", "sglang:spec_", "sglang:generation_token
                     "sglang:prompt_tokens", "sglang:num_running_reqs")
 
 
-def _absent(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
-
-
 @lru_cache(maxsize=None)
 def _rendered(release: Release, work: str) -> dict:
-    python, why = find_venv(release)
-    if python is None:
-        _absent(why)
+    python = venv_python(release)
     hub = Path(work) / "hub"
     for repo_id in (TARGET, DRAFT):
         add_model(hub, repo_id)

@@ -11,7 +11,6 @@ Same skip/fail rule as tests/test_real_servers.py.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pytest
 
 from planner.calibration.server_probe.stats import inter_token_s
 from planner.calibration.server_probe.stream import parse_stream
-from tests.real_servers.harness import CHECKERS, CHECK_TIMEOUT_S, Release, find_venv, releases
+from tests.real_servers.harness import CHECKERS, CHECK_TIMEOUT_S, Release, releases, venv_python
 
 pytestmark = pytest.mark.real_servers
 
@@ -29,11 +28,7 @@ DRAFTED, ACCEPTED, STEPS = 12, 5, 4
 
 
 def _sse(release: Release) -> str:
-    python, why = find_venv(release)
-    if python is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+    python = venv_python(release)
     argv = [str(python), str(CHECKERS / "stream_chunks.py"), release.server, json.dumps(TEXTS), str(TOKENS)]
     if release.server == "vllm":
         argv += [str(DRAFTED), str(ACCEPTED), str(STEPS)]

@@ -24,7 +24,6 @@ Without the venvs (or sources) the tests skip, except under CI=true, where their
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import pytest
 import yaml
 
 from planner.cli import main
-from tests.real_servers.harness import (ROOT, Release, find_venv, llamacpp_argv, llamacpp_source, releases,
+from tests.real_servers.harness import (ROOT, Release, absent, venv_python, llamacpp_argv, llamacpp_source, releases,
                                         run_serve_script)
 from tests.real_servers.hub import add_model
 from tests.real_servers.llamacpp_args import server_options
@@ -64,19 +63,6 @@ CASES = {
 SERVERS = ("vllm", "sglang")
 PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
           for case in CASES for server in SERVERS for release in releases(server)]
-
-
-def _absent(why: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(why)
-    pytest.skip(why)
-
-
-def _python(release: Release) -> Path:
-    python, why = find_venv(release)
-    if python is None:
-        _absent(why)
-    return python
 
 
 def _export(runner, case: Case, release: Release, version: str, out: Path):
@@ -134,7 +120,7 @@ def _check(case: Case, release: Release, python: Path, cfg: dict, out: Path) -> 
 
 @pytest.mark.parametrize(("case_name", "release"), PARAMS)
 def test_server_accepts_export(case_name: str, release: Release, runner, tmp_path: Path) -> None:
-    python = _python(release)
+    python = venv_python(release)
     case = CASES[case_name]
     code, stderr, cfg = _export(runner, case, release, release.version, tmp_path / "own")
     if code == 0:
@@ -172,7 +158,7 @@ def _llamacpp_options(line: str):
     version, commit, _ = LLAMACPP_SOURCES[line]
     folder = llamacpp_source(version)
     if folder is None:
-        _absent(f"no llama.cpp source llama-cpp-python {version} (run `bash .ci/server_venvs.sh`)")
+        absent(f"no llama.cpp source llama-cpp-python {version} (run `bash .ci/server_venvs.sh`)")
     changelog = (folder / "CHANGELOG.md").read_text(encoding="utf-8")
     section = changelog.split(f"## [{version}]", 1)[1].split("\n## [", 1)[0]
     assert f"llama.cpp@{commit}" in section, f"llama-cpp-python {version} vendors another llama.cpp than {commit}"
@@ -225,7 +211,7 @@ def _break(server: str, cfg: dict) -> dict:
 @pytest.mark.parametrize("release", [r for server in SERVERS for r in releases(server)], ids=lambda r: r.name)
 def test_server_rejects_a_broken_export(release: Release, runner, tmp_path: Path) -> None:
     """The harness can fail: the same export with one unknown key is REJECTED by the server itself."""
-    python = _python(release)
+    python = venv_python(release)
     case = CASES["llama70b-1b-tp4"]
     code, stderr, cfg = _export(runner, case, release, release.version, tmp_path)
     assert code == 0, stderr

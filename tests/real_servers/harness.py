@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ROOT", "REQUIREMENTS", "Release", "releases", "find_venv", "run_serve_script", "llamacpp_argv",
+__all__ = ["ROOT", "REQUIREMENTS", "Release", "releases", "find_venv", "absent", "venv_python", "run_serve_script", "llamacpp_argv",
            "llamacpp_source"]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +65,24 @@ def find_venv(release: Release) -> tuple[Path | None, str]:
     if (venv / "specplan-requirements.txt").read_bytes() != wanted:
         return None, f"{venv} was built from another {release.name}.txt (rerun `bash .ci/server_venvs.sh`)"
     return venv / "bin" / "python", ""
+
+
+def absent(why: str) -> None:
+    """A missing server venv or source: a failure under CI (which builds them), a skip elsewhere."""
+    import pytest
+
+    if os.environ.get("CI") == "true":
+        pytest.fail(why)
+    pytest.skip(why)
+
+
+def venv_python(release: Release) -> Path:
+    """The python of ``release``'s venv, or absent() with the reason it is not there."""
+    python, why = find_venv(release)
+    if python is None:
+        absent(why)
+    assert python is not None
+    return python
 
 
 def _stub(bindir: Path, server: str, python: Path) -> None:
