@@ -126,6 +126,8 @@ class EngineSpec(Frozen):
     draft_own_workspace: bool = Field(
         False, description="the draft has its own compute buffers (added to the target's, not shared)"
     )
+    methods: tuple[str, ...] = Field(("draft",), description="proposal methods the engine serves (planner.proposers)")
+    tree_methods: tuple[str, ...] = Field((), description="methods it serves with a token tree (topk > 1)")
     source: str
     cost: dict[MemoryClass, CostDefaults]
     kernels: dict[str, KernelSpec] = Field(

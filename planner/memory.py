@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from planner.catalog.precisions import KvFormat, WeightFormat, kv_format, weight_format
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.engines import EngineSpec
+from planner.proposers.proposer import Proposer
 from planner.footprint import kv_cache_bytes, parameter_counts, weight_bytes
 from planner.units import GIB
 
@@ -64,6 +65,19 @@ class FitRequest:
     draft_precision: WeightFormat | None = None
     k: int = DEFAULT_K
     capacity_gib: float | None = None  # overrides the catalogue (Apple memory options, NVML)
+    proposer: Proposer | None = None  # a head, MTP modules or a host lookup instead of a draft model
+
+    @property
+    def method(self) -> str | None:
+        """The proposal method planned: draft, a proposer's method, or None (no speculation)."""
+        if self.proposer is not None:
+            return self.proposer.method
+        return "draft" if self.draft is not None else None
+
+    @property
+    def speculates(self) -> bool:
+        """True when something proposes tokens (a draft model or a proposer)."""
+        return self.draft is not None or self.proposer is not None
 
     @property
     def capacity_bytes(self) -> float:
@@ -180,7 +194,7 @@ def _weights_on_gpu(model: ModelSpec, fmt: WeightFormat, engine: EngineSpec, g: 
 
 def _kv_on_gpu(model: ModelSpec, req: FitRequest, g: int) -> float:
     """KV-cache bytes of ``batch`` sequences of ``context + k`` tokens on the busiest GPU."""
-    tokens = req.context + (req.k if req.draft is not None else 0)
+    tokens = req.context + (req.k if req.speculates else 0)
     window, chunked = req.engine.sliding_window_kv, req.engine.chunked_attention_kv
     if req.engine.parallelism == "layer":
         per_seq = kv_cache_bytes(model, req.kv, tokens, 1, window, chunked) * _share(model, req.engine, g)
@@ -215,7 +229,7 @@ def _workspace(req: FitRequest, draft_tp: int) -> float:
     elif eng.prefill_chunk_tokens is None:
         logit_tokens = req.batch  # transformers keeps only the last position's logits
     else:
-        logit_tokens = req.batch * (req.k + 1 if req.draft is not None else 1)
+        logit_tokens = req.batch * (req.k + 1 if req.speculates else 1)
     g = req.gpus if eng.parallelism == "tensor" else 1
     target = activation_bytes(req.target, chunk, logit_tokens, g)
     if req.draft is None:
@@ -260,9 +274,26 @@ def memory_breakdown(req: FitRequest) -> MemoryBreakdown:
         draft_fmt = req.draft_precision or req.precision
         draft_w = _weights_on_gpu(req.draft, draft_fmt, req.engine, dtp)
         kv += _kv_on_gpu(req.draft, req, dtp)
+    if req.proposer is not None:
+        w, k = _proposer_on_gpu(req)
+        draft_w, kv = draft_w + w, kv + k
     act = _workspace(req, dtp)
     reserve = runtime_reserve_bytes(req, target_w + draft_w + act)
     return MemoryBreakdown(target_w, draft_w, kv, act, reserve)
+
+
+def _proposer_on_gpu(req: FitRequest) -> tuple[float, float]:
+    """(weight bytes, KV bytes) a head or MTP module adds to the busiest GPU.
+
+    vLLM, SGLang and TensorRT-LLM shard the head over the target's tensor-parallel group (the
+    draft worker reuses the target's parallel config), so its weights split like the target's
+    and its KV heads like planner.proposers.layers.kv_bytes_per_token says.
+    """
+    assert req.proposer is not None
+    tp = req.gpus if req.engine.parallelism == "tensor" else 1
+    mem = req.proposer.memory(req.target, req.precision, req.kv, tp)
+    tokens = req.context + req.k
+    return mem.weight_bytes / tp, req.batch * tokens * mem.kv_bytes_per_token
 
 
 def _fits(req: FitRequest) -> bool:

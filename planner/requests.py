@@ -17,9 +17,11 @@ from planner.engines import EngineSpec, check_engine_runs, default_engine_for, e
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.memory import DEFAULT_K, FitRequest, valid_group_sizes
+from planner.proposers.catalog import head_catalog
+from planner.proposers.proposer import Proposer, available_methods, resolve_proposer
 from planner.units import BILLION
 
-__all__ = ["FitInputs", "build_fit_request", "resolve_engine", "DEFAULT_CONTEXT"]
+__all__ = ["FitInputs", "build_fit_request", "resolve_engine", "method_of", "DEFAULT_CONTEXT"]
 
 DEFAULT_CONTEXT = 4096  # tokens per sequence when the user gives none
 
@@ -41,6 +43,8 @@ class FitInputs:
     k: int = DEFAULT_K
     memory_gib: float | None = None
     allow_tokenizer_mismatch: bool = False
+    method: str | None = None  # draft, eagle, eagle3, mtp, ngram, suffix; None: draft with --draft, else none
+    head: str | None = None  # EAGLE head / MTP release: catalogue Hub id or local folder (None: the catalogued one)
 
 
 def _positive(name: str, value: object) -> None:
@@ -141,15 +145,48 @@ def build_fit_request(inp: FitInputs) -> tuple[FitRequest, tuple[str, ...]]:
         if draft_fmt.name != precision.name:
             warnings.extend(_fallback_note(draft_fmt, gpu, "draft"))
         warnings.extend(_draft_warnings(target, draft, context))
+    proposer = _proposer(inp, target, engine)
     kv = kv_format(inp.kv_precision or "fp16")
     if kv.name not in engine.kv_formats:
         raise SpecplanError(f"{engine.label} cannot store the KV cache as {kv.name}; it offers: {', '.join(engine.kv_formats)}")
     request = FitRequest(
         target=target.spec, draft=draft.spec if draft else None, gpu=gpu, engine=engine, precision=precision,
         draft_precision=draft_fmt, kv=kv, batch=inp.batch, context=context, gpus=inp.gpus, k=inp.k,
-        capacity_gib=_capacity(gpu, inp.memory_gib),
+        capacity_gib=_capacity(gpu, inp.memory_gib), proposer=proposer,
     )
     return request, tuple(warnings)
+
+
+def method_of(inp: FitInputs) -> str | None:
+    """The method the flags ask for: --method, else the --head's catalogued method, else draft with --draft."""
+    if inp.method is not None:
+        return inp.method.strip().lower()
+    if inp.head is not None:
+        entry = head_catalog().index.get(inp.head.strip().lower())
+        return entry.method if entry is not None else "eagle3"  # a local folder: EAGLE-3 unless its config says not
+    return "draft" if inp.draft else None
+
+
+def _proposer(inp: FitInputs, target: ResolvedModel, engine: EngineSpec) -> Proposer | None:
+    """The head / MTP / lookup proposer of a non-draft method, refused with the nearest alternative."""
+    method = method_of(inp)
+    if method is None:
+        return None
+    if method == "draft":
+        if inp.draft is None:
+            raise SpecplanError("--method draft needs --draft (a smaller model with the target's tokenizer)"
+                                + _alternatives(target, engine))
+        if inp.head is not None:
+            raise SpecplanError("--head belongs to --method eagle / eagle3 / mtp; a draft model is --draft")
+        return None
+    if inp.draft is not None:
+        raise SpecplanError(f"--method {method} runs no draft model: drop --draft (or use --method draft)")
+    return resolve_proposer(method, target, inp.head, engine.label, engine.methods)
+
+
+def _alternatives(target: ResolvedModel, engine: EngineSpec) -> str:
+    found = available_methods(target, engine.methods)
+    return ("; or, without a draft: " + ", ".join(f"--method {m} ({w})" for m, w in found.items())) if found else ""
 
 
 def _draft_warnings(target: ResolvedModel, draft: ResolvedModel, context: int) -> list[str]:

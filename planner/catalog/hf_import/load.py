@@ -16,7 +16,7 @@ from planner.catalog.tokenizers import token_pairs
 from planner.errors import ConfigImportError, SpecplanError
 from planner.inputs import read_json
 
-__all__ = ["ImportedModel", "load_model_dir"]
+__all__ = ["ImportedModel", "load_model_dir", "read_config_dict"]
 
 _DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
@@ -30,7 +30,8 @@ class ImportedModel:
     precision: str | None  # weight format named by quantization_config, if any (= spec.weight_format)
 
 
-def _read_config(path: Path) -> dict[str, Any]:
+def read_config_dict(path: Path) -> dict[str, Any]:
+    """A config.json as a dict (size-limited, safe JSON); anything else is a one-line ConfigImportError."""
     try:
         doc = read_json(path)
     except SpecplanError as exc:
@@ -80,7 +81,7 @@ def load_model_dir(path: str | Path) -> ImportedModel:
     config = path / "config.json" if path.is_dir() else path
     if not config.is_file():
         raise ConfigImportError(f"{path}: no config.json found")
-    cfg = _read_config(config)
+    cfg = read_config_dict(config)
     spec = spec_from_config(cfg, str(config), model_id=name_or_path(cfg, str(config)) or config.parent.name)
     checkpoint = summarize_checkpoint(config.parent)
     updates = _checkpoint_updates(cfg, spec, checkpoint, config) if checkpoint is not None else {}
