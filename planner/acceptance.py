@@ -23,7 +23,7 @@ from planner.catalog.tokenizers import cross_tokenizer
 from planner.priors import alpha_prior, precision_shift
 from planner.priors.uag import uag_round_us
 
-__all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "plan_loop", "mean_length_by_k", "choose_alpha", "measured_precision",
+__all__ = ["AlphaChoice", "MeasuredRate", "measured_rate", "plan_loop", "mean_length_by_k", "choose_alpha", "measured_alpha", "measured_precision",
            "calibrated_alpha"]
 
 
@@ -113,6 +113,20 @@ def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | No
                  target: ModelSpec, draft: ModelSpec, draft_fmt: WeightFormat, task: str,
                  loop: LoopSpec | None = None) -> AlphaChoice:
     """User alpha, user acceptance rate (converted at its k through the engine's loop), or the prior band."""
+    user = measured_alpha(alpha, acceptance_rate, k, loop)
+    if user is not None:
+        return user
+    prior = alpha_prior(target, draft, draft_fmt, task)
+    return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
+
+
+def measured_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | None, k: int | None,
+                   loop: LoopSpec | None = None) -> AlphaChoice | None:
+    """The user's --alpha, or a measured rate / mean accepted length converted at its k (None: neither given).
+
+    The same conversions serve a draft model and every other proposer: what the server counts
+    (accepted / drafted, tokens per verify step) does not depend on what proposed the tokens.
+    """
     if alpha is not None and acceptance_rate is not None:
         raise SpecplanError("give --alpha or --acceptance-rate, not both")
     if alpha is not None:
@@ -134,8 +148,7 @@ def choose_alpha(alpha: float | None, acceptance_rate: float | MeasuredRate | No
         fit = alpha_from_loop_counts(loop, m.rate, k, m.drafted_per_round)
         return AlphaChoice(fit.alpha, fit.alpha, fit.alpha, "user", f"{m.source}: {fit.detail}",
                            kappa=fit.kappa if fit.kappa_fitted else None)
-    prior = alpha_prior(target, draft, draft_fmt, task)
-    return AlphaChoice(prior.mid, prior.low, prior.high, "prior", prior.explanation)
+    return None
 
 
 def measured_precision(cal: CalibrationFile | None) -> str | None:

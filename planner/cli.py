@@ -28,7 +28,7 @@ from planner.cli_errors import DEBUG_ENV, EXIT_DOES_NOT_FIT
 from planner.cli_errors import ErrorHandlingGroup as _Group
 from planner.cli_calibration import calibrate, detect, probe
 from planner.cli_options import (_BATCH, _CONTEXT, _GPUS, _K, _MEMORY_GIB, _MIN_GIB, _PRICE, _TOP, _UNIT, _calibration,
-                                 _draft, _emit, _format_option, _hardware, _options, _task)
+                                 _draft, _emit, _format_option, _hardware, _options, _rank_method, _task)
 from planner.cli_types import NAME, Float, Int
 
 __all__ = ["main"]
@@ -135,12 +135,13 @@ def _exit_for(candidates: list[dict[str, Any]]) -> int:
 @_hardware
 @_task
 @_ranking
+@_rank_method
 @click.option("--alpha", type=_UNIT, default=None,
-              help="Per-token acceptance for every draft, a fraction 0..1 (default: each draft's prior).")
+              help="Per-token acceptance for every proposer, a fraction 0..1 (default: each one's prior).")
 @_calibration
 @_format_option
 def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float | None, alpha: float | None,
-              calibration: str | None, server_version: str | None, **flags: Any) -> int:
+              calibration: str | None, server_version: str | None, method: str | None, **flags: Any) -> int:
     """Rank drafts, draft precisions, k and GPU counts for a target (with "no speculation" as a row).
 
     Exit 1 when no candidate fits.
@@ -156,7 +157,7 @@ def recommend(fmt: str, task: str, objective: str, top: int, gpu_hour_usd: float
         check_alpha(alpha)
     result = run_recommend(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                            top=top, gpu_hour_usd=gpu_hour_usd, alpha=alpha,
-                                           calibration=calibration, server_version=server_version))
+                                           calibration=calibration, server_version=server_version, method=method))
     data = recommendation_to_dict(result, task, objective)
     _emit(data, fmt, print_recommendation)
     return _exit_for(data["candidates"])
@@ -265,12 +266,13 @@ def _print_written(d: dict[str, Any]) -> None:
 @_hardware
 @_task
 @_ranking
+@_rank_method
 @_calibration
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="HTML file to write (path).")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, calibration: str | None, output: str,
-           force: bool, fmt: str, server_version: str | None, **flags: Any) -> int:
+           force: bool, fmt: str, server_version: str | None, method: str | None, **flags: Any) -> int:
     """Write a self-contained HTML report (inline CSS and SVG, no scripts) of a recommendation.
 
     Exit 1 when no candidate fits (the report is still written).
@@ -284,7 +286,7 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
     check_output(output, force)
     data = build_report_data(RecommendInputs(FitInputs(**flags), task=task, objective=objective,  # type: ignore[arg-type]
                                              top=top, gpu_hour_usd=gpu_hour_usd, calibration=calibration,
-                                             server_version=server_version))
+                                             server_version=server_version, method=method))
     write_text_atomic(output, render_report(data), force=force)
     _emit({"wrote": [output], "verdict": data["verdict"], "estimate": data["estimate"],
            "recommendation": data["question"]}, fmt, _print_written)

@@ -10,7 +10,9 @@ import click
 from planner.cli_types import NAME, Float, Int
 from planner.outputs.render import FORMATS, dump
 
-__all__ = ["_emit", "_options", "_hardware", "_draft", "_task", "_calibration", "_format_option", "_GPUS", "_BATCH",
+PLAN_METHODS = ("draft", "eagle", "eagle3", "mtp", "ngram", "suffix")  # planner.proposers.methods.METHODS
+
+__all__ = ["_emit", "_options", "_hardware", "_draft", "_task", "_calibration", "_rank_method", "_format_option", "_GPUS", "_BATCH",
            "_CONTEXT", "_K", "_TOP", "_UNIT", "_MEMORY_GIB", "_MIN_GIB", "_PRICE"]
 
 
@@ -71,7 +73,17 @@ _draft = _options(
     click.option("--draft-precision", type=NAME, default=None,
                  help="Draft weight format, e.g. bf16, fp8, int4-awq, q4_k_m (default: the target's)."),
     click.option("--allow-tokenizer-mismatch", is_flag=True, help="Plan a draft whose tokenizer differs from the target's."),
+    click.option("--method", type=click.Choice(PLAN_METHODS, case_sensitive=False), default=None,
+                 help="Proposal method: draft (a --draft model), eagle / eagle3 (a head), mtp (the target's own "
+                      "MTP layers), ngram / suffix (host lookup, no model). Default: draft with --draft, else none."),
+    click.option("--head", type=NAME, default=None,
+                 help="EAGLE / EAGLE-3 head: Hub id from `specplan heads`, or a local folder with its config.json "
+                      "(default: the head catalogued for the target)."),
 )
+_rank_method = click.option(
+    "--method", type=click.Choice(("all",) + PLAN_METHODS, case_sensitive=False), default=None,
+    help="Proposal methods to rank: all (every method the target and engine can run, with no speculation), or "
+         "one. Default: all when the target has EAGLE heads or MTP layers catalogued, else draft models.")
 _task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
                      show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
 

@@ -14,6 +14,7 @@ from planner.catalog.precisions import WeightFormat, kv_format, weight_format
 from planner.catalog.schemas import GpuSpec
 from planner.catalog.tensor_paths import matmul_dtype, tensor_path
 from planner.engines import EngineSpec, check_engine_runs, default_engine_for, engine_spec
+from planner.drafts import draft_candidates
 from planner.errors import SpecplanError
 from planner.footprint import parameter_counts
 from planner.memory import DEFAULT_K, FitRequest, valid_group_sizes
@@ -181,7 +182,15 @@ def _proposer(inp: FitInputs, target: ResolvedModel, engine: EngineSpec) -> Prop
         return None
     if inp.draft is not None:
         raise SpecplanError(f"--method {method} runs no draft model: drop --draft (or use --method draft)")
-    return resolve_proposer(method, target, inp.head, engine.label, engine.methods)
+    return resolve_proposer(method, target, inp.head, engine.label, engine.methods, _draft_alternative(target, engine))
+
+
+def _draft_alternative(target: ResolvedModel, engine: EngineSpec) -> dict[str, str]:
+    """The draft model recommend would try first, as a refusal's alternative (none when the target has none)."""
+    if "draft" not in engine.methods or target.origin != "catalog":
+        return {}
+    drafts = draft_candidates(target.spec).drafts
+    return {"draft": f"--draft {drafts[0].id}"} if drafts else {}
 
 
 def _alternatives(target: ResolvedModel, engine: EngineSpec) -> str:

@@ -83,8 +83,8 @@ def recommendation_verdict(rows: list[Ranked], gpu: str, batch: int, nothing_fit
         return nothing_fits
     best = fitting[0]
     if best.draft is not None and best.speedup >= MIN_WORTHWHILE_SPEEDUP:
-        return (f"speculate: {best.draft} ({best.draft_precision}) with k = {best.k} on {best.gpus} x {gpu}, "
-                f"{best.speedup:.2f}x")
+        fmt = f" ({best.draft_precision})" if best.draft_precision else ""
+        return f"speculate: {best.draft}{fmt} with k = {best.k} on {best.gpus} x {gpu}, {best.speedup:.2f}x"
     if not any(row.draft is not None for row in rows):
         return "do not use speculation: the catalogue has no smaller draft with the target's token ids"
     drafts = [row for row in fitting if row.draft is not None]
@@ -92,5 +92,6 @@ def recommendation_verdict(rows: list[Ranked], gpu: str, batch: int, nothing_fit
         return f"do not use speculation: no draft fits on {best.gpus} x {gpu} beside the target"
     top = max(drafts, key=lambda row: row.speedup)
     why = _why_not(top.c or 0.0, top.r or 1.0, top.alpha or 0.0, batch, top.verify_bound)
-    return (f"do not use speculation: no draft reaches {MIN_WORTHWHILE_SPEEDUP:.2f}x at batch {batch} "
-            f"(best: {top.draft} {top.draft_precision} k = {top.k}, {top.speedup:.2f}x; {why})")
+    fmt = f" {top.draft_precision}" if top.draft_precision else ""
+    return (f"do not use speculation: no proposer reaches {MIN_WORTHWHILE_SPEEDUP:.2f}x at batch {batch} "
+            f"(best: {top.draft}{fmt} k = {top.k}, {top.speedup:.2f}x; {why})")

@@ -68,7 +68,7 @@ def test_user_text_is_escaped(tmp_path):
 def test_report_without_a_paying_draft_says_so():
     data = build_report_data(ReportInputs(FitInputs(target="llama-3.1-8b", gpu="h100-sxm", batch=512, context=256),
                                           objective="throughput"))
-    assert data["estimate"] is None and data["verdict"].startswith("Do not use speculation: no draft reaches")
+    assert data["estimate"] is None and data["verdict"].startswith("Do not use speculation: no proposer reaches")
     out = render_report(data)
     assert 'id="verdict"' in out and 'id="charts"' not in out
 

@@ -57,7 +57,7 @@ def test_compute_bound_verification_says_do_not_speculate_with_the_number():
     assert est.verdict.startswith("do not use speculation")
     assert f"r = {float(est.prices.r):.2f}" in est.verdict and "compute-bound at batch 512" in est.verdict
     rec = recommend(RecommendInputs(FitInputs(target="llama-3.1-8b", gpu="h100-sxm", batch=512, context=256)))
-    assert rec.verdict.startswith("do not use speculation: no draft reaches 1.05x at batch 512")
+    assert rec.verdict.startswith("do not use speculation: no proposer reaches 1.05x at batch 512")
 
 
 def test_a_k_that_does_not_pay_points_at_the_k_that_does():
@@ -72,7 +72,7 @@ def test_recommendation_verdict_reads_the_first_fitting_row():
     rows = [Ranked("big-draft", "bf16", 4, 2, 2.0, False), Ranked(None, None, None, 2, 1.0, True),
             Ranked("d", "fp8", 2, 2, 1.02, True, c=0.1, r=1.0, alpha=0.4)]
     text = recommendation_verdict(rows, "h100-sxm", 8, "nothing fits")
-    assert text.startswith("do not use speculation: no draft reaches 1.05x at batch 8 (best: d fp8 k = 2, 1.02x;")
+    assert text.startswith("do not use speculation: no proposer reaches 1.05x at batch 8 (best: d fp8 k = 2, 1.02x;")
     rows.insert(1, Ranked("d", "fp8", 3, 2, 1.4, True))
     assert recommendation_verdict(rows, "h100-sxm", 8, "x") == "speculate: d (fp8) with k = 3 on 2 x h100-sxm, 1.40x"
     assert recommendation_verdict(rows[:1], "h100-sxm", 8, "nothing fits here") == "nothing fits here"

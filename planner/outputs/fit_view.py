@@ -20,6 +20,8 @@ def fit_to_dict(report: FitReport) -> dict[str, Any]:
         # *_catalog_id fields name the catalogue release the figures came from (None: config.json).
         "target": req.target.id,
         "draft": req.draft.id if req.draft else None,
+        "method": req.method,
+        "head": req.proposer.name if req.proposer else None,
         "target_catalog_id": req.target.catalog_id,
         "draft_catalog_id": req.draft.catalog_id if req.draft else None,
         "gpu": req.gpu.id,
@@ -32,7 +34,7 @@ def fit_to_dict(report: FitReport) -> dict[str, Any]:
         "kv_precision": req.kv.name,
         "batch": req.batch,
         "context": req.context,
-        "k": req.k if req.draft else None,
+        "k": req.k if req.speculates else None,
         "per_gpu_gib": report.breakdown.as_gib(),
         "capacity_gib": round(report.capacity_gib, 3),
         "headroom_gib": round(report.headroom_gib, 3),

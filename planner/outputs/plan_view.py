@@ -44,6 +44,7 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
     has_draft = e.alpha is not None
     return {
         "target": req.target.id, "draft": req.draft.id if req.draft else None,
+        "method": e.method, "head": req.proposer.name if req.proposer else None, "settings": e.settings,
         "target_catalog_id": req.target.catalog_id, "draft_catalog_id": req.draft.catalog_id if req.draft else None,
         "gpu": req.gpu.id, "gpus": req.gpus,
         "engine": req.engine.name, "precision": req.precision.name,
@@ -109,16 +110,29 @@ def _by(d: dict[str, Any], role: str) -> str:
     return f"{op['operator']} ({'fixed cost' if op['regime'] == 'fixed' else op['regime'] + '-bound'})"
 
 
+def _proposer_word(d: dict[str, Any]) -> str:
+    """What proposes: the draft, the head, the MTP module or the lookup."""
+    return {"draft": "draft", "eagle": "EAGLE head", "eagle3": "EAGLE-3 head", "mtp": "MTP module",
+            "ngram": "n-gram lookup", "suffix": "suffix lookup"}.get(d.get("method") or "draft", "proposer")
+
+
+def _proposer_label(d: dict[str, Any]) -> str:
+    """' + draft X', ' + EAGLE-3 head X', ' + n-gram lookup' (empty without speculation)."""
+    if d.get("method") in (None, "draft"):
+        return f" + draft {d['draft']}" if d["draft"] else ""
+    return f" + {_proposer_word(d)}" + (f" {d['head']}" if d.get("head") and d["method"] != "mtp" else "")
+
+
 def print_estimate(d: dict[str, Any]) -> None:
     """Human-readable estimate (names and paths printed as they are, never read as markup)."""
     out = console()
-    pair = d["target"] + (f" + draft {d['draft']}" if d["draft"] else "")
+    pair = d["target"] + _proposer_label(d)
     print_line(Text.assemble((pair, "bold"), f" on {d['gpus']} x {d['gpu']}, {d['engine']}, batch {d['batch']}, "
                              f"context {d['context']}"), out)
     print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
                f"{d['bound']['target']}-bound; slowest operator {_by(d, 'target')})", out)
-    if d["draft"]:
-        print_line(f"draft {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
+    if d["alpha"] is not None:
+        print_line(f"{_proposer_word(d)} {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
                    f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
         print_line(f"slowest operator: draft {_by(d, 'draft')}; verify {_by(d, 'verify')}", out)
         band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
@@ -195,7 +209,7 @@ def _recommend_columns(d: dict[str, Any]) -> tuple[list[Column], bool, bool]:
     """The table's columns: the ranking figure is always one of them (total tok/s, tok/USD)."""
     total = d["objective"] == "throughput" or d["batch"] > 1
     per_usd = any(c["tokens_per_usd"] is not None for c in d["candidates"])
-    cols = [Column("#", "right"), Column("draft", wrap=True), Column("prec"), Column("k", "right"), Column("gpus", "right"),
+    cols = [Column("#", "right"), Column("proposer", wrap=True), Column("prec"), Column("k", "right"), Column("gpus", "right"),
             Column("speedup", "right"), Column("band", "right"), Column("alpha", "right"), Column("tok/s", "right")]
     cols += [Column("tok/s all", "right")] if total else []
     cols += [Column("tok/USD", "right")] if per_usd else []
@@ -206,6 +220,17 @@ def _fits_cell(c: dict[str, Any]) -> Text:
     if not c["fits"]:
         return Text("no", style="red")
     return Text("tight", style="yellow") if headroom_caution(c["headroom_gib"], True) else Text("yes")
+
+
+def _row_label(c: dict[str, Any]) -> str:
+    """The proposer column: the draft's or head's short name, the method for MTP and lookups."""
+    if c.get("method") is None:
+        return "(no speculation)"
+    name = c["draft"] if c["method"] == "draft" else c.get("head")
+    short = name.rsplit("/", 1)[-1] if name else ""
+    if c["method"] == "draft":
+        return short
+    return f"{c['method']}: {short}" if short and c["method"] != "mtp" else c["method"]
 
 
 def print_recommendation(d: dict[str, Any]) -> None:
@@ -221,7 +246,7 @@ def print_recommendation(d: dict[str, Any]) -> None:
     for i, c in enumerate(d["candidates"], start=1):
         alpha = "" if c["alpha"] is None else f"{c['alpha']:.2f}{_ALPHA_MARK.get(c['alpha_source'] or '', '*')}"
         row: list[str | Text] = [
-            str(i), (c["draft"] or "(no speculation)").rsplit("/", 1)[-1], c["draft_precision"] or "",
+            str(i), _row_label(c), c["draft_precision"] or "",
             str(c["k"] or ""), str(c["gpus"]), f"{c['speedup']:.2f}x", f"{c['speedup_low']:.2f}-{c['speedup_high']:.2f}",
             alpha, f"{c['tokens_per_s']:.1f}"]
         row += [f"{c['throughput_tokens_per_s']:.1f}"] if total else []

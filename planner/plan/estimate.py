@@ -21,6 +21,7 @@ from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.plan.common import K_SEARCH, UAG_K, bound, check_task, draft_rule_warnings, profiles
 from planner.plan.measured_loads import compare_loads
+from planner.plan.method_estimate import estimate_method
 from planner.verdicts import pass_verdict
 
 __all__ = ["EstimateInputs", "Estimate", "estimate", "estimate_one"]
@@ -66,6 +67,8 @@ class Estimate:
     # the calibrated target and draft devices and the measured verify curve hook (planner.search.VerifyRatio).
     devices: tuple[Any, Any] | None = field(default=None, compare=False, repr=False)
     verify_ratio: Any = field(default=None, compare=False, repr=False)
+    method: str | None = None  # draft, eagle, eagle3, mtp, ngram, suffix; None: no speculation
+    settings: dict[str, Any] | None = None  # what exports write: method, head, k or the tree shape
 
 
 def _load_applied(path: str | None, req: FitRequest,
@@ -110,6 +113,8 @@ def estimate_one(inp: EstimateInputs, cal: CalibrationFile | None = None) -> Est
     tp, dp, dev0, ddev0 = profiles(req, req.draft, req.draft_precision, req.gpus, inp.server_version)
     dev = calibrated_device(dev0, applied.target_timing if applied else None)
     ddev = calibrated_device(ddev0, applied.draft_timing if applied else None)
+    if req.proposer is not None:
+        return _method_estimate(inp, req, fit_warnings, applied)
     if dp is None or req.draft is None:
         prices = price_rounds(tp, tp, dev, dev, req.batch, ctx, 1, 0.0)
         report = fit_report(req, fit_warnings)
@@ -150,7 +155,19 @@ def estimate_one(inp: EstimateInputs, cal: CalibrationFile | None = None) -> Est
     before = price_rounds(tp, dp, dev0, ddev0, req.batch, ctx, k, prior.mid, loop=loop)
     block = _calibration_block(applied, req, ctx, prices, before, choice, prior, k)
     return Estimate(report, prices, k, choice, low, high, best, warnings, text, block, loop,
-                    (dev, ddev) if applied is not None else None, vr)
+                    (dev, ddev) if applied is not None else None, vr, "draft", {"method": "draft", "head": req.draft.id,
+                                                                               "k": k})
+
+
+def _method_estimate(inp: EstimateInputs, req: FitRequest, fit_warnings: tuple[str, ...],
+                     applied: AppliedCalibration | None) -> Estimate:
+    """estimate_one for a head, MTP modules or a lookup (planner.plan.method_estimate)."""
+    rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds,
+                         inp.mean_accepted_length)
+    m = estimate_method(req, fit_warnings, task=inp.task, k_given=inp.k_given, alpha=inp.alpha, rate=rate,
+                        server_version=inp.server_version, applied=applied)
+    return Estimate(m.report, m.prices, m.k, m.alpha, m.speedup_low, m.speedup_high, m.best_k, m.warnings, m.verdict,
+                    None, m.loop, method=m.settings["method"], settings=m.settings)
 
 
 # A real pair at --draft 16 drafted far fewer tokens per round than its acceptance suggests:

@@ -24,6 +24,8 @@ from planner.requests import FitInputs, build_fit_request
 from planner.search import decode_context, price_rounds
 from planner.units import GIB
 from planner.plan.common import K_SEARCH, UAG_K, bound, check_task, draft_rule_warnings, profiles
+from planner.plan.method_rows import MethodRow, method_rows, methods_to_rank, refuse_unknown
+from planner.catalog.lookup import find_model
 from planner.verdicts import Ranked, pass_verdict, recommendation_verdict
 
 __all__ = ["RecommendInputs", "Candidate", "Recommendation", "recommend", "candidate_to_dict", "find_model_spec"]
@@ -44,6 +46,7 @@ class RecommendInputs:
     alpha: float | None = None  # applies to every draft; each draft's prior otherwise
     calibration: str | None = None  # path of a calibration file
     server_version: str | None = None  # release whose draft loop and kernel line are priced (None: the newest)
+    method: str | None = None  # all, or one method; None: all when the target has heads / MTP, else draft models
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ class Candidate:
     verdict: str
     r: float | None = None  # verification cost at k, in target decode steps
     verify_bound: str | None = None  # "compute" or "memory": what sets the verify pass's pace
+    method: str | None = None  # draft, eagle, eagle3, mtp, ngram, suffix; None: no speculation
+    head: str | None = None  # the head / MTP release a proposer row runs (None for drafts and lookups)
+    settings: dict[str, Any] | None = None  # what an export writes: method, head, k (or the tree shape)
 
 
 def find_model_spec(model_id: str) -> ModelSpec:
@@ -102,16 +108,22 @@ def _draft_formats(draft: ModelSpec, engine: EngineSpec) -> tuple[str, ...]:
 def recommend(inp: RecommendInputs) -> Recommendation:
     """Rank drafts x draft precisions x k x GPU counts (plus no speculation) for one target."""
     check_task(inp.task)
+    refuse_unknown(inp.method)
     if inp.objective == "cost" and not inp.gpu_hour_usd:
         raise SpecplanError("--objective cost needs --gpu-hour-usd (price of one GPU per hour)")
     base, warnings = build_fit_request(replace(inp.fit, draft=None, gpus=1, draft_precision=None))
     groups = _groups(replace(base, gpus=inp.fit.gpus), inp.fit.gpus)
+    resolved = find_model(inp.fit.target)
+    methods = methods_to_rank(inp.method, resolved, base.engine.methods)
+    if inp.method not in (None, "all") and methods[0] not in base.engine.methods:
+        raise SpecplanError(f"{base.engine.label} does not serve --method {methods[0]}; it serves "
+                            f"{', '.join(base.engine.methods)}")
     choice = draft_candidates(base.target)
     if not choice.drafts and base.engine.name == "hf":
         # transformers runs a draft with another tokenizer (universal assisted generation): the
         # fallback when the target's family has no smaller release.
         choice = draft_candidates(base.target, include_cross_tokenizer=True)
-    drafts = choice.drafts
+    drafts = choice.drafts if "draft" in methods else []
     combos = [(d, weight_format(f), g) for g in groups for d in drafts for f in _draft_formats(d, base.engine)]
     cal = read_calibration(inp.calibration) if inp.calibration else None
     if cal is not None:
@@ -119,14 +131,19 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     rows = [_no_speculation(base, g, inp, cal) for g in groups]
     if combos:
         rows += _speculative_rows(base, combos, inp, cal)
+    timing = apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name).target_timing \
+        if cal is not None else None
+    rows += [_method_candidate(m, base.batch, inp) for m in method_rows(
+        base, resolved, methods, groups, task=inp.task, alpha=inp.alpha, server_version=inp.server_version,
+        timing=timing)]
     # Fitting rows first; among rows that cannot run, the baseline first: a speedup of a configuration
     # that does not fit is never shown as the top answer.
-    rows.sort(key=lambda c: (not c.fits, not c.fits and c.draft is not None, -_score(c, inp.objective)))
+    rows.sort(key=lambda c: (not c.fits, not c.fits and c.method is not None, -_score(c, inp.objective)))
     shown = rows[: max(inp.top, 1)]
     for g in dict.fromkeys(c.gpus for c in shown):
         # Each speedup is against no speculation on the same GPU count: that baseline row is always shown.
-        if not any(c.draft is None and c.gpus == g for c in shown):
-            shown.append(next(c for c in rows if c.draft is None and c.gpus == g))
+        if not any(c.method is None and c.gpus == g for c in shown):
+            shown.append(next(c for c in rows if c.method is None and c.gpus == g))
     warnings += tuple(_candidate_warnings(shown, base.target))
     warnings += tuple(dict.fromkeys(choice.notes[c.draft] for c in shown if c.draft in choice.notes))
     alone = fit_report(replace(base, gpus=max(groups)))
@@ -134,10 +151,10 @@ def recommend(inp: RecommendInputs) -> Recommendation:
     nothing_fits = (f"nothing fits on {max(groups)} x {base.gpu.id}: the target alone needs "
                     f"{alone.breakdown.total / GIB:.1f} GiB per GPU of {alone.capacity_gib:.1f}; try {fixes}; "
                     "the speedups below are of configurations that cannot run")
-    if not drafts:
+    if not drafts and "draft" in methods and len(methods) == 1:
         warnings += (no_draft_message(base.target, base.engine.name),)
-    ranked = [Ranked(c.draft, c.draft_precision, c.k, c.gpus, c.speedup, c.fits, c.c, c.r, c.alpha, c.verify_bound)
-              for c in rows]
+    ranked = [Ranked(_proposer_name(c), c.draft_precision, c.k, c.gpus, c.speedup, c.fits, c.c, c.r, c.alpha,
+                     c.verify_bound) for c in rows]
     text = recommendation_verdict(ranked, base.gpu.id, base.batch, nothing_fits)
     loads = _measured_loads(cal, inp, base.engine.name)
     if loads is not None:
@@ -242,14 +259,34 @@ def _speculative_rows(base: FitRequest, combos: list[tuple[ModelSpec, WeightForm
             tps * base.batch, _per_usd(tps * base.batch, g, inp),
             pass_verdict(report.fits, s, float(p.c[i, 0, 0]), float(p.r[i, 0, j]), float(alpha[i, 1, 0]), base.batch,
                          verify_bound=bound(p.verify_compute_bound[i, 0, j])),
-            float(p.r[i, 0, j]), bound(p.verify_compute_bound[i, 0, j]),
+            float(p.r[i, 0, j]), bound(p.verify_compute_bound[i, 0, j]), "draft", None,
+            {"method": "draft", "head": draft.id, "k": int(K_SEARCH[j])},
         ))
     return out
+
+
+def _proposer_name(c: Candidate) -> str | None:
+    """How the verdict names a row's proposer: the draft, "the EAGLE-3 head X", "n-gram lookup" (None: no speculation)."""
+    if c.method is None:
+        return None
+    if c.method == "draft":
+        return c.draft
+    word = {"eagle": "EAGLE head", "eagle3": "EAGLE-3 head", "mtp": "MTP layers", "ngram": "n-gram lookup",
+            "suffix": "suffix decoding"}[c.method]
+    return f"{word} {c.head}" if c.head and c.method != "mtp" else f"{c.method} ({word})"
+
+
+def _method_candidate(m: MethodRow, batch: int, inp: RecommendInputs) -> Candidate:
+    tps = m.speedup / m.t_target_s
+    return Candidate(None, None, m.k, m.gpus, m.speedup, m.speedup_low, m.speedup_high, m.c, m.alpha, m.alpha_source,
+                     m.report.fits, m.report.headroom_gib, _memory(m.report), tps, tps * batch,
+                     _per_usd(tps * batch, m.gpus, inp), m.verdict, m.r, m.verify_bound, m.method, m.head, m.settings)
 
 
 def candidate_to_dict(c: Candidate) -> dict[str, Any]:
     """JSON-ready candidate."""
     return {
+        "method": c.method, "head": c.head, "settings": c.settings,
         "draft": c.draft, "draft_precision": c.draft_precision, "k": c.k, "gpus": c.gpus,
         "speedup": round(c.speedup, 4), "speedup_low": round(c.speedup_low, 4), "speedup_high": round(c.speedup_high, 4),
         "c": None if c.c is None else round(c.c, 5), "r": None if c.r is None else round(c.r, 5),

@@ -119,14 +119,15 @@ def available_methods(target: ResolvedModel, engine_methods: tuple[str, ...]) ->
     return out
 
 
-def _nearest(target: ResolvedModel, method: str, engine_methods: tuple[str, ...]) -> str:
-    others = {m: what for m, what in available_methods(target, engine_methods).items() if m != method}
-    shown = "; ".join(f"--method {m} ({what})" for m, what in others.items())
+def _nearest(target: ResolvedModel, method: str, engine_methods: tuple[str, ...],
+             others: dict[str, str] | None = None) -> str:
+    found = {**(others or {}), **available_methods(target, engine_methods)}
+    shown = "; ".join(f"--method {m} ({what})" for m, what in found.items() if m != method)
     return f"nearest alternatives: {shown}" if shown else "no other method is available"
 
 
 def resolve_proposer(method: str, target: ResolvedModel, head: str | None, engine_label: str,
-                     engine_methods: tuple[str, ...]) -> Proposer:
+                     engine_methods: tuple[str, ...], others: dict[str, str] | None = None) -> Proposer:
     """The proposer ``--method`` (and ``--head``) name for ``target`` on an engine serving ``engine_methods``.
 
     Refuses, in one line with the nearest alternative: a method the engine does not serve, a
@@ -137,7 +138,7 @@ def resolve_proposer(method: str, target: ResolvedModel, head: str | None, engin
         raise SpecplanError(f"unknown proposal method {method!r}; choose from {', '.join(METHODS)}")
     if method not in engine_methods:
         raise SpecplanError(f"{engine_label} does not serve --method {method}; it serves {', '.join(engine_methods)}; "
-                            + _nearest(target, method, engine_methods))
+                            + _nearest(target, method, engine_methods, others))
     if method in ("ngram", "suffix"):
         if head is not None:
             raise SpecplanError(f"--method {method} runs no model: drop --head")
@@ -158,17 +159,20 @@ def resolve_proposer(method: str, target: ResolvedModel, head: str | None, engin
         keys = {k.lower() for k in (target.spec.catalog_id, target.spec.id) if k}
         if not keys & {t.lower() for t in entry.targets}:
             raise SpecplanError(f"head {entry.id} was trained for {', '.join(entry.targets)}, not {target.spec.id}; "
-                                + _nearest(target, method, engine_methods))
+                                + _nearest(target, method, engine_methods, others))
         return _from_entry(entry, model_name(head))
     if method == "mtp" and target.origin != "catalog":
         layers = _target_mtp_layers(target)
         if not layers:
             raise SpecplanError(f"{target.spec.id}: config.json has no num_nextn_predict_layers: the checkpoint "
-                                "ships no MTP layers; " + _nearest(target, method, engine_methods))
+                                "ships no MTP layers; " + _nearest(target, method, engine_methods, others))
         return Proposer("mtp", target.spec.id, mtp_layers=layers)
     found = heads_for(target.spec.id, method) if target.origin == "catalog" else []
     if not found:
-        what = "MTP layers are catalogued" if method == "mtp" else f"{method} head is catalogued"
-        raise SpecplanError(f"no {what} for {target.spec.id} (head_db/); give --head with a head's local folder; "
-                            + _nearest(target, method, engine_methods))
+        if method == "mtp":
+            why = (f"no MTP layers are catalogued for {target.spec.id} (head_db/mtp.yaml); a checkpoint that ships them "
+                   "is planned from its folder (--target PATH, config.json num_nextn_predict_layers)")
+        else:
+            why = f"no {method} head is catalogued for {target.spec.id} (head_db/); give --head with a head's local folder"
+        raise SpecplanError(f"{why}; " + _nearest(target, method, engine_methods, others))
     return _from_entry(found[0], target.spec.id if method == "mtp" else None)

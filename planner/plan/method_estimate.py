@@ -1,0 +1,107 @@
+"""estimate for a proposer that is not a draft model: an EAGLE/EAGLE-3 head, MTP modules, n-gram or suffix lookup.
+
+Same answer as for a draft model (pass times, c, r, alpha band, best k, verdict, fit), priced by
+planner.methods: the head's step through the cost model, the method's own acceptance prior, and
+for engines that serve trees the best (steps, topk, draft tokens) when that beats every chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from planner.acceptance import AlphaChoice, MeasuredRate, measured_rate
+from planner.calibration.apply import AppliedCalibration, calibrated_device
+from planner.draftloop import LoopSpec, engine_loop
+from planner.memory import FitReport, FitRequest, fit_report
+from planner.methods.acceptance import method_alpha
+from planner.methods.rounds import MethodProfiles, method_loop, method_profiles, price_method_rounds
+from planner.plan.common import K_SEARCH, bound
+from planner.search import RoundPrices, decode_context
+from planner.verdicts import pass_verdict
+
+__all__ = ["MethodPlan", "estimate_method", "method_settings"]
+
+
+@dataclass(frozen=True)
+class MethodPlan:
+    """A method's priced plan: what estimate_one folds into its Estimate."""
+
+    report: FitReport
+    prices: RoundPrices
+    k: int
+    alpha: AlphaChoice
+    speedup_low: float
+    speedup_high: float
+    best_k: int
+    warnings: tuple[str, ...]
+    verdict: str
+    loop: LoopSpec
+    settings: dict[str, Any]
+
+
+def method_settings(req: FitRequest, k: int, tree: tuple[int, int, int] | None = None) -> dict[str, Any]:
+    """The settings an export writes: method, head, k or the tree shape (steps, topk, draft tokens)."""
+    assert req.proposer is not None
+    out: dict[str, Any] = {"method": req.proposer.method, "head": req.proposer.name, "k": k}
+    if tree is not None:
+        out.update(num_steps=tree[0], topk=tree[1], num_draft_tokens=tree[2])
+    return out
+
+
+def _warnings(req: FitRequest, choice: AlphaChoice, k: int, best: int) -> list[str]:
+    out = []
+    p = req.proposer
+    assert p is not None
+    if p.method == "suffix":
+        out.append("suffix decoding proposes from earlier outputs too: its acceptance grows with repeated work "
+                   "(agents, SQL pipelines); the prior is n-gram lookup's, a floor")
+    if p.method in ("ngram", "suffix"):
+        out.append(f"{p.method} lookup finds a match only where the output repeats the context: the speedup is an "
+                   "average over rounds with and without one (the published figures average the same way)")
+    if k > best and choice.mid**k < 0.1:
+        out.append(f"k={k} is far above what alpha {choice.mid:.2f} supports (best k here is {best})")
+    return out
+
+
+def estimate_method(req: FitRequest, fit_warnings: tuple[str, ...], *, task: str, k_given: bool, alpha: float | None,
+                    rate: MeasuredRate | None, server_version: str | None,
+                    applied: AppliedCalibration | None = None) -> MethodPlan:
+    """Price ``req``'s proposer over K_SEARCH (or at the given k) with its alpha band."""
+    assert req.proposer is not None
+    ctx = decode_context(req.context)
+    method = req.proposer.method
+    grid = K_SEARCH if not k_given or req.k <= K_SEARCH[-1] else np.arange(1, req.k + 1)
+    loop = method_loop(engine_loop(req.engine.name, server_version), method, float(ctx), int(req.k))
+    choice = method_alpha(method, req.target, task, alpha, rate, req.k if k_given else None, loop)
+    timing = applied.target_timing if applied is not None else None
+    base = method_profiles(req, req.gpus, server_version, grid[None, :])
+    profiles = replace(base, device=calibrated_device(base.device, timing)) if timing is not None else base
+    band = np.array([choice.low, choice.mid, choice.high])[:, None]
+    swept = price_method_rounds(profiles, req.batch, ctx, grid[None, :], band, loop)
+    best = int(K_SEARCH[np.argmax(swept.speedup[1][: len(K_SEARCH)])])
+    k = int(req.k) if k_given else best
+    req = replace(req, k=k)
+    at_k = _at_k(req, server_version, k, profiles)
+    prices = price_method_rounds(at_k, req.batch, ctx, k, choice.mid, loop)
+    low, high = (float(swept.speedup[i, k - 1]) for i in (0, 2))
+    report = fit_report(req, fit_warnings)
+    warnings = fit_warnings + tuple(_warnings(req, choice, k, best))
+    verdict = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch,
+                           k, best, float(swept.speedup[1, best - 1]), bound(prices.verify_compute_bound))
+    return MethodPlan(report, prices, k, choice, low, high, best, warnings, verdict, loop, method_settings(req, k))
+
+
+def _at_k(req: FitRequest, server_version: str | None, k: int, swept: MethodProfiles) -> MethodProfiles:
+    """The profiles at one k (EAGLE-3's per-step fusion share depends on k), on the swept devices."""
+    one = method_profiles(req, req.gpus, server_version, k)
+    return replace(one, device=swept.device)
+
+
+def measured(inp: Any) -> MeasuredRate | None:
+    """The measured rate from estimate's flags (the same flags as for a draft model)."""
+    return measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds,
+                         inp.mean_accepted_length)
+

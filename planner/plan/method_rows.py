@@ -1,0 +1,104 @@
+"""recommend's rows for proposers that are not draft models: each available head, MTP module and lookup.
+
+Which methods a target can run comes from the engine (engines.yaml ``methods``) and the head
+catalogue (planner.proposers.available_methods); each is priced over k and the alpha band by
+planner.methods, one row per method and GPU count, beside the draft-model rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+import numpy as np
+
+from planner.calibration.apply import calibrated_device
+from planner.draftloop import engine_loop
+from planner.errors import SpecplanError
+from planner.memory import FitReport, FitRequest, fit_report
+from planner.methods.acceptance import method_alpha
+from planner.methods.rounds import method_loop, method_profiles, price_method_rounds
+from planner.plan.common import K_SEARCH, bound
+from planner.proposers.proposer import PROPOSER_METHODS, available_methods, resolve_proposer
+from planner.catalog.lookup import ResolvedModel
+from planner.search import decode_context
+from planner.verdicts import pass_verdict
+
+__all__ = ["MethodRow", "methods_to_rank", "method_rows"]
+
+
+@dataclass(frozen=True)
+class MethodRow:
+    """One priced proposer row: what recommend turns into a Candidate."""
+
+    method: str
+    head: str | None
+    k: int
+    gpus: int
+    speedup: float
+    speedup_low: float
+    speedup_high: float
+    c: float
+    r: float
+    alpha: float
+    alpha_source: str
+    report: FitReport
+    t_target_s: float
+    verdict: str
+    verify_bound: str
+    settings: dict[str, Any]
+
+
+def methods_to_rank(asked: str | None, target: ResolvedModel, engine_methods: tuple[str, ...]) -> tuple[str, ...]:
+    """The methods recommend ranks: one asked for, every available one ("all"), or by default all
+    when the target has heads or MTP layers catalogued, else draft models alone (as before methods)."""
+    found = tuple(available_methods(target, engine_methods))
+    if asked is None:
+        has_model_proposer = any(m in found for m in ("eagle", "eagle3", "mtp"))
+        return (("draft",) if "draft" in engine_methods else ()) + (found if has_model_proposer else ())
+    asked = asked.strip().lower()
+    if asked == "all":
+        return (("draft",) if "draft" in engine_methods else ()) + found
+    return (asked,)
+
+
+def method_rows(base: FitRequest, target: ResolvedModel, methods: tuple[str, ...], groups: list[int], *, task: str,
+                alpha: float | None, server_version: str | None, timing: Any = None,
+                on_refusal: Callable[[str], None] | None = None) -> list[MethodRow]:
+    """Price every proposer method of ``methods`` on every GPU count of ``groups`` (best k each).
+
+    A method asked for by name that the target cannot run raises its one-line refusal; under
+    "all" only available methods are asked for, so nothing is refused there.
+    """
+    out = []
+    ctx = decode_context(base.context)
+    for method in methods:
+        if method not in PROPOSER_METHODS:
+            continue
+        proposer = resolve_proposer(method, target, None, base.engine.label, base.engine.methods)
+        loop = method_loop(engine_loop(base.engine.name, server_version), method, float(ctx), 3)
+        choice = method_alpha(method, base.target, task, alpha)
+        band = np.array([choice.low, choice.mid, choice.high])[:, None]
+        for g in groups:
+            req = replace(base, gpus=g, proposer=proposer, draft=None, draft_precision=None)
+            profiles = method_profiles(req, g, server_version, K_SEARCH[None, :])
+            if timing is not None:
+                profiles = replace(profiles, device=calibrated_device(profiles.device, timing))
+            p = price_method_rounds(profiles, req.batch, ctx, K_SEARCH[None, :], band, loop)
+            j = int(np.argmax(p.speedup[1]))
+            k = int(K_SEARCH[j])
+            report = fit_report(replace(req, k=k))
+            at = lambda x: np.broadcast_to(x, np.shape(p.speedup))[1, j]  # noqa: E731 - fields broadcast to (band, k)
+            s, c, r = float(p.speedup[1, j]), float(at(p.c)), float(at(p.r))
+            vb = bound(at(p.verify_compute_bound))
+            out.append(MethodRow(method, proposer.name, k, g, s, float(p.speedup[0, j]), float(p.speedup[2, j]), c, r,
+                                 choice.mid, choice.source, report, float(at(p.t_target_s)),
+                                 pass_verdict(report.fits, s, c, r, choice.mid, req.batch, verify_bound=vb), vb,
+                                 {"method": method, "head": proposer.name, "k": k}))
+    return out
+
+
+def refuse_unknown(asked: str | None) -> None:
+    """--method for recommend: all, or one method name."""
+    if asked is not None and asked.strip().lower() not in ("all", "draft", *PROPOSER_METHODS):
+        raise SpecplanError(f"unknown --method {asked!r}; choose all, draft, {', '.join(PROPOSER_METHODS)}")
