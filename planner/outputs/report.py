@@ -20,7 +20,7 @@ _HEAT_K = np.arange(1, 13)
 
 
 def _chosen(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return next((c for c in candidates if c["fits"] and c["draft"] and c["speedup"] >= 1.05), None)
+    return next((c for c in candidates if c["fits"] and c.get("method") and c["speedup"] >= 1.05), None)
 
 
 def _curves(est: Any, server_version: str | None) -> dict[str, Any]:
@@ -29,14 +29,21 @@ def _curves(est: Any, server_version: str | None) -> dict[str, Any]:
     from planner.search import decode_context, price_rounds
 
     req = est.fit.request
+    ctx = decode_context(req.context)
+    band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
+    loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
+    if req.proposer is not None:  # a head, MTP modules or a lookup: the profiles planner.methods priced
+        from planner.methods.rounds import method_profiles, price_method_rounds
+
+        def curve(k: Any, alpha: Any) -> Any:
+            return price_method_rounds(method_profiles(req, req.gpus, server_version, k), req.batch, ctx, k, alpha,
+                                       loop).speedup
+        return {"lines": curve(K_SEARCH[None, :], band), "grid": curve(_HEAT_K[None, :], _ALPHA_GRID[:, None])}
     # The same profiles the estimate priced (kernel line of the release included).
     tp, dp, dev, ddev = profiles(req, req.draft, req.draft_precision, req.gpus, server_version)
     if getattr(est, "devices", None) is not None:  # a calibration applied: its fitted devices and verify curve
         dev, ddev = est.devices
     vr = getattr(est, "verify_ratio", None)
-    ctx = decode_context(req.context)
-    band = np.array([est.alpha.low, est.alpha.mid, est.alpha.high])[:, None]
-    loop = getattr(est, "loop", None)  # the engine's draft loop the estimate was priced with
     lines = price_rounds(tp, dp, dev, ddev, req.batch, ctx, K_SEARCH[None, :], band, loop=loop, verify_ratio=vr).speedup
     grid = price_rounds(tp, dp, dev, ddev, req.batch, ctx, _HEAT_K[None, :], _ALPHA_GRID[:, None], loop=loop,
                         verify_ratio=vr).speedup
@@ -56,19 +63,28 @@ def build_report_data(inp: RecommendInputs) -> dict[str, Any]:
         data["estimate"] = None
         return data
     fit = replace(inp.fit, draft=chosen["draft"], draft_precision=chosen["draft_precision"], gpus=chosen["gpus"],
-                  k=chosen["k"])
+                  k=chosen["k"], method=chosen["method"], head=chosen.get("head"))
     est = estimate(EstimateInputs(fit, k_given=True, task=inp.task, calibration=inp.calibration,
                                   server_version=inp.server_version))
     est_data = estimate_to_dict(est)
     curves = _curves(est, inp.server_version)
     data["estimate"] = est_data
-    data["verdict"] = (f"Use {chosen['draft']} ({chosen['draft_precision']}) as the draft with k = {chosen['k']} on "
+    data["verdict"] = (f"Use {_what(chosen)} with k = {chosen['k']} on "
                        f"{chosen['gpus']} x {rec_data['gpu']}: {chosen['speedup']:.2f}x faster "
                        f"(band {chosen['speedup_low']:.2f}-{chosen['speedup_high']:.2f}x), "
                        f"{chosen['tokens_per_s']:.0f} tokens/s per sequence.")
     data["charts"] = _charts(est_data, curves)
     data["sources"] = _sources(est)
     return data
+
+
+def _what(c: dict[str, Any]) -> str:
+    """The chosen row's proposer in words, for the report's verdict."""
+    if c["method"] == "draft":
+        return f"{c['draft']} ({c['draft_precision']}) as the draft"
+    head = f" {c['head']}" if c.get("head") and c["method"] != "mtp" else ""
+    return {"eagle": f"the EAGLE head{head}", "eagle3": f"the EAGLE-3 head{head}", "mtp": "the target's own MTP layers",
+            "ngram": "n-gram lookup", "suffix": "suffix decoding"}[c["method"]]
 
 
 def _charts(est: dict[str, Any], curves: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +103,8 @@ def _charts(est: dict[str, Any], curves: dict[str, Any]) -> dict[str, Any]:
     mem = est["fit"]["per_gpu_gib"]
     headroom = max(est["fit"]["headroom_gib"], 0.0)
     vram = stacked_bars([("per GPU", [
-        Segment("target weights", mem["target_weights"], "m1"), Segment("draft weights", mem["draft_weights"], "m2"),
+        Segment("target weights", mem["target_weights"], "m1"),
+        Segment("draft weights" if est.get("method") in (None, "draft") else "proposer weights", mem["draft_weights"], "m2"),
         Segment("KV cache", mem["kv_cache"], "m3"), Segment("activations", mem["activations"], "m4"),
         Segment("runtime reserve", mem["runtime_reserve"], "m5"), Segment("headroom", headroom, "m6")])],
         "Memory per GPU", "GiB", limit=est["fit"]["capacity_gib"], limit_label=f"capacity {est['fit']['capacity_gib']:.1f} GiB")
@@ -111,14 +128,28 @@ def _sources(est: Any) -> list[dict[str, str]]:
          "origin": "catalogue", "source": src(req.gpu.source)},
         {"figure": f"target {req.target.id}", "value": f"{req.target.num_layers} layers, {req.precision.name}",
          "origin": "catalogue", "source": src(req.target.source)},
-        {"figure": f"draft {req.draft.id}", "value": f"{req.draft.num_layers} layers, {(req.draft_precision or req.precision).name}",
-         "origin": "catalogue", "source": src(req.draft.source)},
+        _proposer_source(req, src),
         {"figure": f"engine {req.engine.label}", "value": f"{req.engine.parallelism} parallel",
          "origin": "engine defaults", "source": req.engine.source},
         {"figure": "alpha", "value": f"{est.alpha.mid:.3f} ({est.alpha.low:.2f}-{est.alpha.high:.2f})",
          "origin": est.alpha.source, "source": est.alpha.detail},
     ]
     return rows
+
+
+def _proposer_source(req: Any, src: Any) -> dict[str, str]:
+    """Where the proposer's figures came from: the draft's or head's catalogue entry, a folder, or none (lookup)."""
+    if req.draft is not None:
+        return {"figure": f"draft {req.draft.id}", "value": f"{req.draft.num_layers} layers, "
+                f"{(req.draft_precision or req.precision).name}", "origin": "catalogue", "source": src(req.draft.source)}
+    p = req.proposer
+    entry = p.entry
+    if p.host_only:
+        return {"figure": f"{p.method} lookup", "value": "no model: host time only", "origin": "planner/proposers/methods.yaml",
+                "source": "planner/proposers/host.py host_round_us (an estimate: no published per-step time)"}
+    what = f"{p.mtp_layers} MTP module(s) of the target" if p.method == "mtp" else f"{p.method} head, {p.layout.num_layers} layer(s)"
+    return {"figure": f"{p.method} {p.name}", "value": what, "origin": "head_db" if entry else "config.json",
+            "source": src(entry.source) if entry else str(p.name)}
 
 
 def render_report(data: dict[str, Any]) -> str:
