@@ -291,7 +291,7 @@ def _proposer_on_gpu(req: FitRequest) -> tuple[float, float]:
     """
     assert req.proposer is not None
     tp = req.gpus if req.engine.parallelism == "tensor" else 1
-    mem = req.proposer.memory(req.target, req.precision, req.kv, tp)
+    mem = req.proposer.memory(req.target, req.precision, req.kv, tp, req.engine.name)
     tokens = req.context + req.k
     return mem.weight_bytes / tp, req.batch * tokens * mem.kv_bytes_per_token
 

@@ -55,12 +55,19 @@ def test_lookup_holds_nothing_on_the_gpu():
         assert b.kv_cache == pytest.approx(fit_report(_req("eagle3", k=5)).breakdown.kv_cache - (4096 + 5) * 4096)
 
 
-def test_mtp_memory_is_the_nextn_module():
-    """DeepSeek-V3's MTP module: 11.5B unique parameters (README_WEIGHTS.md) at fp8 over 8 GPUs, ~1.35 GiB each."""
+def _mtp_weights(engine):
     req = build_fit_request(FitInputs(target="deepseek-ai/DeepSeek-V3", gpu="h200-sxm", gpus=8, method="mtp",
-                                      precision="fp8"))[0]
-    per_gpu = fit_report(req).breakdown.draft_weights
-    assert 11.0e9 / 8 < per_gpu < 12.5e9 / 8  # 1 byte per fp8 weight, norms and lm_head-free module
+                                      precision="fp8", engine=engine))[0]
+    return fit_report(req).breakdown.draft_weights
+
+
+def test_mtp_memory_is_the_nextn_module():
+    """DeepSeek-V3's MTP module: 11.5B unique parameters (README_WEIGHTS.md) at fp8 over 8 GPUs, ~1.35 GiB each;
+    SGLang points it at the target's embedding and head, vLLM loads the module's own shared_head.head
+    (129,280 x 7,168 in bf16, deepseek_mtp.py SharedHead) beside the target's."""
+    sglang = _mtp_weights("sglang")
+    assert 11.0e9 / 8 < sglang < 12.5e9 / 8  # 1 byte per fp8 weight
+    assert _mtp_weights("vllm") - sglang == pytest.approx(129_280 * 7_168 * 2 / 8)
 
 
 # --- estimate -------------------------------------------------------------------------------------------

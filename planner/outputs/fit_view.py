@@ -49,6 +49,20 @@ def fit_to_dict(report: FitReport) -> dict[str, Any]:
     }
 
 
+def _proposer_detail(data: dict[str, Any]) -> str:
+    """What the draft-weights line holds: the draft, a head or MTP module (split like the target), or nothing."""
+    method = data.get("method")
+    if data["draft"]:
+        return f"{data['draft_precision']}, over {data['draft_tp']} GPU(s)"
+    if method in ("eagle", "eagle3"):
+        return f"{method} head, split like the target"
+    if method == "mtp":
+        return "the checkpoint's MTP module(s), split like the target"
+    if method in ("ngram", "suffix"):
+        return f"{method} lookup: host memory only"
+    return "no draft"
+
+
 def print_fit_table(data: dict[str, Any]) -> None:
     """Human-readable fit report."""
     from rich.markup import escape
@@ -56,13 +70,17 @@ def print_fit_table(data: dict[str, Any]) -> None:
 
     out = console()
     pair = escape(data["target"]) + (f" + draft {escape(data['draft'])}" if data["draft"] else "")
+    method = data.get("method")
+    if method not in (None, "draft"):
+        pair += escape(f" + {method}" + (f" {data['head']}" if data.get("head") and method != "mtp" else ""))
     group = f"{data['gpus']} x {escape(data['gpu'])}" + (f" ({data['parallelism']} split)" if data["gpus"] > 1 else "")
     out.print(f"[bold]{pair}[/bold] on {group}, {data['engine']}, batch {data['batch']} x {data['context']} tokens")
     gib = data["per_gpu_gib"]
     details = {
         "target_weights": f"{data['precision']}",
-        "draft_weights": f"{data['draft_precision']}, over {data['draft_tp']} GPU(s)" if data["draft"] else "no draft",
-        "kv_cache": f"{data['kv_precision']}, both models" if data["draft"] else data["kv_precision"],
+        "draft_weights": _proposer_detail(data),
+        "kv_cache": f"{data['kv_precision']}, both models" if data["draft"] or method in ("eagle", "eagle3", "mtp")
+        else data["kv_precision"],
         "activations": "prefill chunk + logits",
         "runtime_reserve": "engine fraction, CUDA context",
     }

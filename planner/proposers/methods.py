@@ -37,6 +37,9 @@ class MethodInfo(Frozen):
     host_only: bool = Field(description="runs on the host CPU: no GPU weights, no GPU KV cache")
     host_step_us: float | None = Field(None, ge=0, description="host time of one proposal step, microseconds")
     host_step_note: str | None = None
+    own_lm_head_engines: list[str] = Field(default_factory=list,
+                                           description="engines that load the proposer's own output head beside the target's")
+    own_lm_head_source: list[str] = Field(default_factory=list)
     source: list[str]
 
     _sourced = field_validator("source")(require_sources)

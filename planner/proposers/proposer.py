@@ -28,6 +28,7 @@ __all__ = ["Proposer", "resolve_proposer", "available_methods", "HEAD_DTYPES", "
 
 PROPOSER_METHODS = ("eagle", "eagle3", "mtp", "ngram", "suffix")  # every method but a draft model
 HEAD_DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
+_LM_HEAD_BYTES = 2  # output heads stay 16-bit in quantized checkpoints (DeepSeek-V3's FP8 release included)
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,22 @@ class Proposer:
         """The weight format the proposer's matrices are stored in."""
         return weight_format(self.weight_format) if self.weight_format else target_fmt
 
-    def memory(self, target: ModelSpec, target_fmt: WeightFormat, kv: KvFormat, tp: int = 1) -> ProposerMemory:
-        """What the proposer adds on one GPU: its weights (whole, not split) and KV bytes per token (split)."""
+    def memory(self, target: ModelSpec, target_fmt: WeightFormat, kv: KvFormat, tp: int = 1,
+               engine: str | None = None) -> ProposerMemory:
+        """What the proposer adds on one GPU: its weights (whole, not split) and KV bytes per token (split).
+
+        ``engine``: an engine that keeps the module's own output head (methods.yaml own_lm_head_engines:
+        vLLM's DeepSeek MTP) adds one 16-bit vocab x hidden matrix per module.
+        """
         if self.host_only:
             return host_memory()
         fmt = self.format_for(target_fmt)
         if self.method == "mtp":
-            return mtp_memory(target, self.mtp_layers, fmt, kv, tp)
+            mem = mtp_memory(target, self.mtp_layers, fmt, kv, tp)
+            if engine in method_info("mtp").own_lm_head_engines:
+                head = self.mtp_layers * target.vocab_size * target.hidden_size * _LM_HEAD_BYTES
+                mem = mem.model_copy(update={"weight_bytes": mem.weight_bytes + head})
+            return mem
         assert self.layout is not None
         return head_memory(self.layout, fmt, kv, tp)
 
