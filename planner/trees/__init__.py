@@ -19,7 +19,7 @@ planner.speedup and planner.errors only.
 """
 
 from planner.trees.acceptance import (
-    AcceptanceModel, RankProfile, chain_model, model_from_alpha, rank_acceptance, rank_profile,
+    AcceptanceModel, RankProfile, chain_model, method_rank_profile, model_from_alpha, rank_acceptance, rank_profile,
     rank_retention, residual_rank_share,
 )
 from planner.trees.costs import (
@@ -28,6 +28,7 @@ from planner.trees.costs import (
 )
 from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
+from planner.trees.named import MeasuredShape, NamedTree, shape_expected_length, static_tree, static_trees
 from planner.trees.inverse import alpha_from_mean_accepted_length, longest_accepted_length
 from planner.trees.optimal import best_tree
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree, vllm_token_tree
@@ -39,4 +40,5 @@ __all__ = [
     "eagle_candidate_count", "sglang_eagle_tree", "sglang_expected_lengths", "accepted_depth_pmf", "depth_survival",
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
     "from_paths", "full_tree", "vllm_token_tree", "alpha_from_mean_accepted_length", "longest_accepted_length",
+    "method_rank_profile", "MeasuredShape", "NamedTree", "shape_expected_length", "static_tree", "static_trees",
 ]
