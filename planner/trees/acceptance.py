@@ -21,7 +21,7 @@ past it have acceptance 0. The model assumes a[d][j] does not depend on which ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from typing import Sequence
 
@@ -58,10 +58,12 @@ class AcceptanceModel:
                 f"the ranks at depth {d + 1} sum to {totals[d]:.6g} > 1: under greedy verification at most one sibling matches"
             )
 
-    @property
+    @cached_property
     def matrix(self) -> np.ndarray:
-        """The table as a (depths, ranks) float array."""
-        return np.asarray(self.table, dtype=float)
+        """The table as a (depths, ranks) float array (read-only: built once, shared by every rate call)."""
+        m = np.asarray(self.table, dtype=float)
+        m.setflags(write=False)
+        return m
 
     @property
     def num_ranks(self) -> int:
