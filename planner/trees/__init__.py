@@ -10,7 +10,9 @@ case; best_tree (optimal.py) takes nodes best-first by that product, which is op
 budget; sglang_eagle_tree (eagle.py) rebuilds SGLang's (steps, topk, num_draft_tokens) tree with
 path probabilities as its scores; costs.py counts a round's verify and draft work and searches the
 shape with the most tokens/s under a round-time callable; inverse.py turns a measured SGLang
-acceptance length back into alpha.
+acceptance length back into alpha; named.py holds the published static trees by name and the E[L]
+of any measured shape; fit.py fits the rank profile to heads measured on a chain and on trees
+(tree_fit_data.yaml), whose result rank_profiles.yaml stores as ``eagle-fit``.
 
 Assumptions: greedy verification (at most one sibling matches; see acceptance.py for lossless
 sampling); a[d][j] does not depend on the parent's rank or on the context; draft scores rank
