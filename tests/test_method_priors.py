@@ -144,12 +144,13 @@ def test_band_rule_hand_computed():
 
 
 def test_fallback_order_target_then_family_then_method():
-    exact = method_prior("eagle3", "code", "meta-llama/Llama-3.1-8B-Instruct", "llama")
+    # Chain rows only (no tree model): the scope order is what is checked, not the tree conversion.
+    exact = method_prior("eagle3", "code", "meta-llama/Llama-3.1-8B-Instruct", "llama", tree_model=None)
     assert exact.scope == "target" and exact.row_ids == ("NEB-L31-8B-YUHUILI-HE",)
-    sibling = method_prior("eagle3", "code", "meta-llama/Llama-3.1-70B-Instruct", "llama")
+    sibling = method_prior("eagle3", "code", "meta-llama/Llama-3.1-70B-Instruct", "llama", tree_model=None)
     assert sibling.scope == "family" and set(sibling.row_ids) == {
         "NEB-L31-8B-YUHUILI-HE", "NEB-L33-70B-REDHAT-HE", "NEB-L33-70B-NEBIUS-HE"}
-    stranger = method_prior("eagle3", "code", "someone/unknown-model", "unknown")
+    stranger = method_prior("eagle3", "code", "someone/unknown-model", "unknown", tree_model=None)
     assert stranger.scope == "method"
     # a head's quality is the target's own: DeepSeek-V3's all-topic MTP figure beats another model's chat row
     dsv3 = method_prior("mtp", "chat", "deepseek-ai/DeepSeek-V3", "deepseek")
@@ -157,7 +158,7 @@ def test_fallback_order_target_then_family_then_method():
 
 
 def test_tree_only_methods_say_so_and_carry_the_trees():
-    p = method_prior("eagle2", "chat", "lmsys/vicuna-13b-v1.3", "vicuna")
+    p = method_prior("eagle2", "chat", "lmsys/vicuna-13b-v1.3", "vicuna", tree_model=None)
     assert p.basis == "tree-bound" and "upper bounds only" in p.explanation
     assert p.tree is not None and p.tree.tau_mid == pytest.approx((4.83 + 4.89) / 2)
     assert {s.kind for s in p.tree.shapes} == {"tree"}
@@ -169,7 +170,7 @@ def test_a_tree_model_turns_tree_rows_into_points():
         return float(sp.expected_accepted_length(alpha, shape.depth))
 
     p = method_prior("eagle2", "chat", "lmsys/vicuna-13b-v1.3", "vicuna", tree_model=chain_as_tree)
-    q = method_prior("eagle2", "chat", "lmsys/vicuna-13b-v1.3", "vicuna")
+    q = method_prior("eagle2", "chat", "lmsys/vicuna-13b-v1.3", "vicuna", tree_model=None)
     assert p.basis == "tree-model" and p.mid == pytest.approx(q.mid, abs=1e-12)
 
 

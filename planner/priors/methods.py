@@ -5,9 +5,10 @@ its definition, planner/priors/method_rows.py), for one method and task, looking
 the exact target, then its family, then the whole method; within each, the asked task before the
 "mixed" (all-task) figures, since a head's or MTP layer's quality is the target's own. The band reuses the draft-model prior's: mid is the median of
 the point rows, low / high the rows' min / max widened to at least mid + priors.yaml's band, all
-inside its alpha range. Speedups only raise the band (tau >= speedup); a tree's tau without
-a tree model only bounds alpha from above, so such a band says so (basis "tree-bound") and the
-tree's own tau band and shapes travel with it for the tree model to convert.
+inside its alpha range. Speedups only raise the band (tau >= speedup); a tree's tau is
+inverted through the fitted tree model by default (planner/priors/tree_model.py, basis
+"tree-model"); without a tree model it only bounds alpha from above, so such a band says so
+(basis "tree-bound"). The tree's own tau band and shapes travel with it either way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Callable, Literal
 from planner.errors import SpecplanError
 from planner.priors.method_rows import RowAlpha, Shape, TreeModel, method_rows, methods_document, row_alpha
 from planner.priors.model import parameters
+from planner.priors.tree_model import fitted_tree_model
 
 __all__ = ["METHODS", "METHOD_TASKS", "TreeBand", "MethodPrior", "method_prior"]
 
@@ -71,6 +73,13 @@ def _row_alphas(method: str) -> tuple[RowAlpha, ...]:
     return tuple(row_alpha(r) for r in method_rows() if r.method == method)
 
 
+@lru_cache(maxsize=None)
+def _fitted_row_alphas(method: str) -> tuple[RowAlpha, ...]:
+    """Every row of ``method`` read through its fitted tree model (converted once: rows and fit are fixed data)."""
+    model = fitted_tree_model(method)
+    return tuple(row_alpha(r, model) for r in method_rows() if r.method == method)
+
+
 def _scopes(target: str | None, family: str | None) -> list[tuple[Scope, Callable[[RowAlpha], bool]]]:
     """Where to look for rows, nearest first: the target, its family, the whole method."""
     out: list[tuple[Scope, Callable[[RowAlpha], bool]]] = []
@@ -120,13 +129,15 @@ def _tree_band(alphas: list[RowAlpha], task: str, scopes: list) -> TreeBand | No
 
 
 def method_prior(method: str, task: str = "chat", target: str | None = None, family: str | None = None,
-                 tree_model: TreeModel | None = None) -> MethodPrior:
+                 tree_model: TreeModel | Literal["fitted"] | None = "fitted") -> MethodPrior:
     """Prior band of per-token chain alpha for ``method`` on ``task`` (dimensionless, 0..1).
 
     ``target`` is the Hub id and ``family`` the catalogue family of the model served; rows are
     taken from the nearest of target, family, method. ``tree_model(shape, alpha) -> tau`` (the
-    tree module's expected accepted length) turns tree-measured rows into points; without it they
-    only bound alpha from above.
+    tree module's expected accepted length) turns tree-measured rows into points. The default,
+    "fitted", is planner/priors/tree_model.py's model under the method's rank profile where that
+    profile was fitted to published chain/tree pairs (EAGLE, EAGLE-2, EAGLE-3 heads; Medusa's rows
+    stay bounds); None leaves tree rows as upper bounds only.
     """
     if method not in METHODS:
         raise SpecplanError(f"unknown speculation method {method!r}; choose from {', '.join(METHODS)}")
@@ -142,8 +153,12 @@ def method_prior(method: str, task: str = "chat", target: str | None = None, fam
             raise SpecplanError(f"no published acceptance figure for {method} in planner/priors/methods.yaml")
         rows_of = fallback["method"]
         notes.append(f"{method} uses {rows_of}'s rows: {' '.join(fallback['why'].split())}")
-    alphas = (list(_row_alphas(rows_of)) if tree_model is None else
-              [row_alpha(r, tree_model) for r in method_rows() if r.method == rows_of])
+    if tree_model is None:
+        alphas = list(_row_alphas(rows_of))
+    elif tree_model == "fitted":
+        alphas = list(_fitted_row_alphas(rows_of) if fitted_tree_model(rows_of) else _row_alphas(rows_of))
+    else:
+        alphas = [row_alpha(r, tree_model) for r in method_rows() if r.method == rows_of]
     scopes = _scopes(target, family)
     tasks = (task, _MIXED) if task != _MIXED else (_MIXED,)
     points, scope, task_used = _pick(alphas, tasks, "point", scopes)

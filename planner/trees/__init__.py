@@ -10,7 +10,9 @@ case; best_tree (optimal.py) takes nodes best-first by that product, which is op
 budget; sglang_eagle_tree (eagle.py) rebuilds SGLang's (steps, topk, num_draft_tokens) tree with
 path probabilities as its scores; costs.py counts a round's verify and draft work and searches the
 shape with the most tokens/s under a round-time callable; inverse.py turns a measured SGLang
-acceptance length back into alpha.
+acceptance length back into alpha; named.py holds the published static trees by name and the E[L]
+of any measured shape; fit.py fits the rank profile to heads measured on a chain and on trees
+(tree_fit_data.yaml), whose result rank_profiles.yaml stores as ``eagle-fit``.
 
 Assumptions: greedy verification (at most one sibling matches; see acceptance.py for lossless
 sampling); a[d][j] does not depend on the parent's rank or on the context; draft scores rank
@@ -19,7 +21,7 @@ planner.speedup and planner.errors only.
 """
 
 from planner.trees.acceptance import (
-    AcceptanceModel, RankProfile, chain_model, model_from_alpha, rank_acceptance, rank_profile,
+    AcceptanceModel, RankProfile, chain_model, method_rank_profile, model_from_alpha, rank_acceptance, rank_profile,
     rank_retention, residual_rank_share,
 )
 from planner.trees.costs import (
@@ -28,6 +30,7 @@ from planner.trees.costs import (
 )
 from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
+from planner.trees.named import MeasuredShape, NamedTree, shape_expected_length, static_tree, static_trees
 from planner.trees.inverse import alpha_from_mean_accepted_length, longest_accepted_length
 from planner.trees.optimal import best_tree
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree, vllm_token_tree
@@ -39,4 +42,5 @@ __all__ = [
     "eagle_candidate_count", "sglang_eagle_tree", "sglang_expected_lengths", "accepted_depth_pmf", "depth_survival",
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
     "from_paths", "full_tree", "vllm_token_tree", "alpha_from_mean_accepted_length", "longest_accepted_length",
+    "method_rank_profile", "MeasuredShape", "NamedTree", "shape_expected_length", "static_tree", "static_trees",
 ]

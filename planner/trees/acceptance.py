@@ -21,7 +21,7 @@ past it have acceptance 0. The model assumes a[d][j] does not depend on which ra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from importlib.resources import files
 from typing import Sequence
 
@@ -32,7 +32,7 @@ from planner.speedup import check_alpha
 from planner.trees.shapes import TreeInputError
 
 __all__ = [
-    "AcceptanceModel", "RankProfile", "rank_profile", "residual_rank_share", "rank_retention",
+    "AcceptanceModel", "RankProfile", "rank_profile", "method_rank_profile", "residual_rank_share", "rank_retention",
     "rank_acceptance", "chain_model", "model_from_alpha",
 ]
 
@@ -58,10 +58,12 @@ class AcceptanceModel:
                 f"the ranks at depth {d + 1} sum to {totals[d]:.6g} > 1: under greedy verification at most one sibling matches"
             )
 
-    @property
+    @cached_property
     def matrix(self) -> np.ndarray:
-        """The table as a (depths, ranks) float array."""
-        return np.asarray(self.table, dtype=float)
+        """The table as a (depths, ranks) float array (read-only: built once, shared by every rate call)."""
+        m = np.asarray(self.table, dtype=float)
+        m.setflags(write=False)
+        return m
 
     @property
     def num_ranks(self) -> int:
@@ -82,26 +84,45 @@ class AcceptanceModel:
 
 @dataclass(frozen=True)
 class RankProfile:
-    """A published top-1 / top-k coverage pair for one kind of draft (rank_profiles.yaml)."""
+    """How a kind of draft's lower ranks catch the top-1's misses (rank_profiles.yaml).
+
+    Either a published top-1 / top-k coverage pair, or a fitted ``retention`` (the q of
+    rank_retention) with the fit's provenance in ``source``.
+    """
 
     name: str
-    top1_coverage: float  # P(target's token is the draft's top-1), probability
-    topk_coverage: float  # P(target's token is among the draft's top k_ref), probability
-    k_ref: int  # the k of topk_coverage, candidates
+    top1_coverage: float | None  # P(target's token is the draft's top-1), probability
+    topk_coverage: float | None  # P(target's token is among the draft's top k_ref), probability
+    k_ref: int | None  # the k of topk_coverage, candidates
     source: str
+    retention: float | None = None  # fitted q: the share of the remaining misses each further rank leaves
 
     def __post_init__(self) -> None:
-        if not (0 <= self.top1_coverage <= self.topk_coverage <= 1 and self.top1_coverage < 1 and self.k_ref >= 2):
+        if self.retention is not None:
+            if not 0 < self.retention < 1:
+                raise TreeInputError(f"rank profile {self.name!r} needs a retention strictly between 0 and 1")
+            return
+        t1, tk, k = self.top1_coverage, self.topk_coverage, self.k_ref
+        if t1 is None or tk is None or k is None or not (0 <= t1 <= tk <= 1 and t1 < 1 and k >= 2):
             raise TreeInputError(f"rank profile {self.name!r} needs 0 <= top1 <= topk <= 1, top1 < 1 and k_ref >= 2")
+
+
+def _profile(name: str, p: dict) -> RankProfile:
+    source = " ".join(str(p["source"]).split())
+    if "retention" in p:
+        return RankProfile(name, None, None, None, source, float(p["retention"]))
+    return RankProfile(name, float(p["top1_coverage"]), float(p["topk_coverage"]), int(p["k_ref"]), source)
+
+
+@lru_cache(maxsize=None)
+def _document() -> dict:
+    return yaml.safe_load(files("planner.trees").joinpath("rank_profiles.yaml").read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=None)
 def _profiles() -> tuple[str, dict[str, RankProfile]]:
-    raw = yaml.safe_load(files("planner.trees").joinpath("rank_profiles.yaml").read_text(encoding="utf-8"))
-    profiles = {
-        name: RankProfile(name, float(p["top1_coverage"]), float(p["topk_coverage"]), int(p["k_ref"]), str(p["source"]))
-        for name, p in raw["profiles"].items()
-    }
+    raw = _document()
+    profiles = {name: _profile(name, p) for name, p in raw["profiles"].items()}
     return str(raw["default"]), profiles
 
 
@@ -114,16 +135,27 @@ def rank_profile(name: str | None = None) -> RankProfile:
     return profiles[key]
 
 
+def method_rank_profile(method: str) -> RankProfile:
+    """The rank profile rank_profiles.yaml's by_method names for a speculation method (else the default)."""
+    return rank_profile(_document().get("by_method", {}).get(method))
+
+
 def residual_rank_share(profile: RankProfile) -> float:
     """(topk - top1) / (1 - top1): the share of the top-1's misses that ranks 2..k_ref catch.
 
-    Unit: probability. Medusa's 0.60 / 0.80 at k = 5 gives 0.5.
+    Unit: probability. Medusa's 0.60 / 0.80 at k = 5 gives 0.5. A fitted profile states no
+    coverage: its share is the one rank 2 catches, 1 - retention.
     """
+    if profile.retention is not None:
+        return 1.0 - profile.retention
     return (profile.topk_coverage - profile.top1_coverage) / (1.0 - profile.top1_coverage)
 
 def rank_retention(profile: RankProfile) -> float:
     """q with q^(k_ref - 1) = 1 - residual share: the fraction of the remaining misses each further
-    rank leaves uncaught (a geometric split across ranks 2, 3, ...). Unit: probability."""
+    rank leaves uncaught (a geometric split across ranks 2, 3, ...); a fitted profile's own q.
+    Unit: probability."""
+    if profile.retention is not None:
+        return profile.retention
     return (1.0 - residual_rank_share(profile)) ** (1.0 / (profile.k_ref - 1))
 
 

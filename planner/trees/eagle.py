@@ -58,24 +58,25 @@ def check_eagle_shape(steps: int, topk: int, num_draft_tokens: int) -> None:
         )
 
 
-def _candidates(steps: int, topk: int, model: AcceptanceModel) -> tuple[list[int], list[int], np.ndarray]:
-    """SGLang's candidate list in its order: (parent candidate or -1, rank, path-probability score)."""
-    parent_of: list[int] = []
-    rank_of: list[int] = []
-    score: list[float] = []
-    frontier, frontier_score = [-1], [1.0]
+def _candidates(steps: int, topk: int, model: AcceptanceModel) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SGLang's candidate list in its order: (parent candidate or -1, rank, path-probability score).
+
+    Depth by depth, every frontier node's topk children in frontier order, so candidate ids run
+    over depths as SGLang's score list does.
+    """
+    ranks = np.arange(topk)
+    parents, rank_parts, scores = [], [], []
+    frontier, frontier_score, offset = np.array([-1]), np.array([1.0]), 0
     for depth in range(1, steps + 1):
-        level = []
-        for f, s in zip(frontier, frontier_score):
-            for r in range(topk):
-                level.append(len(parent_of))
-                parent_of.append(f)
-                rank_of.append(r)
-                score.append(s * float(model.rate(depth, r)))
-        # Step 0 keeps all topk root children; later steps keep the topk best of topk^2.
-        best = sorted(level, key=lambda i: -score[i])[:topk]
-        frontier, frontier_score = best, [score[i] for i in best]
-    return parent_of, rank_of, np.asarray(score)
+        level_score = (frontier_score[:, None] * model.rate(depth, ranks)[None, :]).ravel()
+        parents.append(np.repeat(frontier, topk))
+        rank_parts.append(np.tile(ranks, frontier.size))
+        scores.append(level_score)
+        # Step 0 keeps all topk root children; later steps keep the topk best of topk^2 (ties: the earlier).
+        best = np.argsort(-level_score, kind="stable")[:topk]
+        frontier, frontier_score = offset + best, level_score[best]
+        offset += level_score.size
+    return np.concatenate(parents), np.concatenate(rank_parts), np.concatenate(scores)
 
 
 def sglang_eagle_tree(steps: int, topk: int, num_draft_tokens: int, model: AcceptanceModel) -> TokenTree:
@@ -88,8 +89,8 @@ def sglang_eagle_tree(steps: int, topk: int, num_draft_tokens: int, model: Accep
     parent_of, rank_of, score = _candidates(steps, topk, model)
     kept = sorted(int(i) for i in np.argsort(-score, kind="stable")[: num_draft_tokens - 1])
     new_index = {c: n for n, c in enumerate(kept)}
-    parents = tuple(-1 if parent_of[c] < 0 else new_index[parent_of[c]] for c in kept)
-    return TokenTree(parents, tuple(rank_of[c] for c in kept))
+    parents = tuple(-1 if parent_of[c] < 0 else new_index[int(parent_of[c])] for c in kept)
+    return TokenTree(parents, tuple(int(rank_of[c]) for c in kept))
 
 
 def sglang_expected_lengths(steps: int, topk: int, model: AcceptanceModel) -> np.ndarray:
