@@ -217,6 +217,26 @@ def models(vendor: str | None, family: str | None, min_memory: float | None, tok
 
 
 @main.command()
+@click.option("--method", default=None, type=NAME, metavar="METHOD", help="Only this method: eagle, eagle3 or mtp.")
+@click.option("--target", default=None, type=NAME,
+              help="Only the heads trained for this catalogue release (Hub id or alias).")
+@click.option("--sources", "sources_of", metavar="ID", type=NAME, default=None,
+              help="Show one head (Hub id or alias): its layer figures, computed vs published size, source items.")
+@_format_option
+def heads(method: str | None, target: str | None, sources_of: str | None, fmt: str) -> None:
+    """List the published EAGLE/EAGLE-3 heads and MTP checkpoints, or one entry's sources."""
+    if sources_of is not None:
+        from planner.outputs.heads_view import head_sources, print_head_sources
+
+        _refuse_filters_with_sources(method=method, target=target)
+        _emit(head_sources(sources_of), fmt, print_head_sources)
+        return
+    from planner.outputs.heads_view import list_heads, print_heads_table
+
+    _emit(list_heads(method, target), fmt, print_heads_table)
+
+
+@main.command()
 @click.option("--measurements", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A measurements YAML of the same shape (default: the packaged public set); given alone, it is "
                    "checked without the packaged speculative set.")

@@ -1,0 +1,218 @@
+"""The head catalogue (head_db/): entries against published sizes and hand counts, heads per target,
+config.json import of head and target folders through resolve_proposer, and `specplan heads`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from planner.catalog.lookup import find_model
+from planner.catalog.precisions import kv_format, weight_format
+from planner.cli import main
+from planner.errors import ConfigImportError, SpecplanError, UnknownNameError
+from planner.outputs.heads_view import head_row, head_sources, list_heads
+from planner.proposers.catalog import head_catalog, heads_for
+from planner.proposers.heads import eagle3_params
+from planner.proposers.mtp import mtp_module_params
+from planner.proposers.proposer import resolve_proposer
+
+DATA = Path(__file__).parent / "data" / "hf_configs"
+GLM_AIR_CONFIG = DATA / "zai-org__GLM-4.5-Air" / "config.json"
+SERVES = ("eagle3", "eagle", "mtp", "ngram", "suffix")
+BF16, KV16 = weight_format("bf16"), kv_format("fp16")
+
+# --- GLM-4.5-Air's MTP layer by hand (config.json: d 4096, 96 heads / 8 KV heads of 128, q/k/v bias,
+# 128 experts of 1408 top-8, one shared expert of 1408, router 4096 x 128 + e_score_correction_bias) ---
+D, Q, KV, E = 4096, 96 * 128, 8 * 128, 1408
+GLM_EH_PROJ = 2 * D * D  # 33,554,432
+GLM_ATTN = (D * Q + Q) + 2 * (D * KV + KV) + Q * D  # 109,066,240: biases on q/k/v, none on o_proj
+GLM_EXPERT = 3 * D * E  # 17,301,504: gate, up, down
+GLM_ROUTER = D * 128 + 128
+GLM_MLP = 128 * GLM_EXPERT + GLM_EXPERT + GLM_ROUTER
+GLM_NORMS = 5 * D  # input/post-attention layernorms + enorm, hnorm, shared_head.norm
+GLM_MTP = GLM_EH_PROJ + GLM_ATTN + GLM_MLP + GLM_NORMS
+
+
+def test_glm45_air_mtp_layer_by_hand():
+    p = mtp_module_params(find_model("zai-org/GLM-4.5-Air").spec)
+    assert (p.fusion, p.attention, p.mlp, p.norms) == (GLM_EH_PROJ, GLM_ATTN, GLM_MLP, GLM_NORMS)
+    assert p.total == GLM_MTP == 2_375_059_584
+    assert p.mlp_active == GLM_ROUTER + 9 * GLM_EXPERT  # 8 routed experts and the shared one
+    # The card's 106B leaves the MTP layer out; the catalogue total (formula 106.85B) and the layer
+    # come to 109.2B, the order of the Hub's "110B" safetensors figure that counts it.
+    row = head_row(head_catalog().index["zai-org/glm-4.5-air"])
+    assert (row["parameters"], row["weight_format"], row["num_nextn_predict_layers"]) == (GLM_MTP, "bf16", 1)
+    assert row["resident_gib"] * 2**30 == pytest.approx(GLM_MTP * 2)
+
+
+@pytest.mark.parametrize("entry", [h for h in head_catalog() if h.published_bytes], ids=lambda h: h.id)
+def test_every_published_head_size_matches_its_count(entry):
+    # The Hub prints decimal sizes to 3 significant figures: within 1% of the count at the stored dtype.
+    row = head_row(entry)
+    assert abs(row["relative_difference"]) <= 0.01, (entry.id, row["checkpoint_bytes"], entry.published_bytes)
+
+
+def test_heads_per_target_and_method():
+    assert [(h.id, h.method) for h in heads_for("glm-4.5-air")] == [("zai-org/GLM-4.5-Air", "mtp")]
+    assert heads_for("glm-4.5-air", method="eagle3") == []
+    assert {h.id for h in heads_for("lmsys/vicuna-13b-v1.3")} == {"yuhuili/EAGLE-Vicuna-13B-v1.3",
+                                                                  "yuhuili/EAGLE3-Vicuna1.3-13B"}
+    assert [h.id for h in heads_for("deepseek-ai/DeepSeek-V3-0324", "mtp")] == ["deepseek-ai/DeepSeek-V3-0324"]
+    assert heads_for("openai/gpt-oss-120b") == []  # no head with a readable config.json is catalogued
+    assert [r["id"] for r in list_heads("eagle", "meta-llama/Llama-3.1-405B-Instruct")] == [
+        "leptonai/EAGLE-Llama-3.1-405B-Instruct"]
+    assert {r["method"] for r in list_heads("mtp")} == {"mtp"}
+    with pytest.raises(SpecplanError, match="unknown head method 'medusa'; choose from eagle, eagle3, mtp"):
+        list_heads("medusa")
+    with pytest.raises(UnknownNameError):
+        list_heads(target="no-such-model-xyz")
+
+
+# vllm-project/speculators format, https://huggingface.co/nm-testing/EAGLE3-LLaMA3.1-Instruct-8B-converted/
+# blob/main/config.json (the speculators conversion of yuhuili/EAGLE3-LLaMA3.1-Instruct-8B), its layer fields.
+SPECULATORS_CONFIG = {
+    "architectures": ["Eagle3Speculator"], "auto_map": {"": "eagle3.Eagle3SpeculatorConfig"},
+    "draft_vocab_size": 32000, "norm_before_residual": False,
+    "speculators_config": {"algorithm": "eagle3", "default_proposal_method": "greedy",
+                           "verifier": {"architectures": ["LlamaForCausalLM"],
+                                        "name_or_path": "meta-llama/Llama-3.1-8B-Instruct"}},
+    "speculators_model_type": "eagle3", "target_hidden_size": None, "torch_dtype": "float32",
+    "transformer_layer_config": {
+        "attention_bias": False, "head_dim": 128, "hidden_act": "silu", "hidden_size": 4096,
+        "intermediate_size": 14336, "max_position_embeddings": 2048, "mlp_bias": False, "model_type": "llama",
+        "num_attention_heads": 32, "num_hidden_layers": 1, "num_key_value_heads": 8, "rms_norm_eps": 1e-05,
+        "vocab_size": 128256},
+}
+# SpecForge's EAGLE-3 layout for gpt-oss-120b (sgl-project/SpecForge configs/gpt-oss-120B-eagle3.json).
+SPECFORGE_GPT_OSS_CONFIG = {
+    "architectures": ["LlamaForCausalLMEagle3"], "eagle_config": {"eagle_aux_hidden_state_layer_ids": [1, 17, 33]},
+    "head_dim": 64, "hidden_act": "silu", "hidden_size": 2880, "intermediate_size": 17280,
+    "max_position_embeddings": 4096, "model_type": "llama", "num_attention_heads": 64, "num_key_value_heads": 8,
+    "num_hidden_layers": 1, "rms_norm_eps": 1e-05, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+    "vocab_size": 201088, "draft_vocab_size": 32000,
+}
+# gpt-oss EAGLE-3 by hand: d 2880, 64 heads / 8 KV heads of 64, MLP 17280, draft vocab 32000.
+G = 2880
+GPT_OSS_HEAD = (3 * G * G  # fc over the low/mid/high features: 24,883,200
+                + 2 * G * 4096 + 2 * (2 * G * 512) + 4096 * G  # q/k/v read 2d, o_proj: 41,287,680
+                + 3 * G * 17280  # 149,299,200
+                + 4 * G  # hidden_norm, input/post-attention layernorms, final norm
+                + G * 32000)  # lm_head: 92,160,000
+GPT_OSS_MAPS = 8 * 32000 + 201088  # int64 d2t, bool t2d
+
+
+def _head_folder(tmp_path: Path, cfg: dict) -> Path:
+    folder = tmp_path / "head"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_speculators_head_folder_resolves_to_the_catalogued_layout(tmp_path):
+    folder = _head_folder(tmp_path, SPECULATORS_CONFIG)
+    target = find_model("meta-llama/Llama-3.1-8B-Instruct")
+    proposer = resolve_proposer("eagle3", target, str(folder), "vLLM", SERVES)
+    assert proposer.layout == head_catalog().index["yuhuili/eagle3-llama3.1-instruct-8b"].layout
+    assert (proposer.method, proposer.name, proposer.weight_format) == ("eagle3", str(folder), "fp32")
+    assert eagle3_params(proposer.layout).total == 424_689_664  # tests/test_proposers.py's hand count
+
+
+def test_specforge_head_folder_counts_by_hand(tmp_path):
+    folder = _head_folder(tmp_path, SPECFORGE_GPT_OSS_CONFIG)
+    proposer = resolve_proposer("eagle3", find_model("openai/gpt-oss-120b"), str(folder / "config.json"),
+                                "SGLang", SERVES)
+    p = eagle3_params(proposer.layout)
+    assert p.total == GPT_OSS_HEAD == 307_641_600 and p.vocab_map_bytes == GPT_OSS_MAPS
+    assert proposer.layout.uses_aux_hidden_states and proposer.weight_format == "bf16"
+    mem = proposer.memory(find_model("openai/gpt-oss-120b").spec, BF16, KV16)
+    assert mem.weight_bytes == GPT_OSS_HEAD * 2 + GPT_OSS_MAPS  # 615,740,288 bytes, no embedding copy
+    assert mem.kv_bytes_per_token == 2 * 8 * 64 * 2
+
+
+def test_head_folder_of_yuhuili_layout_and_bad_folders(tmp_path):
+    # yuhuili's EAGLE-3 files write architectures LlamaForCausalLM (SGLang's copies rename it to
+    # LlamaForCausalLMEagle3): --method eagle3 reads them as EAGLE-3 heads all the same.
+    plain = _head_folder(tmp_path, {**SPECFORGE_GPT_OSS_CONFIG, "architectures": ["LlamaForCausalLM"]})
+    proposer = resolve_proposer("eagle3", find_model("openai/gpt-oss-120b"), str(plain), "vLLM", SERVES)
+    assert eagle3_params(proposer.layout).total == GPT_OSS_HEAD
+    (plain / "config.json").write_text(json.dumps({**SPECFORGE_GPT_OSS_CONFIG, "hidden_size": "2880"}))
+    with pytest.raises(ConfigImportError) as err:
+        resolve_proposer("eagle3", find_model("openai/gpt-oss-120b"), str(plain), "vLLM", SERVES)
+    assert "field hidden_size: expected a whole number" in str(err.value) and "\n" not in str(err.value)
+    with pytest.raises(ConfigImportError, match="no config.json found"):
+        resolve_proposer("eagle3", find_model("openai/gpt-oss-120b"), str(tmp_path / "empty"), "vLLM", SERVES)
+
+
+def test_mtp_from_a_target_folder_and_from_the_catalogue(tmp_path):
+    folder = tmp_path / "glm-air"
+    folder.mkdir()
+    shutil.copy(GLM_AIR_CONFIG, folder / "config.json")
+    local = find_model(str(folder))
+    proposer = resolve_proposer("mtp", local, None, "vLLM", SERVES)
+    assert (proposer.method, proposer.mtp_layers, proposer.name) == ("mtp", 1, local.spec.id)
+    assert proposer.memory(local.spec, BF16, KV16).weight_bytes == GLM_MTP * 2
+    catalogued = resolve_proposer("mtp", find_model("glm-4.5-air"), None, "vLLM", SERVES)
+    assert catalogued.mtp_layers == 1 and catalogued.entry is not None
+    assert catalogued.entry.id == "zai-org/GLM-4.5-Air"
+
+    cfg = json.loads(GLM_AIR_CONFIG.read_text())
+    del cfg["num_nextn_predict_layers"]
+    (folder / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(SpecplanError) as err:
+        resolve_proposer("mtp", find_model(str(folder)), None, "vLLM", SERVES)
+    assert "ships no MTP layers" in str(err.value) and "--method eagle3" not in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_sources_view_of_a_head_and_of_an_mtp_entry():
+    head = head_sources("Tengyunw/qwen3_8b_eagle3")
+    figures = {f["figure"]: f["value"] for f in head["figures"]}
+    assert figures["intermediate_size"] == 12288 and figures["draft_vocab_size"] == 32000
+    assert head["published_bytes"] is None and head["config_json_items"] == []  # its config.json was not read
+    mtp = head_sources("zai-org/glm-4.5-air")
+    assert mtp["figures"] == [{"figure": "num_nextn_predict_layers", "value": 1}]
+    assert mtp["config_json_items"] == [1]
+
+
+def _run(runner, *args):
+    return runner.invoke(main, ["heads", *args])
+
+
+def test_heads_cli_json_lists_every_entry(runner):
+    result = _run(runner, "--format", "json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["id"] for r in rows] == [h.id for h in head_catalog()]
+    by_id = {r["id"]: r for r in rows}
+    assert by_id["yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"]["checkpoint_bytes"] == 424_689_664 * 2 + 8 * 32000 + 128256
+    assert by_id["zai-org/GLM-4.5-Air"]["parameters"] == GLM_MTP
+
+
+def test_heads_cli_filters_table_and_sources(runner):
+    result = _run(runner, "--method", "mtp", "--target", "glm-4.5-air", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert [r["id"] for r in json.loads(result.stdout)] == ["zai-org/GLM-4.5-Air"]
+    table = _run(runner, "--method", "eagle")
+    assert table.exit_code == 0 and table.stdout.startswith("3 heads and MTP checkpoints\n")
+    sources = _run(runner, "--sources", "leptonai/EAGLE-Llama-3.1-405B-Instruct")
+    assert sources.exit_code == 0, sources.output
+    assert "5,825,921,024" in sources.stdout and "11.70 GB (-0.4%)" in sources.stdout
+    assert "\nsources:\n  1. https://huggingface.co/leptonai/EAGLE-Llama-3.1-405B-Instruct" in sources.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["--sources", "yuhuili/EAGLE3-LLaMA3.1-Instruct-9B"],
+    ["--method", "medusa"],
+    ["--target", "no-such-model-xyz"],
+    ["--sources", "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B", "--method", "eagle3"],
+])
+def test_heads_cli_bad_input_is_one_line_exit_2(runner, args):
+    result = _run(runner, *args, "--format", "json")
+    assert result.exit_code == 2
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    if args[0] == "--sources" and len(args) == 2:
+        assert "unknown head 'yuhuili/EAGLE3-LLaMA3.1-Instruct-9B'; nearest: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" \
+            in result.stderr
