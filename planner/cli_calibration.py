@@ -178,9 +178,21 @@ def _measure(cfg: Any, run: Any, output: str, fmt: str) -> None:
 @click.option("--sglang-metrics-before", type=NAME, default=None, help="SGLang /metrics URL or saved copy from before the window (counters are differenced).")
 @click.option("--llamacpp", "llamacpp_files", multiple=True, type=click.Path(dir_okay=False),
               help="llama.cpp server responses (JSON), server log, or llama-speculative output; repeatable.")
+@click.option("--trtllm-stats", "trtllm_files", multiple=True, type=NAME,
+              help="TensorRT-LLM iteration stats: trtllm-serve's GET /metrics JSON (URL or saved copy; "
+                   "enable_iter_perf_stats: true) or llm.get_stats() output; repeatable (reads add up).")
 @click.option("--target", type=NAME, required=True, help="Target model the server ran (catalogue name or path).")
-@click.option("--draft", type=NAME, required=True, help="Draft model the server ran.")
-@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / SGLang --speculative-num-steps / --draft-max; SGLang 0.5.23 metrics and llama.cpp outputs that print n_max or n_draft need none).")
+@click.option("--draft", type=NAME, default=None, help="Draft model the server ran (--method draft).")
+@click.option("--method", type=NAME, default=None,
+              help="Proposal method the server ran: draft, eagle, eagle3, mtp, ngram or suffix (default: draft, or "
+                   "the --head's method).")
+@click.option("--head", type=NAME, default=None, help="EAGLE / EAGLE-3 head the server ran (Hub id or local folder); "
+              "for mtp a separate NextN release (default: the target's own layers).")
+@click.option("--k", "k", type=_K, default=None, help="Draft tokens per step the server used (count: num_speculative_tokens / SGLang --speculative-num-steps / --draft-max / TRT-LLM max_draft_len; SGLang 0.5.23 metrics and llama.cpp outputs that print n_max or n_draft need none).")
+@click.option("--num-steps", type=_K, default=None, help="SGLang --speculative-num-steps of a tree (--sglang-metrics).")
+@click.option("--topk", type=_K, default=None, help="SGLang --speculative-eagle-topk of a tree (--sglang-metrics).")
+@click.option("--num-draft-tokens", type=Int(2, 4096), default=None,
+              help="SGLang --speculative-num-draft-tokens (--sglang-metrics; NGRAM: its draft size).")
 @click.option("--model-name", type=NAME, default=None, help="vLLM / SGLang model_name label to keep (when one server serves several).")
 @click.option("--p-min", type=_UNIT, default=None,
               help="llama.cpp p-min the server ran with, a probability 0..1 (used when its /props or log does not say).")
@@ -188,35 +200,60 @@ def _measure(cfg: Any, run: Any, output: str, fmt: str) -> None:
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
 @_format_option
 def calibrate(vllm_metrics: str | None, vllm_metrics_before: str | None, sglang_metrics: str | None,
-              sglang_metrics_before: str | None, llamacpp_files: tuple[str, ...], target: str, draft: str,
-              k: int | None, model_name: str | None, p_min: float | None, output: str, force: bool, fmt: str) -> None:
-    """Turn a running server's acceptance counters into a calibration file."""
+              sglang_metrics_before: str | None, llamacpp_files: tuple[str, ...], trtllm_files: tuple[str, ...],
+              target: str, draft: str | None, method: str | None, head: str | None, k: int | None,
+              num_steps: int | None, topk: int | None, num_draft_tokens: int | None, model_name: str | None,
+              p_min: float | None, output: str, force: bool, fmt: str) -> None:
+    """Turn a running server's acceptance counters into a calibration file, for the method it ran."""
     from planner.calibration import server_metrics as sm
+    from planner.calibration.method_fits import measured_proposer, tree_shape
     from planner.calibration.schema import write_calibration
     from planner.inputs import check_output
     from planner.outputs.calibration_view import calibration_summary_to_dict, print_calibration_summary
 
-    if [bool(vllm_metrics), bool(sglang_metrics), bool(llamacpp_files)].count(True) != 1:
-        raise SpecplanError("give exactly one of --vllm-metrics, --sglang-metrics or --llamacpp")
+    if [bool(vllm_metrics), bool(sglang_metrics), bool(llamacpp_files), bool(trtllm_files)].count(True) != 1:
+        raise SpecplanError("give exactly one of --vllm-metrics, --sglang-metrics, --llamacpp or --trtllm-stats")
     orphans = [flag for flag, before, after in (("--vllm-metrics-before", vllm_metrics_before, vllm_metrics),
                                                 ("--sglang-metrics-before", sglang_metrics_before, sglang_metrics))
                if before and not after]
     if orphans:
         raise SpecplanError(f"{orphans[0]} needs {orphans[0].removesuffix('-before')} (the scrape after the window)")
+    shape_flags = [f for f, v in (("--num-steps", num_steps), ("--topk", topk), ("--num-draft-tokens", num_draft_tokens))
+                   if v is not None]
+    if shape_flags and not sglang_metrics:
+        raise SpecplanError(f"{', '.join(shape_flags)}: only --sglang-metrics reads a tree shape (SGLang's accept "
+                            "length is a tree's)")
+    proposer = measured_proposer(method, head, draft, target)
+    if proposer.method == "ngram" and (num_steps is not None or topk is not None):
+        raise SpecplanError("--num-steps / --topk: SGLang's NGRAM trie is not an EAGLE tree; give --num-draft-tokens "
+                            "(k = num_draft_tokens - 1)")
+    if proposer.method == "suffix" and sglang_metrics:
+        raise SpecplanError("SGLang serves no suffix decoding: --method suffix reads --vllm-metrics")
     check_output(output, force)
+    kw = {"method": proposer.method, "head": proposer.head}
     if sglang_metrics:
         from planner.calibration.sglang_metrics import sglang_calibration
 
+        if proposer.method == "ngram":
+            shape = None if num_draft_tokens is None else tree_shape(num_draft_tokens - 1, 1, num_draft_tokens, None,
+                                                                     "--num-draft-tokens")
+        else:
+            shape = tree_shape(num_steps, topk, num_draft_tokens, k, "--sglang-metrics")
         before_text = (sm.read_text_source(sglang_metrics_before, "--sglang-metrics-before")
                        if sglang_metrics_before else None)
         cal = sglang_calibration(before_text, sm.read_text_source(sglang_metrics, "--sglang-metrics"), k, target,
-                                 draft, model_name=model_name)
+                                 draft, model_name=model_name, shape=shape, **kw)
     elif vllm_metrics:
         before = sm.read_text_source(vllm_metrics_before, "--vllm-metrics-before") if vllm_metrics_before else None
         cal = sm.vllm_calibration(before, sm.read_text_source(vllm_metrics, "--vllm-metrics"), k, target, draft,
-                                  model_name=model_name)
+                                  model_name=model_name, **kw)
+    elif trtllm_files:
+        from planner.calibration.trtllm_stats import trtllm_calibration
+
+        texts = [sm.read_text_source(f, "--trtllm-stats") for f in trtllm_files]
+        cal = trtllm_calibration(texts, k, target, draft, list(trtllm_files), **kw)
     else:
         texts = [sm.read_text_source(f, "--llamacpp", log=True) for f in llamacpp_files]
-        cal = sm.llamacpp_calibration(texts, k, target, draft, list(llamacpp_files), p_min=p_min)
+        cal = sm.llamacpp_calibration(texts, k, target, draft, list(llamacpp_files), p_min=p_min, **kw)
     write_calibration(cal, output, force=force)
     _emit(calibration_summary_to_dict(cal, output), fmt, print_calibration_summary)

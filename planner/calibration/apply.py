@@ -1,7 +1,8 @@
 """Re-plan with measured figures: decide whether a calibration applies, and what it replaces.
 
-A calibration describes one device and one target/draft pair. Its acceptance applies
-to that pair on any hardware (acceptance is a property of the models and the task);
+A calibration describes one device, one target and one proposer (a draft model, an EAGLE head,
+MTP layers or a lookup). Its acceptance applies to that target and proposer on any hardware
+(acceptance is a property of the models and the task);
 its timings apply only to the device it was measured on. Anything else gets a warning
 and the catalogue defaults.
 """
@@ -20,6 +21,7 @@ from planner.catalog.lookup import model_name
 from planner.catalog.schemas import GpuSpec, ModelSpec
 from planner.costmodel import DeviceProfile
 from planner.errors import SpecplanError
+from planner.proposers.catalog import head_catalog
 from planner.units import GB
 
 __all__ = ["AppliedCalibration", "apply_calibration", "calibrated_device", "measured_time_s", "measured_verify",
@@ -69,17 +71,51 @@ def _best_acceptance(cal: CalibrationFile) -> FittedAcceptance | None:
     return fits[0] if fits else None
 
 
+def _canonical_head(name: str) -> str:
+    """A head's catalogue id when head_db knows the name, else the name itself (case-insensitive)."""
+    entry = head_catalog().index.get(name.strip().lower())
+    return (entry.id if entry is not None else name.strip()).lower()
+
+
+def _same_proposer(cal: CalibrationFile, method: str, head: str | None) -> bool:
+    """True when the file measured this plan's method with this head.
+
+    MTP layers belong to the target (checked with it), and lookups run no model, so only EAGLE /
+    EAGLE-3 heads are compared, by catalogue id or as typed.
+    """
+    if cal.method != method:
+        return False
+    if method not in ("eagle", "eagle3") or head is None:
+        return True
+    return cal.head is not None and _canonical_head(cal.head) == _canonical_head(head)
+
+
 def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: ModelSpec,
-                      draft: ModelSpec | None, engine: str | None = None) -> AppliedCalibration:
-    """Pick what applies to this GPU, engine and pair; explain what does not.
+                      draft: ModelSpec | None, engine: str | None = None, *, method: str = "draft",
+                      head: str | None = None) -> AppliedCalibration:
+    """Pick what applies to this GPU, engine, pair and proposal method; explain what does not.
 
     Timings describe one engine's kernels on one device (the probe times the
-    transformers path), so they apply only when both match.
+    transformers path), so they apply only when both match. Measured acceptance belongs to
+    the method and head it was measured with (``method``: draft, eagle, eagle3, mtp, ngram,
+    suffix; ``head``: the plan's Proposer.name): a draft model's alpha says nothing about an
+    EAGLE-3 head's, and the reverse. Files written before methods existed are draft-model files.
     """
     warnings = []
-    pair_ok = _same_model(cal.target.id, target) and (draft is None or _same_model(cal.draft.id if cal.draft else None, draft))
+    method = method.strip().lower()
+    target_ok = _same_model(cal.target.id, target)
+    proposer_ok = _same_proposer(cal, method, head)
+    if method == "draft":
+        pair_ok = target_ok and (draft is None or _same_model(cal.draft.id if cal.draft else None, draft))
+    else:
+        pair_ok = target_ok
     device_ok = _same_device(cal, gpu)
-    if not pair_ok:
+    if cal.method != method:
+        warnings.append(f"{path} was measured with --method {cal.method}; this plan runs {method}: its acceptance "
+                        "is not used")
+    elif not proposer_ok:
+        warnings.append(f"{path} was measured with head {cal.head or 'unknown'}, not {head}: its acceptance is not used")
+    if not pair_ok and (cal.method == method or not target_ok):
         measured = f"{cal.target.id} + {cal.draft.id if cal.draft else 'no draft'}"
         warnings.append(f"{path} was measured on {measured}, not this pair: using catalogue defaults and priors")
     if cal.partial:
@@ -92,11 +128,13 @@ def apply_calibration(cal: CalibrationFile, path: str, gpu: GpuSpec, target: Mod
         warnings.append(f"{path} timings were measured with {cal.engine}, not {engine}: timings from the catalogue")
     timing_ok = pair_ok and device_ok and engine_ok
     by_role = {f.role: f for f in cal.fitted_timing}
+    speculates = draft is not None if method == "draft" else True
     return AppliedCalibration(
         path=path,
-        acceptance=_best_acceptance(cal) if pair_ok and draft is not None else None,
+        acceptance=_best_acceptance(cal) if pair_ok and proposer_ok and speculates else None,
         target_timing=by_role.get("target") if timing_ok else None,
-        draft_timing=by_role.get("draft") if timing_ok else None,
+        # the draft role is the draft model's passes: a head or MTP step is not timed by them
+        draft_timing=by_role.get("draft") if timing_ok and method == "draft" and cal.method == "draft" else None,
         timings=tuple(cal.timings) if timing_ok else (),
         warnings=tuple(warnings),
         verify_curves=tuple(cal.fitted_verify) if timing_ok else (),

@@ -19,6 +19,7 @@ from dataclasses import replace
 from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_from_rate, model_identity
 from planner.calibration.llamacpp_settings import stated_k, stated_p_min
 from planner.calibration.llamacpp_texts import LlamaCounts, llamacpp_counts, per_position_width
+from planner.calibration.method_fits import LOOKUP_METHODS, lookup_fit, method_note
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.draftloop import alpha_from_loop_counts, engine_loop
 from planner.draftloop.convert import loop_acceptance_rate, rate_floor
@@ -193,6 +194,9 @@ def llamacpp_calibration(
     p_min: float | None = None,
     window_rounds: int | None = None,
     window_per_position: Sequence[int] | None = None,
+    *,
+    method: str = "draft",
+    head: str | None = None,
 ) -> CalibrationFile:
     """A calibration file from llama.cpp outputs (responses, server log, /metrics, llama-speculative output).
 
@@ -205,6 +209,10 @@ def llamacpp_calibration(
     (the difference of two /metrics scrapes around them, as probe --server takes); used when no text states S.
     ``window_per_position``: of those steps, how many accepted draft position i (the same difference of
     the per_pos series); used with ``window_rounds`` when no text gives per-position rates.
+    ``method`` ngram / suffix (``--spec-type ngram-*``): the texts count drafts the same way, but a step
+    whose lookup found nothing is a plain decode outside the rounds; with responses alone (their
+    predicted_n - draft_n_accepted - 1 is every decode step) A is spread over every step (``lookup_fit``),
+    and no p-min loop applies (p-min filters a draft model's tokens).
     """
     if not texts:
         raise SpecplanError("no llama.cpp outputs given")
@@ -259,13 +267,28 @@ def llamacpp_calibration(
                      + "; conditional P(accept i | before accepted): " + ", ".join(f"{c:.3f}" for c in conditional)
                      + " (a round that drafted fewer than i+1 tokens counts as stopped there: under p-min these "
                      "mix the draft stopping with rejection, so they are shown, not used)")
-    stated = stated_p_min(texts)
+    lookup = method in LOOKUP_METHODS
+    if lookup:
+        notes.insert(0, method_note(method, head))
+        if rounds is None and bound is not None and bound > 0:
+            fit = lookup_fit(accepted, k, bound, None)
+            notes.append(f"decode steps T = predicted_n - draft_n_accepted - 1 over the responses = {bound}; "
+                         f"alpha over every step {fit.alpha:.4f} [{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] "
+                         f"from A / (k T), 1 + A / T = {1 + accepted / bound:.4f}")
+        else:
+            notes.append("the rounds count only steps whose lookup found a draft: alpha describes those steps (an "
+                         "upper bound on the every-step alpha the plan uses); give the server's responses for T")
+    elif method != "draft":
+        notes.insert(0, method_note(method, head))
+    stated = None if lookup else stated_p_min(texts)
+    if lookup:
+        p_min = None
     if stated is not None and p_min is not None and abs(stated - p_min) > 1e-6:
         notes.append(f"the server states p-min {stated:g}; --p-min {p_min:g} was given: the server's value is used")
     used_p_min = stated if stated is not None else p_min
     dpr = drafted / rounds if rounds else None
     loop_fit = None if used_p_min is None else _loop_alpha(fit, k, dpr, used_p_min, stated is not None, notes)
-    if used_p_min is None:
+    if used_p_min is None and not lookup:
         cut = (f"; {dpr:.2f} drafted per round of k={k}: the server cut its drafts, so pass the --p-min it ran with"
                if dpr is not None and dpr < 0.95 * k else "")
         notes.append(f"p_min unknown (not in the texts, no --p-min): alpha is converted with the fixed-k relation{cut}")
@@ -276,6 +299,7 @@ def llamacpp_calibration(
     fitted = FittedAcceptance(
         mode="server", alpha=alpha, alpha_low=low, alpha_high=high, k=k, rounds=rounds, per_position=conditional,
         p_min=used_p_min, drafted_per_round=dpr, kappa=kappa,
+        mean_accepted_length=1 + accepted / rounds if rounds else None,
     )
     per_pos_counts = [round(u * rounds) for u in per_position] if per_position and rounds else None
     counters = AcceptanceCounters(num_drafts=rounds, num_draft_tokens=drafted, num_accepted_tokens=accepted,
@@ -285,6 +309,8 @@ def llamacpp_calibration(
         engine="llamacpp",
         target=model_identity(target),  # type: ignore[arg-type]
         draft=model_identity(draft),
+        method=method,
+        head=head,
         counters=counters,
         fitted_acceptance=[fitted],
         notes=notes,

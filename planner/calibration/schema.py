@@ -20,6 +20,7 @@ from planner.catalog.loading import format_validation_error
 from planner.catalog.schemas import Frozen
 from planner.errors import SpecplanError
 from planner.inputs import check_strings, read_yaml
+from planner.proposers.methods import Method
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -32,6 +33,7 @@ __all__ = [
     "FittedAcceptance",
     "FittedVerify",
     "PromptCounts",
+    "TreeShape",
     "CalibrationFile",
     "LoadLevel",
     "ServerRun",
@@ -125,6 +127,9 @@ class AcceptanceCounters(_Record):
     )
     k: int | None = Field(None, ge=1, le=K_LIMIT)
     window_s: float | None = Field(None, ge=0)
+    # n-gram / suffix lookups propose nothing when no match is found; servers count only the steps
+    # that had a draft, so the steps without one come from other counters (absent: not known).
+    steps_without_draft: int | None = Field(None, ge=0, description="decode steps that proposed no draft token")
 
 
 class FittedTiming(_Record):
@@ -139,6 +144,23 @@ class FittedTiming(_Record):
     # The host CPU's bandwidth is measured again in every run (planner.calibration.host), so eta alone
     # would move with that measurement; with the figure the fit divided by, bw * eta is kept instead.
     bandwidth_gb_s: float | None = Field(None, gt=0, description="peak bandwidth the fit divided by, GB/s")
+
+
+class TreeShape(_Record):
+    """The token tree a server verified each step: SGLang's (--speculative-num-steps, -eagle-topk, -num-draft-tokens).
+
+    A chain is topk 1 with num_draft_tokens = num_steps + 1; alpha fitted under a tree is the top-1
+    per-depth acceptance of planner.trees (rank profile from rank_profiles.yaml), not a chain alpha.
+    """
+
+    num_steps: int = Field(ge=1, le=K_LIMIT, description="draft depth, tokens")
+    topk: int = Field(ge=1, le=K_LIMIT, description="candidates kept per node")
+    num_draft_tokens: int = Field(ge=2, le=4096, description="tree nodes verified per step, the root included")
+
+    @property
+    def is_tree(self) -> bool:
+        """True when the shape branches (topk > 1)."""
+        return self.topk > 1
 
 
 class FittedAcceptance(_Record):
@@ -158,6 +180,10 @@ class FittedAcceptance(_Record):
     p_min: float | None = Field(None, ge=0, le=1, description="confidence threshold the server ran with (llama.cpp p-min)")
     drafted_per_round: float | None = Field(None, ge=0, le=K_LIMIT, description="mean drafted tokens per round")
     kappa: float | None = Field(None, gt=0, description="confidence concentration fitted with alpha")
+    # What the server printed, for the plan's --mean-accepted-length path and for trees (absent in older files).
+    mean_accepted_length: float | None = Field(
+        None, ge=1, le=4096, description="tokens committed per verify step, the target's own token included")
+    tree: TreeShape | None = Field(None, description="the tree alpha was inverted under (None: a chain of k)")
 
 
 class FittedVerify(_Record):
@@ -209,13 +235,17 @@ class CalibrationFile(_Record):
 
     schema_version: Literal[1] = SCHEMA_VERSION
     created_at: str = Field(default_factory=now_iso)
-    source: Literal["probe", "vllm-metrics", "sglang-metrics", "llamacpp", "server-probe"]
+    source: Literal["probe", "vllm-metrics", "sglang-metrics", "llamacpp", "server-probe", "trtllm-stats"]
     partial: bool = False
     partial_reason: str | None = None
     device: DeviceIdentity | None = None
     engine: str | None = None
     target: ModelIdentity
     draft: ModelIdentity | None = None
+    # The proposal method measured and its head (Hub id as typed or absolute folder; the target's id
+    # for MTP; None for n-gram / suffix). Files written before methods existed read as draft models.
+    method: Method = "draft"
+    head: str | None = None
     timings: list[TimingPoint] = Field(default_factory=list)
     rounds: list[RoundsRecord] = Field(default_factory=list)
     counters: AcceptanceCounters | None = None
@@ -228,6 +258,14 @@ class CalibrationFile(_Record):
     server: ServerRun | None = None
     loads: list[LoadLevel] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _method_consistent(self) -> CalibrationFile:
+        if self.method != "draft" and self.draft is not None:
+            raise ValueError(f"method {self.method} runs no draft model: draft must be absent")
+        if self.method in ("draft", "ngram", "suffix") and self.head is not None:
+            raise ValueError(f"method {self.method} runs no head: head must be absent")
+        return self
 
 
 def read_calibration(path: str | Path) -> CalibrationFile:

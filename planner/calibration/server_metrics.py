@@ -41,6 +41,7 @@ from planner.calibration.acceptance_stats import (
     one_line,
 )
 from planner.calibration.llamacpp_outputs import llamacpp_calibration
+from planner.calibration.method_fits import LOOKUP_METHODS, lookup_fit, lookup_steps, method_note
 from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
 from planner.calibration.vllm_metrics import (
     EMITTED,
@@ -48,6 +49,7 @@ from planner.calibration.vllm_metrics import (
     VllmSnapshot,
     snapshot_delta,
     vllm_counters,
+    vllm_step_totals,
 )
 from planner.errors import SpecplanError
 from planner.inputs import MAX_INPUT_BYTES, read_text
@@ -178,6 +180,8 @@ def vllm_calibration(
     *,
     before_origin: str = "before scrape",
     after_origin: str = "after scrape",
+    method: str = "draft",
+    head: str | None = None,
 ) -> CalibrationFile:
     """A calibration file from two vLLM ``/metrics`` scrapes taken around some traffic.
 
@@ -190,6 +194,10 @@ def vllm_calibration(
 
     V0 servers: S = D / k and, since V0 counted accepts after a rejection too, the accepted
     prefix is taken as emitted - S (each step emits its accepted prefix plus one token).
+
+    The counters are the same for every ``method`` (draft, eagle, eagle3, mtp, ngram, suffix); for
+    n-gram / suffix, whose steps without a match are not counted, alpha spreads A over every decode
+    step when the scrapes carry generation_tokens and request_success (``method_fits.lookup_steps``).
     """
     origin = after_origin if before_text is None else f"{before_origin} -> {after_origin}"
     after = vllm_counters(after_text, model_name, origin=after_origin)
@@ -220,23 +228,42 @@ def vllm_calibration(
         float(hist @ np.arange(k + 1) ** 2) / drafts - (accepted / drafts) ** 2)
     fit = fit_from_rate(accepted, proposed, k, drafts, round_var)
     notes += _rate_notes(fit, accepted, proposed, drafts, k)
+    if method != "draft":
+        notes.insert(0, method_note(method, head))
+    steps = None
+    if method in LOOKUP_METHODS and counts.version == "v1":
+        steps = lookup_steps(None if before_text is None else vllm_step_totals(before_text, model_name, origin=before_origin),
+                             vllm_step_totals(after_text, model_name, origin=after_origin), before_text is None,
+                             accepted, drafts, origin, notes)
+    if steps is not None:
+        if hist is not None:
+            hist = hist.copy()
+            hist[0] += steps - (drafts or 0)  # a step without a match: a round that accepted nothing
+            round_var = float(hist @ np.arange(k + 1) ** 2) / steps - (accepted / steps) ** 2
+        fit = lookup_fit(accepted, k, steps, round_var if hist is not None else None)
+        notes.append(f"per-token alpha over every decode step {fit.alpha:.4f} [{fit.alpha_low:.4f}, {fit.alpha_high:.4f}]"
+                     " (the figure written; the per-position analysis below covers the steps with a draft)")
     conditional, decays, p_value = ([], False, None)
     if hist is not None and drafts and per_pos is not None:
         conditional, decays, p_value = _position_analysis(per_pos, hist, drafts, accepted, proposed, k, notes)
 
+    per_step = steps if steps is not None else drafts
     fitted = FittedAcceptance(
-        mode="server", alpha=fit.alpha, alpha_low=fit.alpha_low, alpha_high=fit.alpha_high, k=k, rounds=drafts,
-        per_position=conditional, geometric_p_value=p_value, decays_with_position=decays,
+        mode="server", alpha=fit.alpha, alpha_low=fit.alpha_low, alpha_high=fit.alpha_high, k=k,
+        rounds=per_step, per_position=conditional, geometric_p_value=p_value if steps is None else None,
+        decays_with_position=decays, mean_accepted_length=1 + accepted / per_step if per_step else None,
     )
     counters = AcceptanceCounters(
         num_drafts=drafts, num_draft_tokens=proposed, num_accepted_tokens=accepted,
         accepted_per_position=list(per_pos) if per_pos is not None else None, k=k, window_s=window_s,
+        steps_without_draft=None if steps is None else steps - (drafts or 0),
     )
     if window_s is not None:
         notes.append(f"window: {window_s:g} s")
     return CalibrationFile(
         source="vllm-metrics", engine="vllm", target=model_identity(target),  # type: ignore[arg-type]
-        draft=model_identity(draft), counters=counters, fitted_acceptance=[fitted], notes=notes,
+        draft=model_identity(draft), method=method, head=head, counters=counters, fitted_acceptance=[fitted],
+        notes=notes,
     )
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass, replace
 
 from planner.calibration.acceptance_stats import LEVEL, ModelArg, RateFit, fit_from_rate, model_identity
 from planner.calibration.prometheus_text import Sample, count_value, metric_samples
-from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance
+from planner.calibration.method_fits import method_note, tree_fit
+from planner.calibration.schema import AcceptanceCounters, CalibrationFile, FittedAcceptance, TreeShape
 from planner.errors import SpecplanError
 from planner.speedup import check_k
 
@@ -167,7 +168,7 @@ def _mean(values: tuple[float, ...]) -> float:
     return sum(values) / len(values)
 
 
-def _gauge_k(counts: SglangSnapshot, notes: list[str]) -> int | None:
+def _gauge_k(counts: SglangSnapshot, notes: list[str], shape_given: bool = False) -> int | None:
     """k from the 0.5.23 tier gauges: speculative_num_steps, the depth of the draft (None if unset)."""
     steps = sorted(set(_set(counts.num_steps)))
     if not steps:
@@ -175,14 +176,44 @@ def _gauge_k(counts: SglangSnapshot, notes: list[str]) -> int | None:
     if len(steps) > 1:
         notes.append(f"{NUM_STEPS} differs between series ({', '.join(f'{s:g}' for s in steps)}): took the largest")
     draft_tokens = _set(counts.num_draft_tokens)
-    if draft_tokens and max(draft_tokens) != steps[-1] + 1:
+    if draft_tokens and max(draft_tokens) != steps[-1] + 1 and not shape_given:
         notes.append(f"{NUM_DRAFT_TOKENS} = {max(draft_tokens):g} is not {NUM_STEPS} + 1: a tree draft (topk > 1); "
-                     "alpha is the chain alpha of depth num_steps with the same accepted length")
+                     "without --topk and --num-draft-tokens alpha is the chain alpha of depth num_steps with the same "
+                     "accepted length (give them for the tree inversion)")
     return int(steps[-1]) if steps[-1] == int(steps[-1]) else None
 
 
-def _resolve_k(counts: SglangSnapshot, k: int | None, origin: str, notes: list[str]) -> int:
-    from_gauge = _gauge_k(counts, notes)
+def _ngram_k(counts: SglangSnapshot, k: int | None, shape: TreeShape | None, origin: str, notes: list[str]) -> int:
+    """k of an NGRAM server: num_draft_tokens - 1 (its trie holds that many drafts; SGLang sets
+    num_steps = num_draft_tokens // topk for it, arg_groups/speculative_hook.py _handle_ngram, so the
+    num_steps gauge is not its depth)."""
+    gauge = sorted(set(_set(counts.num_draft_tokens)))
+    stated = shape.num_draft_tokens if shape is not None else (int(gauge[-1]) if gauge else None)
+    if gauge and stated is not None and gauge[-1] != stated:
+        raise SpecplanError(f"{origin}: --num-draft-tokens {stated} but {NUM_DRAFT_TOKENS} says {gauge[-1]:g}")
+    if k is None and stated is None:
+        raise SpecplanError(f"{origin}: cannot tell the NGRAM draft size: pass --num-draft-tokens (the server's "
+                            "--speculative-num-draft-tokens; 12 by default)")
+    k = int(check_k(k if k is not None else stated - 1))  # type: ignore[operator]
+    if stated is not None and k != stated - 1:
+        raise SpecplanError(f"{origin}: --k {k} is not num_draft_tokens - 1 = {stated - 1} for NGRAM")
+    notes.append(f"k = {k}: NGRAM verifies num_draft_tokens - 1 drafts per step (a trie, read as a chain of k: "
+                 "its branches make the accepted length a little longer than a chain's at the same alpha)")
+    return k
+
+
+def _check_shape(counts: SglangSnapshot, shape: TreeShape, origin: str) -> None:
+    """The tree calibrate was given must be the one the 0.5.23 gauges report, when they are set."""
+    for name, given, gauge in ((NUM_STEPS, shape.num_steps, counts.num_steps),
+                               (NUM_DRAFT_TOKENS, shape.num_draft_tokens, counts.num_draft_tokens)):
+        values = sorted(set(_set(gauge)))
+        if values and values[-1] != given:
+            raise SpecplanError(f"{origin}: the tree shape says {given} but {name} says {values[-1]:g}: "
+                                "give the server's own --speculative-num-steps / --speculative-num-draft-tokens")
+
+
+def _resolve_k(counts: SglangSnapshot, k: int | None, origin: str, notes: list[str], shape_given: bool = False) -> int:
+    from_gauge = _gauge_k(counts, notes, shape_given)
     if k is not None:
         k = int(check_k(k))
         if from_gauge is not None and from_gauge != k:
@@ -263,6 +294,9 @@ def sglang_calibration(
     *,
     before_origin: str = "before scrape",
     after_origin: str = "after scrape",
+    method: str = "draft",
+    head: str | None = None,
+    shape: TreeShape | None = None,
 ) -> CalibrationFile:
     """A calibration file from SGLang ``/metrics`` scrapes taken around some traffic.
 
@@ -270,6 +304,10 @@ def sglang_calibration(
     server started), rate = A / (k V), alpha the per-token alpha whose draft acceptance rate at k
     equals it (``fit_from_rate``, Beta interval with the i.i.d. design effect). Without them
     (0.5.3): the after scrape's accept-length gauge, labelled as the last logging interval.
+
+    The accept length is SGLang's for every algorithm (EAGLE, EAGLE3, NEXTN = ``mtp``, STANDALONE =
+    ``draft``, NGRAM = ``ngram``). With a tree ``shape`` (topk > 1) alpha is the tree inversion of
+    tau (``method_fits.tree_fit``); NGRAM's k is num_draft_tokens - 1 (``_ngram_k``).
     """
     origin = after_origin if before_text is None else f"{before_origin} -> {after_origin}"
     after = sglang_counters(after_text, model_name, origin=after_origin)
@@ -277,7 +315,14 @@ def sglang_calibration(
               else sglang_counters(before_text, model_name, origin=before_origin, required=False))
     counts = _delta(before, after, before_origin, after_origin)
     notes = [f"SGLang served model name: {', '.join(counts.model_names)}"] if counts.model_names else []
-    k = _resolve_k(counts, k, origin, notes)
+    if method != "draft":
+        notes.append(method_note(method, head))
+    if method == "ngram":
+        k = _ngram_k(counts, k, shape, origin, notes)
+    else:
+        if shape is not None:
+            _check_shape(counts, shape, origin)
+        k = _resolve_k(counts, shape.num_steps if shape is not None else k, origin, notes, shape is not None)
     window = _window(counts, k, origin, notes)
     if window is None:
         scope = ("the after scrape's gauges only" + ("; the before scrape adds nothing (no counter to difference)"
@@ -302,12 +347,21 @@ def sglang_calibration(
         notes.append(f"draft acceptance rate (tau - 1) / k from the gauge: {fit.rate:.4f}")
         interval = "Beta interval on the gauge's rate at the assumed fewest rounds"
     notes += _gauge_notes(counts, used=window is None)
-    notes.append(f"per-token alpha {fit.alpha:.4f}: the alpha whose acceptance rate at k={k} equals the rate above "
-                 f"(alpha_from_acceptance_rate); {LEVEL:.0%} interval [{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] "
-                 f"from a {interval}")
+    tree = shape if shape is not None and shape.is_tree and method != "ngram" else None
+    if tree is not None:
+        fit, tau = tree_fit(fit, tree)
+        notes.append(f"tree (num_steps {tree.num_steps}, topk {tree.topk}, num_draft_tokens {tree.num_draft_tokens}): "
+                     f"per-depth top-1 alpha {fit.alpha:.4f} whose tree commits tau = {tau:.4f} "
+                     f"(planner.trees.alpha_from_mean_accepted_length); {LEVEL:.0%} interval [{fit.alpha_low:.4f}, "
+                     f"{fit.alpha_high:.4f}] from a {interval}, each end through the same inversion")
+    else:
+        notes.append(f"per-token alpha {fit.alpha:.4f}: the alpha whose acceptance rate at k={k} equals the rate above "
+                     f"(alpha_from_acceptance_rate); {LEVEL:.0%} interval [{fit.alpha_low:.4f}, {fit.alpha_high:.4f}] "
+                     f"from a {interval}")
     if window_s is not None:
         notes.append(f"window: {window_s:g} s")
     fitted = FittedAcceptance(mode="server", alpha=fit.alpha, alpha_low=fit.alpha_low, alpha_high=fit.alpha_high,
-                              k=k, rounds=rounds)
+                              k=k, rounds=rounds, mean_accepted_length=1 + k * fit.rate, tree=tree)
     return CalibrationFile(source="sglang-metrics", engine="sglang", target=model_identity(target),  # type: ignore[arg-type]
-                           draft=model_identity(draft), counters=counters, fitted_acceptance=[fitted], notes=notes)
+                           draft=model_identity(draft), method=method, head=head, counters=counters,
+                           fitted_acceptance=[fitted], notes=notes)

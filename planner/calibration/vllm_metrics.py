@@ -17,7 +17,8 @@ from planner.calibration.prometheus_text import count_value, metric_samples
 from planner.errors import SpecplanError
 from planner.inputs import shown
 
-__all__ = ["VllmSnapshot", "vllm_counters", "snapshot_delta", "SPEC_PREFIX", "DRAFTS", "DRAFT_TOKENS", "ACCEPTED",
+__all__ = ["VllmSnapshot", "vllm_counters", "snapshot_delta", "vllm_step_totals", "GENERATION_TOKENS",
+           "REQUEST_SUCCESS", "SPEC_PREFIX", "DRAFTS", "DRAFT_TOKENS", "ACCEPTED",
            "PER_POS", "EMITTED", "RATE_GAUGE", "EFFICIENCY_GAUGE"]
 
 SPEC_PREFIX = "vllm:spec_decode_"
@@ -28,6 +29,11 @@ PER_POS = "vllm:spec_decode_num_accepted_tokens_per_pos"
 EMITTED = "vllm:spec_decode_num_emitted_tokens"  # V0 only
 RATE_GAUGE = "vllm:spec_decode_draft_acceptance_rate"  # V0 only
 EFFICIENCY_GAUGE = "vllm:spec_decode_efficiency"  # V0 only
+# Every output token, the first of each request (from its prefill) included: IterationStats.update_from_output
+# adds len(output.new_token_ids) (vllm/v1/metrics/stats.py, 0.9.2 and 0.33.0); finished requests, one series
+# per finished_reason (vllm/v1/metrics/loggers.py).
+GENERATION_TOKENS = "vllm:generation_tokens"
+REQUEST_SUCCESS = "vllm:request_success"
 
 
 @dataclass(frozen=True)
@@ -149,3 +155,22 @@ def snapshot_delta(before: VllmSnapshot | None, after: VllmSnapshot, before_orig
         draft_acceptance_rate=after.draft_acceptance_rate,
         model_names=after.model_names,
     )
+
+
+def vllm_step_totals(text: str, model_name: str | None = None, *,
+                     origin: str = "metrics text") -> tuple[int, int] | None:
+    """(generated tokens G, finished requests N) of one scrape, summed over series; None when either is absent.
+
+    These count every decode step, with or without a draft: with the spec-decode counters they give
+    the steps a lookup method found no match in (planner.calibration.method_fits.decode_steps).
+    """
+    samples = metric_samples(text, lambda name: name.startswith((GENERATION_TOKENS, REQUEST_SUCCESS)), origin)
+    if model_name is not None:
+        samples = [s for s in samples if s[1].get("model_name") == model_name]
+    totals: dict[str, int] = {}
+    for name, _, value in samples:
+        if name in (GENERATION_TOKENS, REQUEST_SUCCESS):
+            totals[name] = totals.get(name, 0) + count_value(value, name, origin)
+    if GENERATION_TOKENS not in totals or REQUEST_SUCCESS not in totals:
+        return None
+    return totals[GENERATION_TOKENS], totals[REQUEST_SUCCESS]

@@ -51,7 +51,8 @@ def calibration_summary_to_dict(cal: CalibrationFile, path: str) -> dict[str, An
     return {
         "wrote": path, "source": cal.source, "partial": cal.partial, "partial_reason": cal.partial_reason,
         "device": cal.device.name if cal.device else None, "target": cal.target.id,
-        "draft": cal.draft.id if cal.draft else None, "timing_points": len(cal.timings),
+        "draft": cal.draft.id if cal.draft else None, "method": cal.method, "head": cal.head,
+        "timing_points": len(cal.timings),
         "speculative_rounds": sum(len(r.accepted) for r in cal.rounds),
         "fitted_timing": [
             {"role": f.role, "eta_mem": round(f.eta_mem, 4), "overhead_ms": round(f.overhead_s / MILLI, 4),
@@ -62,7 +63,9 @@ def calibration_summary_to_dict(cal: CalibrationFile, path: str) -> dict[str, An
             {"mode": a.mode, "alpha": round(a.alpha, 4), "alpha_low": round(a.alpha_low, 4),
              "alpha_high": round(a.alpha_high, 4), "per_position": [round(x, 4) for x in a.per_position],
              "geometric_p_value": None if a.geometric_p_value is None else round(a.geometric_p_value, 4),
-             "decays_with_position": a.decays_with_position}
+             "decays_with_position": a.decays_with_position,
+             "mean_accepted_length": None if a.mean_accepted_length is None else round(a.mean_accepted_length, 4),
+             "tree": a.tree.model_dump(mode="json") if a.tree else None}
             for a in cal.fitted_acceptance],
         "engine": cal.engine,
         "server": cal.server.model_dump(mode="json") if cal.server else None,
@@ -76,7 +79,9 @@ def print_calibration_summary(d: dict[str, Any]) -> None:
     out = console()
     state = f"PARTIAL ({d['partial_reason']})" if d["partial"] else "complete"
     print_line(f"wrote {d['wrote']}: {d['source']} calibration, {state}, device {d['device'] or 'server'}", out)
-    print_line(f"pair: {d['target']} + {d['draft'] or '-'}; {d['timing_points']} timing points, "
+    proposer = d["draft"] or d.get("head") or "-"
+    method = "" if d.get("method", "draft") == "draft" else f" (--method {d['method']})"
+    print_line(f"pair: {d['target']} + {proposer}{method}; {d['timing_points']} timing points, "
                f"{d['speculative_rounds']} speculative rounds", out)
     for f in d["fitted_timing"]:
         print_line(f"  {f['role']}: eta_mem {f['eta_mem']:.3f}, overhead {f['overhead_ms']:.3f} ms, residual rms "
