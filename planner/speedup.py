@@ -40,6 +40,7 @@ __all__ = [
     "acceptance_rate_from_alpha",
     "alpha_from_acceptance_rate",
     "alpha_mle",
+    "root_of_increasing",
 ]
 
 K_MAX = 64  # no engine proposes longer chains; larger k is almost surely a typo
@@ -298,3 +299,33 @@ def speedup_breakdown(alpha: float, k: int, c: float, r: float = 1.0) -> Speedup
         speedup=float(speedup(a, kk, c, r)),
         drafting_overhead=kk * float(c),
     )
+
+
+def root_of_increasing(f, lo: float = 0.0, hi: float = 1.0, xtol: float = 1e-13, max_calls: int = 100) -> float:  # type: ignore[no-untyped-def]
+    """x in [lo, hi] with f(x) = 0 for an increasing f with f(lo) < 0 < f(hi) (Illinois regula falsi).
+
+    Superlinear (a dozen calls where bisection to 2^-60 takes 60), and never leaves the bracket,
+    so an expensive f (a whole tree priced per call) stays cheap; scipy's brentq does the same
+    but importing scipy.optimize costs half a second of every CLI start. Unit: that of x.
+    """
+    f_lo, f_hi = f(lo), f(hi)
+    side = 0
+    x = lo
+    for _ in range(max_calls):
+        x = (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+        fx = f(x)
+        if fx == 0 or hi - lo < xtol:
+            return x
+        if fx < 0:
+            lo, f_lo = x, fx
+            if side == -1:
+                f_hi /= 2  # Illinois: halve the stale end so the bracket shrinks from both sides
+            side = -1
+        else:
+            hi, f_hi = x, fx
+            if side == 1:
+                f_lo /= 2
+            side = 1
+        if abs(hi - lo) < xtol:
+            break
+    return x

@@ -204,3 +204,30 @@ def test_report_for_a_method(tmp_path, runner):
     assert r.exit_code == 0, r.output
     html = out.read_text()
     assert "MTP" in html and "proposer weights" in html
+
+
+# --- trees ----------------------------------------------------------------------------------------------
+
+
+def test_sglang_plans_a_tree_at_batch_1_and_a_chain_at_batch_256():
+    """Verify of 32 tokens costs ~one decode step at batch 1 (weights dominate) but several at batch 256
+    (compute-bound GEMMs): the best SGLang shape is a wide tree alone, a chain under load."""
+    def plan(batch):
+        return estimate(EstimateInputs(FitInputs(target=L8, gpu="h100-sxm", method="eagle3", engine="sglang",
+                                                 batch=batch)))
+    small, large = plan(1), plan(256)
+    assert small.settings["topk"] > 1 and small.settings["num_draft_tokens"] > small.settings["num_steps"] + 1
+    assert large.settings.get("topk", 1) == 1
+    assert float(small.prices.r) < 1.1 < float(large.prices.r)
+    # the tree's verify slots are in the fit: num_draft_tokens - 1 tokens beyond the context
+    assert small.fit.request.k == small.settings["num_draft_tokens"] - 1
+    chain = estimate(EstimateInputs(FitInputs(target=L8, gpu="h100-sxm", method="eagle3", engine="vllm", batch=1)))
+    assert "topk" not in chain.settings  # vLLM serves chains only (engines.yaml tree_methods)
+    assert float(small.prices.speedup) > float(chain.prices.speedup)
+
+
+def test_recommend_rows_carry_the_tree_shape():
+    rec = recommend(RecommendInputs(FitInputs(target=L8, gpu="h100-sxm", engine="sglang"), method="eagle3"))
+    row = next(c for c in rec.candidates if c.method == "eagle3")
+    assert {"num_steps", "topk", "num_draft_tokens"} <= set(row.settings)
+    assert row.settings["num_steps"] == row.k

@@ -413,3 +413,13 @@ def test_import_does_not_load_scipy():
     code = "import sys, planner.speedup; print('scipy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
     assert out.strip() == "False"
+
+
+@given(st.floats(0.01, 0.99), st.integers(1, 16))
+def test_root_of_increasing_inverts_expected_length(alpha, k):
+    """root_of_increasing (Illinois regula falsi) recovers alpha from E[L](alpha, k) to 1e-9."""
+    from planner import speedup as sp
+
+    tau = float(sp.expected_accepted_length(alpha, k))
+    got = sp.root_of_increasing(lambda a: float(sp.expected_accepted_length(a, k)) - tau)
+    assert got == pytest.approx(alpha, abs=1e-9)

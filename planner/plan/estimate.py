@@ -77,7 +77,9 @@ def _load_applied(path: str | None, req: FitRequest,
     if path is None:
         return None, None
     cal = cal if cal is not None else read_calibration(path)
-    return apply_calibration(cal, path, req.gpu, req.target, req.draft, req.engine.name), measured_precision(cal)
+    applied = apply_calibration(cal, path, req.gpu, req.target, req.draft, req.engine.name, method=req.method or "draft",
+                                head=req.proposer.name if req.proposer is not None else None)
+    return applied, measured_precision(cal)
 
 
 def estimate(inp: EstimateInputs) -> Estimate:

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from planner.acceptance import AlphaChoice, MeasuredRate, measured_rate
+from planner.acceptance import AlphaChoice, MeasuredRate, calibrated_alpha, measured_rate
+from planner.catalog.precisions import weight_format
+from planner.methods.tree_plan import best_tree_plan
 from planner.calibration.apply import AppliedCalibration, calibrated_device
 from planner.draftloop import LoopSpec, engine_loop
 from planner.memory import FitReport, FitRequest, fit_report
@@ -75,7 +77,9 @@ def estimate_method(req: FitRequest, fit_warnings: tuple[str, ...], *, task: str
     method = req.proposer.method
     grid = K_SEARCH if not k_given or req.k <= K_SEARCH[-1] else np.arange(1, req.k + 1)
     loop = method_loop(engine_loop(req.engine.name, server_version), method, float(ctx), int(req.k))
-    choice = method_alpha(method, req.target, task, alpha, rate, req.k if k_given else None, loop)
+    measured_here = None if alpha is not None or rate is not None else calibrated_alpha(applied, None,
+                                                                                           weight_format("bf16"))
+    choice = measured_here or method_alpha(method, req.target, task, alpha, rate, req.k if k_given else None, loop)
     timing = applied.target_timing if applied is not None else None
     base = method_profiles(req, req.gpus, server_version, grid[None, :])
     profiles = replace(base, device=calibrated_device(base.device, timing)) if timing is not None else base
@@ -87,11 +91,19 @@ def estimate_method(req: FitRequest, fit_warnings: tuple[str, ...], *, task: str
     at_k = _at_k(req, server_version, k, profiles)
     prices = price_method_rounds(at_k, req.batch, ctx, k, choice.mid, loop)
     low, high = (float(swept.speedup[i, k - 1]) for i in (0, 2))
+    settings = method_settings(req, k)
+    tree = None if k_given else best_tree_plan(req, profiles, server_version, choice, loop, float(ctx))
+    if tree is not None and tree.speedup > float(prices.speedup):
+        # A tree beats every chain here: the plan is the tree (its round, its band, its shape).
+        prices, (low, high) = tree.prices, tree.band
+        k = tree.shape[0]
+        req = replace(req, k=tree.shape[2] - 1)  # verify slots: the tree's draft tokens
+        settings = method_settings(req, k, tree.shape)
     report = fit_report(req, fit_warnings)
     warnings = fit_warnings + tuple(_warnings(req, choice, k, best))
     verdict = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch,
                            k, best, float(swept.speedup[1, best - 1]), bound(prices.verify_compute_bound))
-    return MethodPlan(report, prices, k, choice, low, high, best, warnings, verdict, loop, method_settings(req, k))
+    return MethodPlan(report, prices, k, choice, low, high, best, warnings, verdict, loop, settings)
 
 
 def _at_k(req: FitRequest, server_version: str | None, k: int, swept: MethodProfiles) -> MethodProfiles:

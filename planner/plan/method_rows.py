@@ -18,6 +18,7 @@ from planner.errors import SpecplanError
 from planner.memory import FitReport, FitRequest, fit_report
 from planner.methods.acceptance import method_alpha
 from planner.methods.rounds import method_loop, method_profiles, price_method_rounds
+from planner.methods.tree_plan import best_tree_plan
 from planner.plan.common import K_SEARCH, bound
 from planner.proposers.proposer import PROPOSER_METHODS, available_methods, resolve_proposer
 from planner.catalog.lookup import ResolvedModel
@@ -87,14 +88,23 @@ def method_rows(base: FitRequest, target: ResolvedModel, methods: tuple[str, ...
             p = price_method_rounds(profiles, req.batch, ctx, K_SEARCH[None, :], band, loop)
             j = int(np.argmax(p.speedup[1]))
             k = int(K_SEARCH[j])
-            report = fit_report(replace(req, k=k))
             at = lambda x: np.broadcast_to(x, np.shape(p.speedup))[1, j]  # noqa: E731 - fields broadcast to (band, k)
             s, c, r = float(p.speedup[1, j]), float(at(p.c)), float(at(p.r))
+            low, high, slots = float(p.speedup[0, j]), float(p.speedup[2, j]), k
             vb = bound(at(p.verify_compute_bound))
-            out.append(MethodRow(method, proposer.name, k, g, s, float(p.speedup[0, j]), float(p.speedup[2, j]), c, r,
-                                 choice.mid, choice.source, report, float(at(p.t_target_s)),
+            settings: dict[str, Any] = {"method": method, "head": proposer.name, "k": k}
+            tree = best_tree_plan(req, profiles, server_version, choice, loop, float(ctx))
+            if tree is not None and tree.speedup > s:  # the engine's best tree beats every chain at this batch
+                s, (low, high) = tree.speedup, tree.band
+                c, r, vb = float(tree.prices.c), float(tree.prices.r), bound(tree.prices.verify_compute_bound)
+                k, slots = tree.shape[0], tree.shape[2] - 1
+                settings = {"method": method, "head": proposer.name, "k": k, "num_steps": tree.shape[0],
+                            "topk": tree.shape[1], "num_draft_tokens": tree.shape[2]}
+            report = fit_report(replace(req, k=slots))
+            out.append(MethodRow(method, proposer.name, k, g, s, low, high, c, r, choice.mid, choice.source, report,
+                                 float(at(p.t_target_s)),
                                  pass_verdict(report.fits, s, c, r, choice.mid, req.batch, verify_bound=vb), vb,
-                                 {"method": method, "head": proposer.name, "k": k}))
+                                 settings))
     return out
 
 

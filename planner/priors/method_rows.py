@@ -12,7 +12,6 @@ from functools import lru_cache
 from importlib.resources import files
 from typing import Any, Callable, Literal
 
-from scipy.optimize import brentq
 
 from planner import speedup as sp
 from planner.catalog.loading import safe_load
@@ -147,8 +146,8 @@ def method_rows() -> tuple[MethodRow, ...]:
 def _invert_tree(model: TreeModel, shape: Shape, tau: float) -> float:
     """The per-token alpha with model(shape, alpha) = tau; a tree's tau rises with alpha like a chain's.
 
-    Brent's method (a dozen model calls where bisection to 2^-60 takes 60: each call prices a
-    whole tree); a tau outside [model(0), model(1)] lands on the nearer end.
+    Illinois regula falsi (planner.speedup.root_of_increasing: a dozen model calls where bisection
+    to 2^-60 takes 60, each call pricing a whole tree); a tau outside [model(0), model(1)] lands on the nearer end.
     """
     f = lambda a: model(shape, a) - tau  # noqa: E731
     lo, hi = f(0.0), f(1.0)
@@ -156,7 +155,7 @@ def _invert_tree(model: TreeModel, shape: Shape, tau: float) -> float:
         return 0.0
     if hi <= 0:
         return 1.0
-    return float(brentq(f, 0.0, 1.0, xtol=1e-13, rtol=1e-13))
+    return float(sp.root_of_increasing(f, 0.0, 1.0, xtol=1e-13))
 
 
 def row_alpha(row: MethodRow, tree_model: TreeModel | None = None) -> RowAlpha:

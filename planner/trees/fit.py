@@ -19,7 +19,6 @@ from importlib.resources import files
 
 import numpy as np
 import yaml
-from scipy.optimize import least_squares
 
 from planner.trees.acceptance import RankProfile
 from planner.trees.named import MeasuredShape, shape_expected_length
@@ -115,6 +114,7 @@ def fit_rank_retention(rows: tuple[FitRow, ...]) -> RankFit:
     x0 = np.array([0.7] * len(groups) + [0.6])
     lower = np.array([0.0] * len(groups) + [_Q_BOUNDS[0]])
     upper = np.array([1.0] * len(groups) + [_Q_BOUNDS[1]])
+    from scipy.optimize import least_squares  # here, not at module top: importing the planner stays fast
     sol = least_squares(residual, x0, bounds=(lower, upper), xtol=1e-12, ftol=1e-12, gtol=1e-12, diff_step=1e-6)
     alphas = {g: float(a) for g, a in zip(groups, sol.x[:-1])}
     q = float(sol.x[-1])

@@ -1,0 +1,83 @@
+"""The best token tree for a plan, where its engine serves trees (SGLang, TensorRT-LLM EAGLE): shape, band, prices.
+
+planner.methods.trees searches (steps, topk, num_draft_tokens) at the plan's batch under the
+fitted rank profile (planner/trees/rank_profiles.yaml); this module turns the winner into what a
+plan reports: the speedup band from the low/high alpha, and RoundPrices whose c is one head pass
+over t_target and r the verify of num_draft_tokens tokens, so estimate's output reads the same
+for a tree as for a chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from planner.acceptance import AlphaChoice
+from planner.costmodel import pass_cost
+from planner.costmodel.proposer_profile import proposer_profile
+from planner.draftloop import LoopSpec
+from planner.memory import FitRequest
+from planner.methods.rounds import MethodProfiles
+from planner.methods.trees import best_tree
+from planner.search import RoundPrices
+from planner.trees import model_from_alpha, sglang_expected_lengths
+from planner.trees.acceptance import method_rank_profile
+
+__all__ = ["TreePlan", "serves_trees", "best_tree_plan"]
+
+_PRIOR_METHOD = {"eagle": "eagle2", "eagle3": "eagle3", "mtp": "eagle3"}  # whose fitted rank profile a tree uses
+
+
+@dataclass(frozen=True)
+class TreePlan:
+    """The best tree: (steps, topk, num_draft_tokens), its speedup, band and prices."""
+
+    shape: tuple[int, int, int]
+    speedup: float
+    band: tuple[float, float]
+    prices: RoundPrices
+
+
+def serves_trees(req: FitRequest) -> bool:
+    """True when the plan's engine builds token trees for its method (engines.yaml tree_methods)."""
+    return req.proposer is not None and req.proposer.method in req.engine.tree_methods
+
+
+def _model(method: str, alpha: float):  # type: ignore[no-untyped-def]
+    return model_from_alpha(alpha, profile=method_rank_profile(_PRIOR_METHOD.get(method, method)))
+
+
+def best_tree_plan(req: FitRequest, profiles: MethodProfiles, server_version: str | None, choice: AlphaChoice,
+                   loop: LoopSpec, context: float) -> TreePlan | None:
+    """The tree with the most tokens/s at the plan's batch and mid alpha (None: the engine serves chains only)."""
+    if not serves_trees(req) or profiles.proposer is None:
+        return None
+    assert req.proposer is not None
+    tp = req.gpus if req.engine.parallelism == "tensor" else 1
+
+    def head(steps: int):  # type: ignore[no-untyped-def]
+        return proposer_profile(req.proposer, req.target, req.precision, req.kv, tp, req.gpu, steps)
+
+    fixed_s = loop.fixed_round_us * 1e-6
+    dev, hdev = profiles.device, profiles.proposer_device
+    mid = best_tree(profiles.target, head, dev, hdev, req.batch, int(context), _model(req.proposer.method, choice.mid),
+                    fixed_s)
+    s = mid.shape
+    shape = (s.steps, s.topk, s.num_draft_tokens)
+    band = tuple(float(sglang_expected_lengths(s.steps, s.topk, _model(req.proposer.method, a))[s.num_draft_tokens - 1])
+                 * mid.target_decode_s / s.round_time_s for a in (choice.low, choice.high))
+    h = head(s.steps)
+    t_head = pass_cost(h, hdev, req.batch, context, 1)
+    t_target = pass_cost(profiles.target, dev, req.batch, context, 1)
+    verify = pass_cost(profiles.target, dev, req.batch, context, s.num_draft_tokens)
+    t = float(t_target.total_s)
+    prices = RoundPrices(
+        t_target_s=np.asarray(t), t_draft_s=np.asarray(t_head.total_s), t_verify_s=np.asarray(verify.total_s),
+        c=np.asarray(t_head.total_s / t), r=np.asarray(verify.total_s / t),
+        mean_accepted_length=np.asarray(s.mean_accepted_length), speedup=np.asarray(mid.speedup),
+        target_compute_bound=np.asarray(t_target.bound_by_compute), verify_compute_bound=np.asarray(verify.bound_by_compute),
+        draft_compute_bound=np.asarray(t_head.bound_by_compute), passes={"target": t_target, "draft": t_head, "verify": verify},
+        drafted_per_round=float(s.num_draft_tokens - 1), draft_passes_per_round=float(s.steps),
+        fixed_round_steps=fixed_s / t, acceptance_rate=np.nan)
+    return TreePlan(shape, float(mid.speedup), (band[0], band[1]), prices)
