@@ -339,19 +339,22 @@ def report(task: str, objective: str, top: int, gpu_hour_usd: float | None, cali
 @click.option("--target-path", default=None, type=NAME,
               help="Checkpoint the server should load for the target (folder, GGUF file).")
 @click.option("--draft-path", default=None, type=NAME, help="Checkpoint the server should load for the draft.")
+@click.option("--head-path", default=None, type=NAME,
+              help="Checkpoint the server should load for the EAGLE head or MTP module (folder, GGUF file).")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
               help="Main file, written under exactly this name (e.g. vllm.yaml); companion files (command line, "
                    "env file) sit beside it, named after its stem.")
 @click.option("--force", is_flag=True, help="Overwrite existing regular files.")
 @_format_option
 def export(server: str, from_plan: str | None, server_version: str | None, target_path: str | None,
-           draft_path: str | None, output: str, force: bool, k: int | None, task: str, fmt: str,
-           **flags: Any) -> None:
+           draft_path: str | None, head_path: str | None, output: str, force: bool, k: int | None, task: str,
+           fmt: str, **flags: Any) -> None:
     """Write the server configuration for a plan (vLLM, SGLang, llama.cpp, TensorRT-LLM, transformers)."""
     from pathlib import Path
 
     from planner.atomic import check_target
-    from planner.exports import check_server, export_plan, output_name, plan_from_json, read_plan_file, write_export
+    from planner.exports import (check_server, export_plan, output_name, plan_from_json, plan_serves, read_plan_file,
+                                 write_export)
     from planner.exports.replan import PLANNING_FLAGS, flag_names, plan_for_export, replan_settings
 
     check_server(server)
@@ -369,8 +372,8 @@ def export(server: str, from_plan: str | None, server_version: str | None, targe
             data = plan_for_export(server, k, task, flags)
     else:
         data = plan_for_export(server, k, task, flags)
-    result = export_plan(plan_from_json(data), server, server_version, target_path=target_path,
-                         draft_path=draft_path, main_file=name)
+    result = export_plan(plan_from_json(data, plan_serves(server, server_version)), server, server_version,
+                         target_path=target_path, draft_path=draft_path, head_path=head_path, main_file=name)
     written = write_export(result, folder, force=force)
     data = {"server": result.server, "line": result.line, "summary": result.summary.splitlines(),
             "wrote": [str(Path(p)) for p in written], "replanned_with": flag_names(given) if from_plan and given else None}

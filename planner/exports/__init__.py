@@ -6,7 +6,11 @@ configuration into the files that server reads, each starting with a comment blo
 ``read_plan_file`` / ``plan_from_json`` make the plan from the JSON of ``specplan
 estimate`` or ``specplan recommend``; ``write_export`` writes the files as one atomic set.
 
-Refused with the reason (SpecplanError): a plan without a draft or that does not fit,
+A plan of a head / MTP / lookup method (EAGLE, EAGLE-3, MTP, n-gram, suffix) is written
+with each server's keys for that method on the chosen release line (planner/exports/
+method_args.py); a line without the method is refused with the nearest one that has it.
+
+Refused with the reason (SpecplanError): a plan without speculation or that does not fit,
 a draft with another tokenizer, formats the server cannot run, server releases that
 cannot run this draft model (vLLM 0.10-0.14; vLLM 0.15-0.24 when the vocabularies
 differ), names with control characters, and Ollama / TGI, which have no draft-model
@@ -16,6 +20,7 @@ speculative decoding.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +28,8 @@ from planner.atomic import write_files_atomic
 from planner.errors import SpecplanError
 from planner.exports import hf, llamacpp, ollama, sglang, tgi, trtllm, vllm
 from planner.exports.common import WORTHWHILE_SPEEDUP, Export, ExportPlan, FileNames
+from planner.exports.method_args import method_line, serves
+from planner.exports.method_export import head_reference, method_keys
 from planner.exports.plan_file import check_plan, plan_from_json, read_plan_file
 from planner.exports.text import check_text, check_word
 from planner.exports.versions import select_line, server_args
@@ -38,6 +45,7 @@ __all__ = [
     "output_name",
     "server_lines",
     "check_server",
+    "plan_serves",
 ]
 
 SERVERS = ("vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi")
@@ -83,26 +91,46 @@ def output_name(output: str) -> tuple[Path, str]:
     return path.parent, path.name
 
 
+def plan_serves(server: str, server_version: str | None) -> Callable[[str], bool]:
+    """method -> whether ``server``'s release line for ``server_version`` runs it (to pick a plan's candidate)."""
+    key = _server_name(server)
+    if key in _REFUSERS:
+        return lambda method: False
+    line = method_line(key, server_version).name
+    return lambda method: serves(key, line, method)
+
+
 def export_plan(plan: ExportPlan, server: str, server_version: str | None = None, *,
-                target_path: str | None = None, draft_path: str | None = None, main_file: str | None = None) -> Export:
+                target_path: str | None = None, draft_path: str | None = None, main_file: str | None = None,
+                head_path: str | None = None) -> Export:
     """The files ``server`` reads for ``plan`` (release line from ``server_version``; None: the current one).
 
-    ``target_path`` / ``draft_path`` replace the plan's model ids (a quantized export,
-    a GGUF file, a local folder); ``main_file`` names the main file (default: one per
+    ``target_path`` / ``draft_path`` / ``head_path`` replace the plan's model ids (a quantized
+    export, a GGUF file, a local folder); ``main_file`` names the main file (default: one per
     server, e.g. vllm.yaml), and the companion files are named after its stem.
     """
     check_server(server)
     key = _server_name(server)
     check_plan(plan, key)
-    for value, flag in ((target_path, "--target-path"), (draft_path, "--draft-path")):
+    for value, flag in ((target_path, "--target-path"), (draft_path, "--draft-path"), (head_path, "--head-path")):
         if value is not None:
             check_word(value, flag)
     module = _EXPORTERS[key]
-    line = select_line(key, server_version)
     if main_file is not None and (not check_text(main_file, "-o") or "/" in main_file or main_file in (".", "..")):
         raise SpecplanError(f"main file {main_file!r} must be a file name without a folder")
     names = FileNames(main_file or module.DEFAULT_MAIN)
-    export = module.export(plan, line, names, target_path, draft_path)
+    if plan.settings is None:
+        if head_path is not None:
+            raise SpecplanError("--head-path names an EAGLE head or MTP checkpoint; the plan runs a draft model "
+                                "(--draft-path)")
+        export = module.export(plan, select_line(key, server_version), names, target_path, draft_path)
+    else:
+        if draft_path is not None:
+            raise SpecplanError(f"--draft-path names a draft model; the plan runs method {plan.method} "
+                                "(give its checkpoint as --head-path)")
+        line = method_line(key, server_version)  # a line refused for draft models may run the method
+        args = method_keys(plan, key, line, head_reference(plan, head_path))
+        export = module.export_method(plan, line, args, names, target_path)
     if plan.speedup < WORTHWHILE_SPEEDUP:
         export = replace(export, summary=f"{export.summary}\nwarning: predicted {plan.speedup:.2f}x, speculation does "
                          "not pay for this configuration")

@@ -20,6 +20,7 @@ from planner import __version__
 from planner.catalog.lookup import UAG_MARK
 from planner.catalog.precisions import kv_format, weight_format
 from planner.catalog.tokenizers import TokenizerMatch, match_tokenizers
+from planner.exports.method_settings import MethodSettings
 from planner.exports.names import model_facts
 from planner.exports.versions import ServerLine
 from planner.plan import (
@@ -40,6 +41,7 @@ __all__ = [
     "fraction_up",
     "fraction_down",
     "header",
+    "proposer_words",
     "comment_block",
     "shell_script",
     "Var",
@@ -83,6 +85,13 @@ class ExportPlan:
     target_catalog_id: str | None = None
     draft_catalog_id: str | None = None
     p_min: float | None = None  # draft confidence threshold the plan was priced with (llama.cpp p-min); None: not recorded
+    # a head / MTP / lookup method and its settings (head as the plan names it); None: the draft model above
+    settings: MethodSettings | None = None
+
+    @property
+    def method(self) -> str:
+        """The speculation method the plan runs: draft, eagle, eagle3, mtp, ngram or suffix."""
+        return self.settings.method if self.settings is not None else "draft"
 
     def component(self, name: str) -> float:
         """One per-GPU memory component in GiB (0 when the plan does not list it)."""
@@ -184,16 +193,35 @@ def _pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
+_METHOD_WORDS = {"eagle": "EAGLE head", "eagle3": "EAGLE-3 head", "mtp": "MTP", "ngram": "n-gram lookup (no model)",
+                 "suffix": "suffix decoding (no model)"}
+OWN_MTP = "the target checkpoint's own nextn layers"
+
+
+def proposer_words(plan: ExportPlan) -> str:
+    """What proposes the tokens, for a header line: the draft, the head, MTP layers or a lookup."""
+    if plan.settings is None:
+        return f"draft {plan.draft} ({plan.draft_precision or plan.precision})"
+    words = _METHOD_WORDS[plan.method]
+    head = plan.settings.head
+    if plan.method == "mtp":
+        return f"{words} ({OWN_MTP if head in (None, plan.target) else head})"
+    return f"{words} {head}" if head else words
+
+
+def _draft_split(plan: ExportPlan) -> str:
+    return f" (draft split over {plan.draft_tensor_parallel})" if plan.settings is None else ""
+
+
 def header(plan: ExportPlan, server_label: str, line: ServerLine, measure: list[str], notes: list[str]) -> list[str]:
     """The lines every exported file starts with (no comment markers)."""
-    draft_prec = plan.draft_precision or plan.precision
     alpha = (f"per-token acceptance alpha {_pct(plan.alpha)} from {plan.alpha_source or 'unknown'}"
              if plan.alpha is not None else "no alpha recorded")
     lines = [
         f"Written by specplan {__version__} for {server_label}, release line {line.name} ({line.version}).",
-        (f"Plan made {plan.created_at}: target {plan.target} ({plan.precision}) + draft {plan.draft} ({draft_prec}), "
-        f"k = {plan.k} draft tokens per step, on {plan.tensor_parallel} x {plan.gpu} (draft split over "
-        f"{plan.draft_tensor_parallel}), batch {plan.batch}, context {plan.context} tokens, KV cache {plan.kv_precision}."),
+        (f"Plan made {plan.created_at}: target {plan.target} ({plan.precision}) + {proposer_words(plan)}, "
+        f"k = {plan.k} draft tokens per step, on {plan.tensor_parallel} x {plan.gpu}{_draft_split(plan)}, "
+        f"batch {plan.batch}, context {plan.context} tokens, KV cache {plan.kv_precision}."),
         (f"specplan predicted: speedup {plan.speedup:.2f}x (band {plan.speedup_low:.2f}-{plan.speedup_high:.2f}x), "
         f"{alpha}; VRAM {plan.vram_total_gib:.1f} of {plan.vram_capacity_gib:.1f} GiB per GPU "
         f"({'fits' if plan.fits else 'does NOT fit'}, engine reserves of {plan.engine})."),

@@ -29,10 +29,12 @@ from planner.exports.common import (
     cross_tokenizer_plan,
     header,
 )
+from planner.exports.method_args import MethodArgs
+from planner.exports.method_export import method_notes
 from planner.exports.names import model_reference
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "export_method"]
 
 SERVER = "hf"
 LABEL = "HF transformers"
@@ -43,6 +45,15 @@ _DEMO_PROMPT = "Explain speculative decoding in three sentences."
 _UAG_NOTE = ("The assistant has another tokenizer: universal assisted generation (transformers >= 4.46) passes "
              "tokenizer= and assistant_tokenizer= to generate() and re-tokenises each round's draft through text; "
              "greedy decoding only before 4.50 (UAG-TLI adds sampling).")
+
+
+def _check_batch(plan: ExportPlan) -> None:
+    check_runs(plan, SERVER, LABEL)
+    if plan.batch != 1:
+        raise SpecplanError(
+            f"transformers runs assisted generation one sequence at a time (\"not batched inputs\"), but the plan is "
+            f"for batch {plan.batch}: re-plan with --batch 1, or serve the pair with vLLM or SGLang"
+        )
 
 
 def _dtype(precision: str) -> str:
@@ -112,12 +123,7 @@ def _measure() -> list[str]:
 def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: str | None,
            draft_path: str | None) -> Export:
     """A runnable Python file for assisted generation with the plan's pair."""
-    check_runs(plan, SERVER, LABEL)
-    if plan.batch != 1:
-        raise SpecplanError(
-            f"transformers runs assisted generation one sequence at a time (\"not batched inputs\"), but the plan is "
-            f"for batch {plan.batch}: re-plan with --batch 1, or serve the pair with vLLM or SGLang"
-        )
+    _check_batch(plan)
     target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
                              "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
@@ -140,3 +146,62 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     summary = (f"{LABEL} {line.name}: assistant {draft}{mode}, num_assistant_tokens {plan.k} "
                f"(constant); predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def _lookup_snippet(plan: ExportPlan, line: ServerLine, target: str, keys: dict[str, Any]) -> str:
+    """generate() with prompt lookup: the GenerationConfig fields of the method, no assistant model."""
+    dtype_kw = "torch_dtype" if line.name == _OLD_LINE else "dtype"
+    fields = "".join(f"\n    {key}={value!r}," for key, value in keys.items())
+    return f'''import sys
+import time
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+TARGET = {target!r}
+
+GENERATION_CONFIG = GenerationConfig({fields}
+    max_new_tokens={max(1, plan.context // 2)},
+)
+
+
+def main() -> None:
+    tokenizer = AutoTokenizer.from_pretrained(TARGET)
+    model = AutoModelForCausalLM.from_pretrained(TARGET, {dtype_kw}={_dtype(plan.precision)}, device_map="auto")
+    prompt = " ".join(arg for arg in sys.argv[1:] if arg != "--compare") or {_DEMO_PROMPT!r}
+    inputs = tokenizer(prompt, return_tensors="pt").to(model.device)
+    start = time.perf_counter()
+    output = model.generate(**inputs, generation_config=GENERATION_CONFIG)
+    lookup = time.perf_counter() - start
+    print(tokenizer.decode(output[0], skip_special_tokens=True))
+    if "--compare" in sys.argv:
+        plain_config = GenerationConfig(max_new_tokens=GENERATION_CONFIG.max_new_tokens)
+        start = time.perf_counter()
+        model.generate(**inputs, generation_config=plain_config)  # greedy: the same tokens, no lookup
+        plain = time.perf_counter() - start
+        print(f"prompt lookup {{lookup:.2f}} s, plain {{plain:.2f}} s: speedup {{plain / lookup:.2f}}x "
+              f"(specplan predicted {plan.speedup:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
+'''
+
+
+def export_method(plan: ExportPlan, line: ServerLine, args: MethodArgs, names: FileNames,
+                  target_path: str | None) -> Export:
+    """A runnable Python file for prompt lookup decoding (the n-gram method; the only one transformers runs)."""
+    _check_batch(plan)
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
+    notes = method_notes(args)
+    if line.name == _OLD_LINE:
+        notes.append("transformers before 4.56 names the load dtype torch_dtype= (4.56 renamed it dtype=).")
+    measure = ["generate() exposes no acceptance counters; run this file with --compare to time the same prompt with",
+               "and without prompt lookup and compare the measured speedup with the prediction above."]
+    head = header(plan, LABEL, line, measure, notes)
+    text = comment_block(head + [f"Run: python {shlex.quote(names.main)} \"your prompt\" [--compare]"]) + \
+        _lookup_snippet(plan, line, target, args.keys)
+    summary = (f"{LABEL} {line.name}: prompt lookup ({', '.join(f'{k}={v}' for k, v in args.keys.items())}); "
+               f"predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files={names.main: text}, summary=summary, server=SERVER, line=line.name)

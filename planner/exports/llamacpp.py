@@ -32,11 +32,13 @@ from planner.exports.common import (
     header,
     shell_script,
 )
+from planner.exports.method_args import MethodArgs, method_data
+from planner.exports.method_export import method_measure, method_notes
 from planner.exports.names import served_name
 from planner.exports.text import check_word
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gguf_name", "plan_p_min"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "export_method", "gguf_name", "plan_p_min"]
 
 SERVER = "llamacpp"
 LABEL = "llama.cpp llama-server"
@@ -120,13 +122,15 @@ def _env_value(value: str) -> str:
 
 
 def _measure(plan: ExportPlan) -> list[str]:
+    replan = (method_measure(plan) if plan.settings is not None else
+              f"Calibrate the plan: specplan calibrate --llamacpp responses.json --target {shlex.quote(plan.target)} "
+              f"--draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml (saved responses or the server log).")
     return [
         "Every response (/completion, /v1/completions, /v1/chat/completions, last streamed chunk) has a \"timings\"",
         "object with draft_n (draft tokens proposed) and draft_n_accepted (accepted) when drafting happened:",
         "acceptance rate = draft_n_accepted / draft_n. The server log prints",
         "\"draft acceptance rate = 0.57576 (  171 accepted /   297 generated)\".",
-        (f"Calibrate the plan: specplan calibrate --llamacpp responses.json --target {shlex.quote(plan.target)} "
-         f"--draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml (saved responses or the server log)."),
+        replan,
         "The Prometheus /metrics endpoint (--metrics) has no draft-acceptance metric.",
     ]
 
@@ -164,19 +168,67 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
                      "older builds need -fa added.")
     if plan.tensor_parallel > 1:
         notes.append(f"-sm layer splits the layers (and KV) of both models over the {plan.tensor_parallel} GPUs.")
+    files = _files(plan, line, names, rows, notes, {"TARGET_GGUF": target_file, "DRAFT_GGUF": draft_file})
+    summary = (f"{LABEL} {line.name}: draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
+               f"{plan.context} tokens, {'on the CPU' if _gpu_layers(plan) == 0 else 'all layers on GPU'}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def _files(plan: ExportPlan, line: ServerLine, names: FileNames, rows: list[tuple[str, str | None, Any]],
+           notes: list[str], variables: dict[str, str]) -> dict[str, str]:
+    """The -serve.sh and the env file; a flag without a LLAMA_ARG_* variable (env None) is on the command line only."""
     head = header(plan, LABEL, line, _measure(plan), notes)
-    variables = {"TARGET_GGUF": target_file, "DRAFT_GGUF": draft_file}
     script = shell_script(head, ["llama-server"], [(flag, value) for flag, _, value in rows], variables=variables)
     env_lines = []
     for _, name, value in rows:
+        if name is None:
+            continue
         if isinstance(value, Var):
-            value = target_file if value.name == "TARGET_GGUF" else draft_file
+            value = variables[value.name]
         env_lines.append(f"{name}={_env_value(str(value))}\n")
     env_name = names.companion(".env")
     env_head = head + [f"Use: set -a; . ./{shlex.quote(env_name)}; set +a; llama-server   (or docker run --env-file "
                        f"{shlex.quote(env_name)} ...)."]
-    files = {names.main: script, env_name: comment_block(env_head) + "".join(env_lines)}
-    summary = (f"{LABEL} {line.name}: draft {draft_file}, k={plan.k}, {plan.batch} slot(s) x "
-               f"{plan.context} tokens, {'on the CPU' if _gpu_layers(plan) == 0 else 'all layers on GPU'}; predicted {plan.speedup:.2f}x "
-               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    env_only = [flag for flag, name, _ in rows if name is None]
+    if env_only:
+        env_head.append(f"{', '.join(env_only)}: no LLAMA_ARG_* variable (common/arg.cpp); give them on the command "
+                        "line as the script does.")
+    return {names.main: script, env_name: comment_block(env_head) + "".join(env_lines)}
+
+
+def export_method(plan: ExportPlan, line: ServerLine, args: MethodArgs, names: FileNames,
+                  target_path: str | None) -> Export:
+    """llama-server command line and env file for an EAGLE-3 / MTP / n-gram plan: its --spec-type and flags."""
+    check_runs(plan, SERVER, LABEL)
+    target_file = target_path or gguf_name(plan.target, plan.precision)
+    env = method_data()[SERVER]["lines"][line.name].get("env", {})
+    head = args.keys.get("--spec-draft-model")
+    # the head as a GGUF file: --head-path as given, else <repo name>-<type>.gguf like a draft's
+    head_file = (head if head.endswith(".gguf") or head != plan.settings.head  # type: ignore[union-attr]
+                 else gguf_name(head, plan.draft_precision or plan.precision)) if head else None
+    rows: list[tuple[str, str | None, Any]] = [("-m", "LLAMA_ARG_MODEL", Var("TARGET_GGUF"))]
+    rows += [(flag, env.get(flag), Var("HEAD_GGUF") if flag == "--spec-draft-model" else value)
+             for flag, value in args.keys.items()]
+    rows.append(("-ngl", "LLAMA_ARG_N_GPU_LAYERS", _gpu_layers(plan)))
+    if head_file:
+        rows += [("--spec-draft-ngl", "LLAMA_ARG_N_GPU_LAYERS_DRAFT", _gpu_layers(plan)),
+                 ("--spec-draft-p-min", "LLAMA_ARG_SPEC_DRAFT_P_MIN", plan_p_min(plan))]
+    rows += [("-c", "LLAMA_ARG_CTX_SIZE", plan.context * plan.batch), ("-np", "LLAMA_ARG_N_PARALLEL", plan.batch)]
+    if plan.tensor_parallel > 1:
+        rows.append(("-sm", "LLAMA_ARG_SPLIT_MODE", "layer"))
+    if plan.kv_precision in ("q8_0", "q4_0"):
+        rows += [("-ctk", "LLAMA_ARG_CACHE_TYPE_K", plan.kv_precision),
+                 ("-ctv", "LLAMA_ARG_CACHE_TYPE_V", plan.kv_precision)]
+    variables = {"TARGET_GGUF": target_file, **({"HEAD_GGUF": head_file} if head_file else {})}
+    notes = [
+        f"TARGET_GGUF{' / HEAD_GGUF' if head_file else ''}: {target_file}{', ' + head_file if head_file else ''} "
+        "(GGUF files named <repo name>-<type>.gguf unless --target-path / --head-path give them).",
+        f"-c {plan.context * plan.batch} = context {plan.context} x {plan.batch} slot(s) (-np).",
+        *method_notes(args),
+    ]
+    files = _files(plan, line, names, rows, notes, variables)
+    summary = (f"{LABEL} {line.name}: --spec-type {args.keys.get('--spec-type')}"
+               f"{' head ' + head_file if head_file else ''}, {plan.batch} slot(s) x {plan.context} tokens; "
+               f"predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

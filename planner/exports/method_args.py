@@ -23,7 +23,7 @@ from planner.errors import SpecplanError
 from planner.exports.method_settings import DERIVED_FROM, MethodSettings
 from planner.exports.versions import ServerLine, line_entry
 
-__all__ = ["MethodArgs", "method_data", "method_line", "method_args", "lines_with"]
+__all__ = ["MethodArgs", "method_data", "method_line", "method_args", "lines_with", "serves"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,14 @@ def method_line(server: str, server_version: str | None) -> ServerLine:
 def lines_with(server: str, method: str) -> list[str]:
     """Names of the server's release lines that run ``method``, oldest first."""
     return [name for name, entry in method_data()[server]["lines"].items() if method in entry.get("methods", {})]
+
+
+def serves(server: str, line: str, method: str) -> bool:
+    """True when release line ``line`` of ``server`` runs ``method`` (a draft model included)."""
+    entry = method_data()[server]["lines"].get(line, {})
+    if "refuse" in entry or (method == "draft" and "refuse_draft" in entry):
+        return False
+    return method in entry.get("methods", {})
 
 
 def _value(template: Any, settings: MethodSettings) -> Any:

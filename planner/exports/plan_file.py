@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from planner.errors import SpecplanError
 from planner.catalog.lookup import UAG_ENGINE, UAG_MARK
 from planner.exports.common import ExportPlan, tokenizer_match
+from planner.exports.method_settings import METHODS, MethodSettings, method_settings
 from planner.exports.names import catalogue_model
 from planner.exports.text import check_text, check_word
 from planner.inputs import parse_json, read_bytes
@@ -127,31 +128,80 @@ def _memory(per_gpu: dict[str, Any], where: str) -> tuple[tuple[str, float], ...
 # --- plans -----------------------------------------------------------------------------------------------
 
 
-def _first_runnable(candidates: list[Any], need_fit: bool = True) -> tuple[int, dict[str, Any]]:
-    """The best-ranked candidate that has a draft and fits; refuse with the reason otherwise.
+def _entry_method(entry: Mapping[str, Any], where: str) -> str | None:
+    """The method a plan entry runs: its ``method``; a plan written before methods: draft when it names one."""
+    value = entry.get("method")
+    if value is None:
+        return "draft" if entry.get("draft") else None
+    method = check_text(value, f"plan: {where}method").strip().lower()
+    if method not in METHODS:
+        raise SpecplanError(f"plan: {where}method must be one of {', '.join(METHODS)} (got {value!r})")
+    return method
 
-    Without ``need_fit`` (a plan about to be re-planned) the best one with a draft will do.
+
+def _first_runnable(candidates: list[Any], need_fit: bool = True,
+                    serves: Callable[[str], bool] | None = None) -> tuple[int, dict[str, Any]]:
+    """The best-ranked candidate that speculates (a draft or a method) and fits; refuse with the reason otherwise.
+
+    Without ``need_fit`` (a plan about to be re-planned) the best one that speculates will do.
+    ``serves`` (method -> bool) passes over candidates the chosen server release cannot run;
+    when it runs none, the best one stays, to be refused with the server's own reason.
     """
     if not candidates:
         raise SpecplanError("the plan has no candidates to export")
     for i, c in enumerate(candidates):
         if not isinstance(c, dict):
             raise SpecplanError(f"plan: candidates[{i}] must be an object (got {type(c).__name__})")
-    with_draft = [(i, c) for i, c in enumerate(candidates) if c.get("draft")]
-    if not with_draft:
-        raise SpecplanError("no candidate of the plan uses a draft model: there is no speculative decoding to export")
-    for i, cand in with_draft:
+    speculating = [(i, c, m) for i, c in enumerate(candidates) if (m := _entry_method(c, f"candidates[{i}]."))]
+    if not speculating:
+        raise SpecplanError("no candidate of the plan uses a draft model or a speculation method: there is no "
+                            "speculative decoding to export")
+    if serves is not None:
+        speculating = [row for row in speculating if serves(row[2])] or speculating[:1]
+    for i, cand, _ in speculating:
         if _bool(cand, "fits", f"candidates[{i}]."):
             return i, cand
+    i, worst, method = speculating[0]
     if not need_fit:
-        return with_draft[0]
-    i, worst = with_draft[0]
+        return i, worst
     mem = dict(_memory(_obj(worst, "per_gpu_gib", f"candidates[{i}]."), f"candidates[{i}]."))
+    name = _text(worst, "draft", f"candidates[{i}].") if method == "draft" else method
     raise SpecplanError(
-        f"no candidate with a draft fits in memory (best: {_text(worst, 'draft', f'candidates[{i}].')} needs "
+        f"no candidate with {'a draft' if method == 'draft' else 'speculation'} fits in memory (best: {name} needs "
         f"{mem.get('total', float('nan')):.1f} of {mem.get('capacity', float('nan')):.1f} GiB per GPU); re-plan "
         "with more GPUs or smaller formats"
     )
+
+
+_INT_SETTINGS = ("k", "num_steps", "topk", "num_draft_tokens", "prompt_lookup_min", "prompt_lookup_max",
+                 "ngram_min_bfs_breadth", "ngram_max_bfs_breadth", "ngram_branch_length", "suffix_max_tree_depth",
+                 "suffix_max_cached_requests")
+_FLOAT_SETTINGS = ("suffix_max_spec_factor", "suffix_min_token_prob")
+_MAX_SETTING = 10_000_000  # any count a method takes; the settings' own ranges follow in MethodSettings
+
+
+def _method_settings(src: Mapping[str, Any], where: str, method: str | None) -> MethodSettings | None:
+    """The settings of a head / MTP / lookup method (None: a draft model or no speculation), checked."""
+    if method in (None, "draft"):
+        return None
+    raw = _obj(src, "settings", where)
+    at = f"{where}settings."
+    if raw.get("method") is not None and _text(raw, "method", at).strip().lower() != method:
+        raise SpecplanError(f"plan: {at}method {raw['method']!r} differs from {where}method {method!r}")
+    head = _text(src, "head", where, required=False, word=True)
+    named = _text(raw, "head", at, required=False, word=True)
+    if head and named and head != named:
+        raise SpecplanError(f"plan: {at}head {named!r} differs from {where}head {head!r}")
+    fields: dict[str, Any] = {"method": method, "head": head or named}
+    fields.update({key: _int(raw, key, at, 0, _MAX_SETTING, required=False) for key in _INT_SETTINGS})
+    fields.update({key: _num(raw, key, at, 0.0, float(_MAX_SETTING), required=False) for key in _FLOAT_SETTINGS})
+    fields["llamacpp_ngram_type"] = _text(raw, "llamacpp_ngram_type", at, required=False)
+    if fields["k"] is None:
+        fields["k"] = _int(src, "k", where, 1, MAX_K, required=False)
+    try:
+        return method_settings(**{key: v for key, v in fields.items() if v is not None})
+    except SpecplanError as err:
+        raise SpecplanError(f"plan: {where}{err}") from None
 
 
 def _draft_tp_from_catalogue(draft: str, engine: str, gpu: str, gpus: int) -> int:
@@ -172,18 +222,19 @@ def _draft_tp_from_catalogue(draft: str, engine: str, gpu: str, gpus: int) -> in
     return gpus if gpus in valid_group_sizes(spec, eng, hw) else 1
 
 
-def plan_from_json(data: Any) -> ExportPlan:
+def plan_from_json(data: Any, serves: Callable[[str], bool] | None = None) -> ExportPlan:
     """An ExportPlan from ``estimate --format json`` or ``recommend --format json`` output.
 
-    From a recommendation the first candidate that has a draft and fits is taken
-    (candidates are ranked best first); a plan without one is refused.
+    From a recommendation the first candidate that speculates (a draft model or a method)
+    and fits is taken (candidates are ranked best first), passing over the methods
+    ``serves`` says the server release lacks; a plan without one is refused.
     """
-    plan = parse_plan(data)
+    plan = parse_plan(data, serves=serves)
     check_plan(plan)
     return plan
 
 
-def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
+def parse_plan(data: Any, need_fit: bool = True, serves: Callable[[str], bool] | None = None) -> ExportPlan:
     """The plan's configuration with every field checked, but not whether it can be exported."""
     if not isinstance(data, dict) or "target" not in data:
         raise SpecplanError("not a specplan plan: expected the JSON of `specplan estimate` or `specplan recommend`")
@@ -196,13 +247,13 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         "created_at": _text(data, "created_at", "", required=False) or "unknown",
     }
     if "candidates" in data:  # recommend: the first runnable candidate
-        i, src = _first_runnable(_list(data, "candidates", ""), need_fit)
+        i, src = _first_runnable(_list(data, "candidates", ""), need_fit, serves)
         where = f"candidates[{i}]."
         mem = _obj(src, "per_gpu_gib", where)
         gpus = _int(src, "gpus", where, 1, _MAX_GPUS, required=False) or _int(data, "gpus", "", 1, _MAX_GPUS)
         fits = _bool(src, "fits", where)
         draft_precision = _text(src, "draft_precision", where, required=False) or common["precision"]
-        draft = _text(src, "draft", where, word=True)
+        draft = _text(src, "draft", where, word=True, required=_entry_method(src, where) == "draft")
         draft_catalog_id = _text(src, "draft_catalog_id", where, required=False)
         draft_tp = _draft_tp_from_catalogue(draft_catalog_id or draft, common["engine"], common["gpu"], gpus)  # type: ignore[arg-type]
     else:  # estimate: one configuration with its fit block
@@ -217,13 +268,17 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         draft = _text(data, "draft", "", required=False, word=True)
         draft_tp = _int(fit, "draft_tp", "fit.", 1, _MAX_GPUS, required=False) or 1
         draft_catalog_id = _text(data, "draft_catalog_id", "", required=False)
+    settings = _method_settings(src, where, _entry_method(src, where))
+    if settings is not None:
+        draft = draft_catalog_id = None  # a head / MTP / lookup plan names no draft model
     target_catalog_id = _text(data, "target_catalog_id", "", required=False)
     _check_release(common["target"], target_catalog_id, "target_catalog_id")  # type: ignore[arg-type]
     _check_release(draft, draft_catalog_id, f"{where}draft_catalog_id")
     memory = _memory(mem, f"{where}per_gpu_gib." if where else "fit.")
     by_name = dict(memory)
     plan = ExportPlan(
-        **common, draft=draft, k=_int(src, "k", where, 1, MAX_K, required=False), tensor_parallel=gpus,  # type: ignore[arg-type]
+        **common, draft=draft, tensor_parallel=gpus,  # type: ignore[arg-type]
+        k=settings.k if settings is not None else _int(src, "k", where, 1, MAX_K, required=False),
         draft_precision=draft_precision,
         speedup=_num(src, "speedup", where, 0.0, _MAX_SPEEDUP, required=False, open_low=True) or 1.0,
         speedup_low=_num(src, "speedup_low", where, 0.0, _MAX_SPEEDUP, required=False, open_low=True) or 1.0,
@@ -233,7 +288,7 @@ def parse_plan(data: Any, need_fit: bool = True) -> ExportPlan:
         vram_total_gib=by_name.get("total", 0.0), vram_capacity_gib=by_name.get("capacity", 0.0),
         fits=fits, draft_tensor_parallel=draft_tp, memory_gib=memory, warnings=warnings,
         target_catalog_id=target_catalog_id, draft_catalog_id=draft_catalog_id,
-        p_min=_num(src, "p_min", where, 0.0, 1.0, required=False),
+        p_min=_num(src, "p_min", where, 0.0, 1.0, required=False), settings=settings,
     )
     return plan
 
@@ -260,8 +315,9 @@ def check_plan(plan: ExportPlan, server: str | None = None) -> None:
     A draft with another tokenizer passes only for transformers (``server``, or the plan's
     engine when no server is named yet), which runs it as universal assisted generation.
     """
-    if not plan.draft or not plan.k:
-        raise SpecplanError("the plan has no draft model: there is no speculative decoding to export")
+    if plan.settings is None and (not plan.draft or not plan.k):
+        raise SpecplanError("the plan has no draft model and no speculation method: there is no speculative "
+                            "decoding to export")
     if plan.vram_capacity_gib <= 0:
         raise SpecplanError("the plan records no GPU memory capacity; re-run `specplan estimate`/`recommend` to make it")
     if not plan.fits:
@@ -269,6 +325,8 @@ def check_plan(plan: ExportPlan, server: str | None = None) -> None:
             f"the plan does not fit: {plan.vram_total_gib:.1f} of {plan.vram_capacity_gib:.1f} GiB per GPU on "
             f"{plan.tensor_parallel} x {plan.gpu}; re-plan (more GPUs, smaller formats, shorter context) first"
         )
+    if plan.settings is not None:
+        return  # a head, MTP or lookup: no draft tokenizer to compare
     if plan.draft_tensor_parallel not in (1, plan.tensor_parallel):
         raise SpecplanError(f"plan: fit.draft_tp must be 1 or the plan's gpus ({plan.tensor_parallel}), "
                             f"got {plan.draft_tensor_parallel}")

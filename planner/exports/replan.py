@@ -25,6 +25,7 @@ PLANNING_FLAGS = {
     "kv_precision": "--kv-precision", "batch": "--batch", "context": "--context", "engine": "--engine",
     "memory_gib": "--memory-gib", "draft": "--draft", "draft_precision": "--draft-precision",
     "allow_tokenizer_mismatch": "--allow-tokenizer-mismatch", "k": "--k", "task": "--task",
+    "method": "--method", "head": "--head",
 }
 
 
@@ -48,9 +49,17 @@ def replan_settings(data: Any, given: dict[str, Any]) -> tuple[int | None, str, 
         "kv_precision": plan.kv_precision, "batch": plan.batch, "context": plan.context, "engine": plan.engine,
         "draft": plan.draft, "draft_precision": plan.draft_precision if plan.draft else None,
         "memory_gib": None, "allow_tokenizer_mismatch": False,
+        "method": plan.method if plan.settings is not None else None,
+        "head": plan.settings.head if plan.settings is not None and plan.method != "mtp" else None,
     }
     if "draft" in given and "draft_precision" not in given:
         flags["draft_precision"] = None  # another draft: its own default format, not the old draft's
+    if "draft" in given and "method" not in given:
+        flags.update(method=None, head=None)  # a draft named: a draft-model plan
+    if given.get("method") not in (None, "draft"):
+        flags.update(draft=None, draft_precision=None)  # a head / MTP / lookup runs no draft model
+    if "method" in given and "head" not in given and given["method"] != flags["method"]:
+        flags["head"] = None  # the plan's head belongs to the plan's method
     task = check_text(data.get("task") or "chat", "plan: task") if isinstance(data, dict) else "chat"
     if plan.p_min is not None and "engine" not in given:
         flags["p_min"] = plan.p_min  # the plan's draft loop threshold (llama.cpp p-min) carries over
@@ -77,8 +86,12 @@ def plan_for_export(server: str, k: int | None, task: str, flags: dict[str, Any]
         raise SpecplanError("give --from-plan FILE, or --target and --gpu to plan now")
     flags = {**flags, "engine": flags.get("engine") or _SERVER_ENGINE.get(server, "auto")}
     p_min = flags.pop("p_min", None)
-    if flags.get("draft"):
+    method = flags.get("method")
+    if flags.get("draft") or method not in (None, "draft"):  # one proposer named: plan it
         fit = FitInputs(**flags, **({"k": k} if k is not None else {}))
         return estimate_to_dict(run_estimate(EstimateInputs(fit, k_given=k is not None, task=task, p_min=p_min)))
-    plan_flags = {key: v for key, v in flags.items() if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch")}
-    return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task)), task, "latency")
+    plan_flags = {key: v for key, v in flags.items()
+                  if key not in ("draft", "draft_precision", "allow_tokenizer_mismatch", "method", "head")}
+    # no proposer named: the best that fits, among every method the target runs (recommend's default)
+    return recommendation_to_dict(run_recommend(RecommendInputs(FitInputs(**plan_flags), task=task, method=method)),
+                                  task, "latency")

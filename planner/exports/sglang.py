@@ -34,10 +34,12 @@ from planner.exports.common import (
     needed_gib,
     shell_script,
 )
+from planner.exports.method_args import MethodArgs
+from planner.exports.method_export import method_measure, method_notes
 from planner.exports.names import PRE_QUANTIZED, model_reference
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "mem_fraction_static"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "export_method", "mem_fraction_static"]
 
 SERVER = "sglang"
 LABEL = "SGLang"
@@ -110,13 +112,15 @@ def _older_draft_format(plan: ExportPlan, line: ServerLine, target_quant: str | 
 
 
 def _measure(plan: ExportPlan) -> list[str]:
+    replan = (method_measure(plan) if plan.settings is not None else
+              f"specplan calibrate --sglang-metrics-before before.txt --sglang-metrics http://localhost:30000/metrics "
+              f"--target {shlex.quote(plan.target)} --draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml")
     return [
         "Prometheus GET /metrics (enable-metrics is set): sglang:spec_accept_length (gauge, accepted draft tokens",
         "+ 1 bonus per verify step = tau) and sglang:spec_accept_rate (gauge, accepted / draft tokens); both cover the",
         "last logging window, so sample them repeatedly and weight by throughput. SGLang 0.5.23 also counts",
         "sglang:spec_verify_calls_total (0.5.3 does not): a window of two scrapes is read by",
-        f"specplan calibrate --sglang-metrics-before before.txt --sglang-metrics http://localhost:30000/metrics "
-        f"--target {shlex.quote(plan.target)} --draft {shlex.quote(plan.draft or '')} --k {plan.k} -o calibration.yaml",
+        replan,
         "Log line: \"Decode batch. ... accept len: 2.17, accept rate: 0.54, ...\".",
         "Whole server lifetime: GET /get_server_info (newer: /server_info) -> internal_states[0].avg_spec_accept_length.",
         "With topk 1 and k drafted tokens, the per-token alpha solves tau = (1 - alpha^(k+1)) / (1 - alpha).",
@@ -138,15 +142,7 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     draft = model_reference(plan.draft or "", weight_format(plan.draft_precision or plan.precision).name, draft_path,
                             LABEL, "draft", "--draft-path", _ONLINE, catalog_id=plan.draft_catalog_id)
     fraction, low, high = mem_fraction_static(plan)
-    prec = weight_format(plan.precision).name
-    cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,
-                           "max-running-requests": plan.batch, "mem-fraction-static": fraction}
-    if prec in _DTYPE:
-        cfg["dtype"] = _DTYPE[prec]
-    elif prec == "fp8":
-        cfg["quantization"] = "fp8"
-    if plan.kv_precision == "fp8":
-        cfg["kv-cache-dtype"] = "fp8_e4m3"
+    cfg = _target_keys(plan, target, fraction)
     cfg.update({
         "speculative-algorithm": "STANDALONE",
         "speculative-draft-model-path": draft,
@@ -165,6 +161,28 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
         f"  activations + CUDA context leave room up to {high:.2f}; SGLang's usual default clamped to that range.",
         f"speculative-num-steps {plan.k} with eagle-topk 1 drafts one chain of k tokens; num-draft-tokens = k + 1.",
     ]
+    summary = (f"{LABEL} {line.name}: STANDALONE draft {draft}, k={plan.k}, tp {plan.tensor_parallel}, "
+               f"mem-fraction-static {fraction:.2f}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return _export(plan, line, names, cfg, notes, summary)
+
+
+def _target_keys(plan: ExportPlan, target: str, fraction: float) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,
+                           "max-running-requests": plan.batch, "mem-fraction-static": fraction}
+    prec = weight_format(plan.precision).name
+    if prec in _DTYPE:
+        cfg["dtype"] = _DTYPE[prec]
+    elif prec == "fp8":
+        cfg["quantization"] = "fp8"
+    if plan.kv_precision == "fp8":
+        cfg["kv-cache-dtype"] = "fp8_e4m3"
+    return cfg
+
+
+def _export(plan: ExportPlan, line: ServerLine, names: FileNames, cfg: dict[str, Any], notes: list[str],
+            summary: str) -> Export:
+    """The YAML, the -serve.sh that runs it, and the summary (with a warning for a -o SGLang will not read)."""
     head = header(plan, LABEL, line, _measure(plan), notes)
     script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
@@ -174,10 +192,28 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
                                           f"sglang.launch_server --config {shlex.quote(names.main)})"]) + body,
         script_name: shell_script(head, ["python3", "-m", "sglang.launch_server"], options),
     }
-    summary = (f"{LABEL} {line.name}: STANDALONE draft {draft}, k={plan.k}, tp {plan.tensor_parallel}, "
-               f"mem-fraction-static {fraction:.2f}; predicted {plan.speedup:.2f}x "
-               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     if not names.main.lower().endswith((".yaml", ".yml")):
         # server_args_config_parser.py _validate_yaml_file: "path.suffix.lower() not in [".yaml", ".yml"]"
         summary += f"\nwarning: SGLang reads --config only from a .yaml or .yml file, not {names.main}: give -o such a name"
     return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def export_method(plan: ExportPlan, line: ServerLine, args: MethodArgs, names: FileNames,
+                  target_path: str | None) -> Export:
+    """SGLang YAML + command line for a head / MTP / lookup plan: --speculative-algorithm and its keys."""
+    check_runs(plan, SERVER, LABEL)
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
+    fraction, low, high = mem_fraction_static(plan)
+    cfg = _target_keys(plan, target, fraction) | args.keys
+    cfg["enable-metrics"] = True
+    notes = [
+        f"mem-fraction-static {fraction:.2f}: weights (head included) + KV cache need {low - MARGIN:.2f} of each GPU,",
+        f"  and activations + CUDA context leave room up to {high:.2f}; SGLang's usual default clamped to that range.",
+        *method_notes(args),
+    ]
+    summary = (f"{LABEL} {line.name}: {args.keys.get('speculative-algorithm')} "
+               f"({', '.join(f'{k}={v}' for k, v in args.keys.items() if k != 'speculative-algorithm')}), "
+               f"tp {plan.tensor_parallel}, mem-fraction-static {fraction:.2f}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return _export(plan, line, names, cfg, notes, summary)

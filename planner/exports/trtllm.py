@@ -32,10 +32,12 @@ from planner.exports.common import (
     needed_gib,
     shell_script,
 )
+from planner.exports.method_args import MethodArgs
+from planner.exports.method_export import method_measure, method_notes
 from planner.exports.names import model_reference
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "free_gpu_memory_fraction"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "export_method", "free_gpu_memory_fraction"]
 
 SERVER = "trtllm"
 LABEL = "TensorRT-LLM"
@@ -87,20 +89,11 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     fraction, share = free_gpu_memory_fraction(plan)
     old = line.name == _OLD_LINE
     draft_key = "speculative_model_dir" if old else "speculative_model"
-    cfg: dict[str, Any] = {"tensor_parallel_size": plan.tensor_parallel, "max_batch_size": plan.batch,
-                           "max_seq_len": plan.context}
-    prec = weight_format(plan.precision).name
-    if prec in _DTYPE:
-        cfg["dtype"] = _DTYPE[prec]
-    if plan.context > _CHUNK_TOKENS:
-        cfg["enable_chunked_prefill"] = True
-    cfg["kv_cache_config"] = {"free_gpu_memory_fraction": fraction,
-                              "dtype": "fp8" if plan.kv_precision == "fp8" else "auto"}
+    cfg = _target_keys(plan, fraction)
     decoding_type = line.args["draft_target_decoding_type"]
     cfg["speculative_config"] = {"decoding_type": decoding_type, "max_draft_len": plan.k, draft_key: draft}
     cfg["disable_overlap_scheduler"] = True
     cfg["enable_iter_perf_stats"] = True
-    flag = "--extra_llm_api_options" if old else "--config"
     notes = [
         f"kv_cache_config.free_gpu_memory_fraction {fraction:.2f}: the plan's KV cache needs {share:.2f} of the memory",
         "  left after weights and activations; TensorRT-LLM's default 0.90 unless more is needed. Draft-target gives the",
@@ -111,16 +104,60 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     ]
     if old:
         notes.append("1.0-1.1 line: the YAML goes to --extra_llm_api_options and the draft key is speculative_model_dir.")
-    head = header(plan, LABEL, line, _measure(), notes)
+    files = _files(plan, line, names, target, cfg, notes, _measure())
+    summary = (f"{LABEL} {line.name}: {decoding_type} {draft}, max_draft_len {plan.k}, tp "
+               f"{plan.tensor_parallel}, free_gpu_memory_fraction {fraction:.2f}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def _target_keys(plan: ExportPlan, fraction: float) -> dict[str, Any]:
+    cfg: dict[str, Any] = {"tensor_parallel_size": plan.tensor_parallel, "max_batch_size": plan.batch,
+                           "max_seq_len": plan.context}
+    prec = weight_format(plan.precision).name
+    if prec in _DTYPE:
+        cfg["dtype"] = _DTYPE[prec]
+    if plan.context > _CHUNK_TOKENS:
+        cfg["enable_chunked_prefill"] = True
+    cfg["kv_cache_config"] = {"free_gpu_memory_fraction": fraction,
+                              "dtype": "fp8" if plan.kv_precision == "fp8" else "auto"}
+    return cfg
+
+
+def _files(plan: ExportPlan, line: ServerLine, names: FileNames, target: str, cfg: dict[str, Any], notes: list[str],
+           measure: list[str]) -> dict[str, str]:
+    """The YAML and the -serve.sh that passes it with the line's flag."""
+    flag = "--extra_llm_api_options" if line.name == _OLD_LINE else "--config"
+    head = header(plan, LABEL, line, measure, notes)
     script_name = names.companion("-serve.sh")
     body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
     options = [(flag, BesideScript(names.main))]
-    files = {
+    return {
         names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: trtllm-serve "
                                           f"{shlex.quote(target)} {flag} {shlex.quote(names.main)})"]) + body,
         script_name: shell_script(head, ["trtllm-serve", target], options),
     }
-    summary = (f"{LABEL} {line.name}: {decoding_type} {draft}, max_draft_len {plan.k}, tp "
+
+
+def export_method(plan: ExportPlan, line: ServerLine, args: MethodArgs, names: FileNames,
+                  target_path: str | None) -> Export:
+    """trtllm-serve YAML + command line for an EAGLE-3 / MTP / n-gram plan: its decoding config."""
+    check_runs(plan, SERVER, LABEL)
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", frozenset(), catalog_id=plan.target_catalog_id)
+    fraction, share = free_gpu_memory_fraction(plan)
+    cfg = _target_keys(plan, fraction)
+    # no disable_overlap_scheduler: the docs set it only in the draft-target example (shared/research/servers.md 4)
+    cfg["speculative_config"] = dict(args.keys)
+    cfg["enable_iter_perf_stats"] = True
+    notes = [
+        f"kv_cache_config.free_gpu_memory_fraction {fraction:.2f}: the plan's KV cache needs {share:.2f} of the memory",
+        "  left after weights (head included) and activations; TensorRT-LLM's default 0.90 unless more is needed.",
+        *method_notes(args),
+    ]
+    files = _files(plan, line, names, target, cfg, notes, [*_measure(), method_measure(plan)])
+    summary = (f"{LABEL} {line.name}: {args.keys.get('decoding_type')} "
+               f"({', '.join(f'{k}={v}' for k, v in args.keys.items() if k != 'decoding_type')}), tp "
                f"{plan.tensor_parallel}, free_gpu_memory_fraction {fraction:.2f}; predicted {plan.speedup:.2f}x "
                f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)

@@ -35,10 +35,12 @@ from planner.exports.common import (
     needed_gib,
     shell_script,
 )
+from planner.exports.method_args import MethodArgs, method_data
+from planner.exports.method_export import method_measure, method_notes
 from planner.exports.names import model_reference, vocab_sizes
 from planner.exports.versions import ServerLine
 
-__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "gpu_memory_utilization"]
+__all__ = ["SERVER", "LABEL", "DEFAULT_MAIN", "export", "export_method", "gpu_memory_utilization"]
 
 SERVER = "vllm"
 LABEL = "vLLM"
@@ -133,10 +135,16 @@ def _old_flags(plan: ExportPlan, draft: str) -> dict[str, Any]:
 
 
 def _measure(line: ServerLine, plan: ExportPlan) -> list[str]:
+    if plan.settings is not None:
+        return _metric_lines(line, method_measure(plan))
     calibrate = (f"specplan calibrate --vllm-metrics http://localhost:8000/metrics --vllm-metrics-before before.txt "
                  f"--target {shlex.quote(plan.target)} --draft {shlex.quote(plan.draft or '')} --k {plan.k} "
                  "-o calibration.yaml (save before.txt with `curl -s http://localhost:8000/metrics` before the "
                  "traffic window)")
+    return _metric_lines(line, f"Calibrate the plan: {calibrate}")
+
+
+def _metric_lines(line: ServerLine, replan: str) -> list[str]:
     if line.args.get("metrics") == "v1":
         return [
             "Prometheus GET /metrics (V1 engine): vllm:spec_decode_num_accepted_tokens_total (A, bonus token excluded),",
@@ -145,13 +153,13 @@ def _measure(line: ServerLine, plan: ExportPlan) -> list[str]:
             "difference of two scrapes: acceptance rate = dA/dD, mean acceptance length = 1 + dA/dS.",
             "Log line every interval: \"SpecDecoding metrics: Mean acceptance length: ..., Per-position acceptance rate:",
             "..., Avg Draft acceptance rate: ...%\".",
-            f"Calibrate the plan: {calibrate}",
+            replan,
         ]
     return [
         "Prometheus GET /metrics (V0 engine, legacy names): vllm:spec_decode_draft_acceptance_rate (gauge),",
         "vllm:spec_decode_efficiency (gauge), vllm:spec_decode_num_accepted_tokens_total and",
         "vllm:spec_decode_num_draft_tokens_total (counters; use the difference of two scrapes).",
-        f"Calibrate the plan: {calibrate}",
+        replan,
     ]
 
 
@@ -184,16 +192,57 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
     if env:
         notes.append(f"{line.name} line: a draft model runs on the V0 engine only; the script sets "
                      + ", ".join(f"{k}={v}" for k, v in env.items()) + " (set it yourself when you pass only the YAML).")
-    head = header(plan, LABEL, line, _measure(line, plan), notes)
-    script_name = names.companion("-serve.sh")
-    body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
-    options = [("--config", BesideScript(names.main)), *cli_extra]
-    files = {
-        names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: vllm serve "
-                                          f"{shlex.quote(target)} --config {shlex.quote(names.main)})"]) + body,
-        script_name: shell_script(head, ["vllm", "serve", target], options, env=env),
-    }
+    files = _files(plan, line, names, target, cfg, notes, env, cli_extra)
     summary = (f"{LABEL} {line.name}: draft {draft}, k={plan.k}, tp {plan.tensor_parallel} "
                f"(draft {plan.draft_tensor_parallel}), gpu-memory-utilization {cfg['gpu-memory-utilization']:.2f}; "
                f"predicted {plan.speedup:.2f}x ({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
     return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def _files(plan: ExportPlan, line: ServerLine, names: FileNames, target: str, cfg: dict[str, Any], notes: list[str],
+           env: dict[str, str], cli_extra: list[tuple[str, Any]]) -> dict[str, str]:
+    """The YAML and the -serve.sh that runs it."""
+    head = header(plan, LABEL, line, _measure(line, plan), notes)
+    script_name = names.companion("-serve.sh")
+    body = yaml.safe_dump(cfg, sort_keys=False, default_flow_style=False, width=1000)
+    options = [("--config", BesideScript(names.main)), *cli_extra]
+    return {
+        names.main: comment_block(head + [f"Run: bash {shlex.quote(script_name)}   (or: vllm serve "
+                                          f"{shlex.quote(target)} --config {shlex.quote(names.main)})"]) + body,
+        script_name: shell_script(head, ["vllm", "serve", target], options, env=env),
+    }
+
+
+def export_method(plan: ExportPlan, line: ServerLine, args: MethodArgs, names: FileNames,
+                  target_path: str | None) -> Export:
+    """vLLM YAML + command line for a head / MTP / lookup plan: the method's keys of ``line``."""
+    check_runs(plan, SERVER, LABEL)
+    target = model_reference(plan.target, weight_format(plan.precision).name, target_path, LABEL, "target",
+                             "--target-path", _ONLINE, catalog_id=plan.target_catalog_id)
+    utilization, share = gpu_memory_utilization(plan)
+    cfg = _target_keys(plan, target, utilization)
+    if args.section == "speculative-config":
+        cfg["speculative-config"] = json.dumps(args.keys)
+    else:  # 0.6-0.8.1: the separate --speculative-* flags
+        cfg.update(args.keys)
+    notes = [
+        f"gpu-memory-utilization {utilization:.2f}: the plan needs {share:.2f} of each GPU (weights, head, KV cache,",
+        f"  activations, CUDA context) + {MARGIN:.2f} margin, never below vLLM's default (more only adds KV room).",
+        *method_notes(args),
+    ]
+    v0 = _v0_engine(line)
+    env = {str(k): str(v) for k, v in (line.args.get("set_env") or {}).items()} if v0 else {}
+    cli_extra: list[tuple[str, Any]] = [(flag, None) for flag in line.args.get("extra_cli") or ()] if v0 else []
+    if env:
+        notes.append(f"{line.name} line: speculative decoding runs on the V0 engine; the script sets "
+                     + ", ".join(f"{k}={v}" for k, v in env.items()) + " (set it yourself when you pass only the YAML).")
+    files = _files(plan, line, names, target, cfg, notes, env, cli_extra)
+    summary = (f"{LABEL} {line.name}: method {args.method} ({', '.join(f'{k}={v}' for k, v in args.keys.items())}), "
+               f"tp {plan.tensor_parallel}, gpu-memory-utilization {utilization:.2f}; predicted {plan.speedup:.2f}x "
+               f"({plan.speedup_low:.2f}-{plan.speedup_high:.2f})")
+    return Export(files=files, summary=summary, server=SERVER, line=line.name)
+
+
+def _v0_engine(line: ServerLine) -> bool:
+    """True where methods.yaml says the line runs speculation on the V0 engine (its env and flags apply)."""
+    return bool(method_data()[SERVER]["lines"].get(line.name, {}).get("v0_engine"))
