@@ -356,6 +356,8 @@ def test_the_same_method_applies_only_with_the_same_head(plan_models):
     (["--vllm-metrics", "M", "--method", "eagle3"], "--method eagle3 needs --head"),
     (["--vllm-metrics", "M", "--draft", "d", "--topk", "4"], "--topk: only --sglang-metrics reads a tree shape"),
     (["--sglang-metrics", "M", "--method", "ngram", "--topk", "4"], "NGRAM trie is not an EAGLE tree"),
+    (["--sglang-metrics", "M", "--method", "ngram", "--num-draft-tokens", "100"], "k must be between 1 and 64"),
+    (["--trtllm-stats", "M", "--method", "suffix", "--head", "x/h"], "--method suffix runs no model"),
     (["--sglang-metrics", "M", "--method", "eagle3", "--head", HEAD, "--num-steps", "3", "--num-draft-tokens", "8"],
      "give --topk"),
     (["--sglang-metrics", "M", "--method", "eagle3", "--head", HEAD, "--num-steps", "3", "--topk", "4",

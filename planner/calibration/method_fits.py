@@ -29,7 +29,7 @@ from planner.calibration.schema import TreeShape
 from planner.catalog.lookup import model_name
 from planner.errors import SpecplanError
 from planner.proposers.methods import METHODS
-from planner.speedup import acceptance_rate_from_alpha
+from planner.speedup import acceptance_rate_from_alpha, check_k
 from planner.trees import alpha_from_mean_accepted_length, check_eagle_shape, longest_accepted_length
 
 __all__ = ["HEAD_METHODS", "LOOKUP_METHODS", "MeasuredProposer", "measured_proposer", "decode_steps",
@@ -125,6 +125,7 @@ def tree_shape(num_steps: int | None, topk: int | None, num_draft_tokens: int | 
         raise SpecplanError(f"{origin}: --topk {width} needs --num-draft-tokens (the server's "
                             "--speculative-num-draft-tokens)")
     check_eagle_shape(steps, width, nodes)
+    check_k(steps)  # a draft deeper than any engine runs is refused before the record would be
     return TreeShape(num_steps=steps, topk=width, num_draft_tokens=nodes)
 
 

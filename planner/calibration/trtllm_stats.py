@@ -74,7 +74,8 @@ def trtllm_counts(text: str, label: str = "TensorRT-LLM stats") -> TrtllmCounts:
     for entry in entries:
         if not isinstance(entry, dict):
             raise SpecplanError(f"{label}: expected iteration-stat objects (JSON), found {type(entry).__name__}")
-        gen = (entry.get("inflightBatchingStats") or {}).get("numGenRequests")
+        batching = entry.get("inflightBatchingStats")
+        gen = batching.get("numGenRequests") if isinstance(batching, dict) else None
         generation = None if generation is None or gen is None else generation + _count(gen, "numGenRequests", label)
         spec = entry.get(_SPEC)
         if not isinstance(spec, dict):
