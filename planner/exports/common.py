@@ -32,6 +32,7 @@ TORCH_DTYPE_NAMES = {"bf16": "bfloat16", "fp16": "float16"}  # --dtype / dtype v
 
 __all__ = [
     "TORCH_DTYPE_NAMES",
+    "weight_keys",
     "ExportPlan",
     "Export",
     "FileNames",
@@ -282,3 +283,15 @@ def shell_script(head: list[str], program: list[str], options: list[tuple[str, A
     lines += [flag if value is None else f"{flag} {_word(value)}" for flag, value in options]
     out.append(" \\\n  ".join(lines) + "\n")
     return "".join(out)
+
+
+def weight_keys(precision: str) -> dict[str, str]:
+    """The dtype (16-bit checkpoints) or on-the-fly fp8 quantization keys vLLM and SGLang share.
+
+    AWQ/GPTQ/int8 and block-scaled checkpoints carry their quantization_config: the server picks
+    the kernel itself, so nothing is written for them.
+    """
+    prec = weight_format(precision).name
+    if prec in TORCH_DTYPE_NAMES:
+        return {"dtype": TORCH_DTYPE_NAMES[prec]}
+    return {"quantization": "fp8"} if prec == "fp8" else {}

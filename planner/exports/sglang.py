@@ -20,6 +20,7 @@ from planner.catalog.precisions import weight_format
 from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports.common import (
+    weight_keys,
     MARGIN,
     TORCH_DTYPE_NAMES,
     BesideScript,
@@ -170,11 +171,7 @@ def export(plan: ExportPlan, line: ServerLine, names: FileNames, target_path: st
 def _target_keys(plan: ExportPlan, target: str, fraction: float) -> dict[str, Any]:
     cfg: dict[str, Any] = {"model-path": target, "tp-size": plan.tensor_parallel, "context-length": plan.context,
                            "max-running-requests": plan.batch, "mem-fraction-static": fraction}
-    prec = weight_format(plan.precision).name
-    if prec in _DTYPE:
-        cfg["dtype"] = _DTYPE[prec]
-    elif prec == "fp8":
-        cfg["quantization"] = "fp8"
+    cfg.update(weight_keys(plan.precision))
     if plan.kv_precision == "fp8":
         cfg["kv-cache-dtype"] = "fp8_e4m3"
     return cfg

@@ -21,6 +21,7 @@ from planner.catalog.precisions import weight_format
 from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.exports.common import (
+    weight_keys,
     MARGIN,
     TORCH_DTYPE_NAMES,
     BesideScript,
@@ -81,11 +82,7 @@ def _target_keys(plan: ExportPlan, model: str, utilization: float) -> dict[str, 
         "max-num-seqs": plan.batch,
         "gpu-memory-utilization": utilization,
     }
-    prec = weight_format(plan.precision).name
-    if prec in _DTYPE:
-        cfg["dtype"] = _DTYPE[prec]
-    elif prec == "fp8":
-        cfg["quantization"] = "fp8"
+    cfg.update(weight_keys(plan.precision))
     # AWQ/GPTQ/int8 checkpoints carry their quantization_config: vLLM picks the fastest kernel itself.
     if plan.kv_precision == "fp8":
         cfg["kv-cache-dtype"] = "fp8"
