@@ -96,11 +96,17 @@ class SpecCase:
     acceptance: MeasuredAcceptance | None = None
     note: str = ""
     baseline_tokens_per_s: float | None = None  # the run's target alone, when the source gives it
+    tree: dict[str, Any] | None = None  # the token tree a method row was measured on (None: a chain)
 
     @property
     def flags(self) -> dict[str, Any]:
         """The estimate flags as a mapping."""
         return dict(self.args)
+
+    @property
+    def method(self) -> str:
+        """The proposal method priced: draft, or a head / MTP / lookup method (issue 12)."""
+        return str(self.flags.get("method") or "draft")
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,7 @@ class Skip:
     row: str
     file: str
     reason: str
+    method: str | None = None  # a method row's planner method, or its own words for one not planned; None: draft
 
 
 def _unmodelled(row: dict[str, Any]) -> str | None:

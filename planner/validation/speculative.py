@@ -19,7 +19,9 @@ from typing import Any
 
 from planner import speedup as sp
 from planner.costmodel import model_profile, roofline_decode_s
+from planner.costmodel.proposer_profile import proposer_profile
 from planner.errors import SpecplanError
+from planner.methods.acceptance import prior_of
 from planner.plan import Estimate, EstimateInputs, estimate
 from planner.requests import FitInputs
 from planner.search import decode_context
@@ -70,10 +72,16 @@ class SpecCheck:
     measured: Priced | None = None
     acceptance_passed: str = ""  # the flags the measured acceptance went in as
     note: str = ""
+    prior_basis: str = "chain"  # a method prior's basis: chain / tree-model points, or "tree-bound" (upper bounds)
 
     @property
     def row(self) -> str:
         return self.case.row
+
+    @property
+    def method(self) -> str:
+        """draft, or the head / MTP / lookup method the row priced."""
+        return self.case.method
 
     @property
     def compared_speedup(self) -> bool:
@@ -150,15 +158,24 @@ def _inputs(flags: dict[str, Any], acceptance: dict[str, Any]) -> EstimateInputs
     return EstimateInputs(fit, k_given="k" in flags, **{**rest, **acceptance})
 
 
+def _roofline_draft_s(result: Estimate, ctx: float) -> float:
+    """Pure-roofline time of one proposal step, s: the draft's or head's bytes over bandwidth (a lookup: 0)."""
+    req = result.fit.request
+    if req.proposer is None:
+        assert req.draft is not None
+        return roofline_decode_s(model_profile(req.draft, req.draft_precision or req.precision, req.kv), req.gpu, ctx)
+    head = proposer_profile(req.proposer, req.target, req.precision, req.kv, 1, req.gpu, result.k or 1)
+    return 0.0 if head is None else roofline_decode_s(head, req.gpu, ctx)
+
+
 def _priced(result: Estimate) -> Priced:
     req = result.fit.request
-    assert req.draft is not None and result.k is not None and result.alpha is not None
+    assert result.k is not None and result.alpha is not None
     ctx = float(decode_context(req.context))
     # Pure roofline: a decode pass of one sequence costs its bytes (weights + KV) over the same
     # bandwidth, nothing else; verification is free (r = 1).
     target_s = roofline_decode_s(model_profile(req.target, req.precision, req.kv), req.gpu, ctx)
-    draft_s = roofline_decode_s(model_profile(req.draft, req.draft_precision or req.precision, req.kv), req.gpu, ctx)
-    c_roof = draft_s / target_s
+    c_roof = _roofline_draft_s(result, ctx) / target_s
     p = result.prices
     return Priced(k=result.k, alpha=result.alpha.mid, alpha_source=result.alpha.source, c=float(p.c), r=float(p.r),
                   speedup=float(p.speedup), roofline_c=c_roof,
@@ -168,21 +185,27 @@ def _priced(result: Estimate) -> Priced:
 
 def _describe(result: Estimate) -> str:
     req = result.fit.request
-    assert req.draft is not None
     fmt = req.precision.name + (f"/{req.draft_precision.name}" if req.draft_precision else "")
-    return (f"{req.target.id} + {req.draft.id} {fmt} on {req.gpus}x{req.gpu.id} {req.engine.name}, "
+    if req.proposer is not None:
+        proposer = f"{req.proposer.method} ({req.proposer.name or 'host lookup'})"
+    else:
+        assert req.draft is not None
+        proposer = req.draft.id
+    return (f"{req.target.id} + {proposer} {fmt} on {req.gpus}x{req.gpu.id} {req.engine.name}, "
             f"batch {req.batch}, context {req.context}")
 
 
 def check_case(case: SpecCase) -> SpecCheck:
     """Price a row prior-only and, when it measured acceptance, with that acceptance passed in."""
     flags = case.flags
-    if "draft" not in flags:
+    if "draft" not in flags and case.method == "draft":
         raise SpecplanError("no draft model in the row's estimate flags")
     result = estimate(_inputs(flags, {}))
-    if result.fit.request.draft is None:
+    req = result.fit.request
+    if req.draft is None and req.proposer is None:
         raise SpecplanError("estimate priced no draft")
     prior = _priced(result)
+    basis = prior_of(case.method, req.target, flags.get("task", "chat")).basis if req.proposer is not None else "chain"
     notes = [case.note] if case.note else []
     if not result.fit.fits:
         notes.append("does not fit in memory as mapped (priced anyway)")
@@ -193,4 +216,4 @@ def check_case(case: SpecCase) -> SpecCheck:
             measured = _priced(estimate(_inputs(flags, extra)))
         except SpecplanError as exc:
             notes.append(f"measured acceptance not priced: {exc}")
-    return SpecCheck(case, result.fit.request.engine.name, _describe(result), prior, measured, passed, "; ".join(notes))
+    return SpecCheck(case, req.engine.name, _describe(result), prior, measured, passed, "; ".join(notes), basis)
