@@ -27,7 +27,7 @@ import click
 from planner.cli_errors import DEBUG_ENV, EXIT_DOES_NOT_FIT
 from planner.cli_errors import ErrorHandlingGroup as _Group
 from planner.cli_calibration import calibrate, detect, probe
-from planner.cli_options import (_BATCH, _CONTEXT, _GPUS, _K, _MEMORY_GIB, _MIN_GIB, _PRICE, _TOP, _UNIT, _calibration,
+from planner.cli_options import (_BATCH, _CONTEXT, _GPUS, _K, _MEMORY_GIB, _MIN_GIB, _PRICE, _TOP, _UNIT, _calibration, _tree,
                                  _draft, _emit, _format_option, _hardware, _options, _rank_method, _task)
 from planner.cli_types import NAME, Float, Int
 
@@ -90,12 +90,14 @@ def fit(fmt: str, **flags: Any) -> int:
 @click.option("--server-version", "loop_version", default=None, type=NAME,
               help="Engine release whose draft loop and kernel line to price (0.6.7, b4500, llama-speculative; "
                    "default: the newest line).")
+@_tree
 @_task
 @_calibration
 @_format_option
 def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: float | None, task: str,
              calibration: str | None, drafted_per_round: float | None, drafted: int | None, accepted: int | None,
              rounds: int | None, mean_accepted_length: float | None, p_min: float | None, loop_version: str | None,
+             num_steps: int | None, topk: int | None, num_draft_tokens: int | None, tree: str | None,
              **flags: Any) -> int:
     """Predict pass times, c, r, alpha, speedup and best k for one configuration."""
     from planner.outputs.plan_view import estimate_to_dict, print_estimate
@@ -108,7 +110,8 @@ def estimate(fmt: str, k: int | None, alpha: float | None, acceptance_rate: floa
                                          acceptance_rate=acceptance_rate, task=task, calibration=calibration,
                                          p_min=p_min, server_version=loop_version,
                                          drafted_per_round=drafted_per_round, drafted=drafted, accepted=accepted,
-                                         rounds=rounds, mean_accepted_length=mean_accepted_length))
+                                         rounds=rounds, mean_accepted_length=mean_accepted_length,
+                                         num_steps=num_steps, topk=topk, num_draft_tokens=num_draft_tokens, tree=tree))
     data = estimate_to_dict(result)
     _emit(data, fmt, print_estimate)
     return 0 if data["fit"]["fits"] else EXIT_DOES_NOT_FIT
@@ -251,9 +254,15 @@ def heads(method: str | None, target: str | None, sources_of: str | None, fmt: s
               help="Exit 1 when the speedup median |relative error| with measured acceptance exceeds this fraction.")
 @click.option("--max-r-error", type=Float(0), default=0.15, show_default=True,
               help="Exit 1 when the verify ratio r median |relative error| exceeds this fraction.")
+@click.option("--max-method-measured-error", type=Float(0), default=0.15, show_default=True,
+              help="Exit 1 when a head / MTP / lookup method's speedup median |relative error| with the published "
+                   "acceptance exceeds this fraction.")
+@click.option("--max-method-prior-error", type=Float(0), default=0.20, show_default=True,
+              help="Exit 1 when a method's prior-only speedup median |relative error| exceeds this fraction.")
 @_format_option
 def validate(measurements: str | None, speculative: str | None, max_median_error: float, max_prior_error: float,
-             max_measured_error: float, max_r_error: float, fmt: str) -> int:
+             max_measured_error: float, max_r_error: float, max_method_measured_error: float,
+             max_method_prior_error: float, fmt: str) -> int:
     """Compare predictions with published measurements, per row, per engine and in total.
 
     Exit 1 when a target is missed (a median over its limit, or a run that did not gain predicted
@@ -269,7 +278,8 @@ def validate(measurements: str | None, speculative: str | None, max_median_error
     with progress_bar("validate") as progress:
         report = run_validation(doc, more, progress=progress)
     targets = Targets(decode_median=max_median_error, prior_median=max_prior_error,
-                      measured_median=max_measured_error, r_median=max_r_error)
+                      measured_median=max_measured_error, r_median=max_r_error,
+                      method_measured_median=max_method_measured_error, method_prior_median=max_method_prior_error)
     data = validation_to_dict(report, targets)
     _emit(data, fmt, print_validation_table)
     return 0 if data["summary"]["targets_met"] else EXIT_DOES_NOT_FIT

@@ -80,6 +80,15 @@ _draft = _options(
                  help="EAGLE / EAGLE-3 head: Hub id from `specplan heads`, or a local folder with its config.json "
                       "(default: the head catalogued for the target)."),
 )
+_tree = _options(
+    click.option("--num-steps", type=_K, default=None,
+                 help="A head's tree as the server runs it: SGLang --speculative-num-steps (depth; default: searched)."),
+    click.option("--topk", type=_K, default=None, help="SGLang --speculative-eagle-topk (branching per step; 1: a chain)."),
+    click.option("--num-draft-tokens", type=Int(2, 4096), default=None,
+                 help="SGLang --speculative-num-draft-tokens (tokens verified per round, the root included)."),
+    click.option("--tree", type=NAME, default=None,
+                 help="A static tree by name (planner/trees/static_trees.yaml, e.g. EAGLE's mc_sim_7b_63)."),
+)
 _rank_method = click.option(
     "--method", type=click.Choice(("all",) + PLAN_METHODS, case_sensitive=False), default=None,
     help="Proposal methods to rank: all (every method the target and engine can run, with no speculation), or "

@@ -384,3 +384,25 @@ def test_calibrate_writes_the_method_and_head_it_measured(runner, tmp_path):
     cal = read_calibration(out)
     assert (cal.method, cal.head, cal.draft) == ("eagle3", HEAD, None)
     assert cal.fitted_acceptance[0].alpha == pytest.approx(0.5, abs=1e-9)
+
+
+def test_recommend_ranks_a_method_with_the_acceptance_calibrated_for_it(runner, tmp_path):
+    stats = tmp_path / "iter.json"
+    stats.write_text(json.dumps([trtllm_iteration(1, 4, 12, 3, 4), trtllm_iteration(2, 4, 12, 4, 4)]))
+    out = tmp_path / "c.yaml"
+    assert runner.invoke(main, ["calibrate", "--trtllm-stats", str(stats), "--target", MODEL, "--head", HEAD,
+                                "-o", str(out)]).exit_code == 0
+    args = ["recommend", "--target", MODEL, "--gpu", "h100-sxm", "--engine", "trtllm", "--method", "all",
+            "--format", "json"]
+    plain = json.loads(runner.invoke(main, args).stdout)
+    result = runner.invoke(main, [*args, "--calibration", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)["candidates"]
+
+    def row(data, method):
+        return next(r for r in data if r["method"] == method and r["gpus"] == 1)
+
+    # The file measured EAGLE-3 with this head at alpha 0.5: its row uses it; other methods keep their priors.
+    assert row(rows, "eagle3")["alpha"] == pytest.approx(0.5, abs=1e-3)
+    assert row(plain["candidates"], "eagle3")["alpha"] > 0.6
+    assert row(rows, "ngram")["alpha"] == row(plain["candidates"], "ngram")["alpha"]

@@ -21,10 +21,11 @@ from planner.memory import FitRequest
 from planner.methods.rounds import MethodProfiles
 from planner.methods.trees import best_tree
 from planner.search import RoundPrices
-from planner.trees import model_from_alpha, sglang_expected_lengths
+from planner.trees import (MeasuredShape, RankProfile, draft_pass_widths, model_from_alpha, sglang_expected_lengths,
+                           shape_expected_length, shape_tree)
 from planner.trees.acceptance import method_rank_profile
 
-__all__ = ["TreePlan", "serves_trees", "best_tree_plan"]
+__all__ = ["TreePlan", "serves_trees", "best_tree_plan", "tree_plan_at", "tree_rank_profile"]
 
 _PRIOR_METHOD = {"eagle": "eagle2", "eagle3": "eagle3", "mtp": "eagle3"}  # whose fitted rank profile a tree uses
 
@@ -44,8 +45,27 @@ def serves_trees(req: FitRequest) -> bool:
     return req.proposer is not None and req.proposer.method in req.engine.tree_methods
 
 
+def tree_rank_profile(method: str) -> RankProfile:
+    """The fitted rank profile a method's trees are priced with (EAGLE-1/2 heads: EAGLE-2's fit)."""
+    return method_rank_profile(_PRIOR_METHOD.get(method, method))
+
+
 def _model(method: str, alpha: float):  # type: ignore[no-untyped-def]
-    return model_from_alpha(alpha, profile=method_rank_profile(_PRIOR_METHOD.get(method, method)))
+    return model_from_alpha(alpha, profile=tree_rank_profile(method))
+
+
+def _prices(t_target, t_head, verify, mean_length: float, speedup: float, drafted: int,
+            passes: int, fixed_s: float) -> RoundPrices:  # type: ignore[no-untyped-def]
+    """A tree round as RoundPrices: c is one head pass over t_target, r the verify over t_target."""
+    t = float(t_target.total_s)
+    return RoundPrices(
+        t_target_s=np.asarray(t), t_draft_s=np.asarray(t_head.total_s), t_verify_s=np.asarray(verify.total_s),
+        c=np.asarray(t_head.total_s / t), r=np.asarray(verify.total_s / t),
+        mean_accepted_length=np.asarray(mean_length), speedup=np.asarray(speedup),
+        target_compute_bound=np.asarray(t_target.bound_by_compute), verify_compute_bound=np.asarray(verify.bound_by_compute),
+        draft_compute_bound=np.asarray(t_head.bound_by_compute), passes={"target": t_target, "draft": t_head, "verify": verify},
+        drafted_per_round=float(drafted), draft_passes_per_round=float(passes),
+        fixed_round_steps=fixed_s / t, acceptance_rate=np.nan)
 
 
 def best_tree_plan(req: FitRequest, profiles: MethodProfiles, server_version: str | None, choice: AlphaChoice,
@@ -71,13 +91,36 @@ def best_tree_plan(req: FitRequest, profiles: MethodProfiles, server_version: st
     t_head = pass_cost(h, hdev, req.batch, context, 1)
     t_target = pass_cost(profiles.target, dev, req.batch, context, 1)
     verify = pass_cost(profiles.target, dev, req.batch, context, s.num_draft_tokens)
-    t = float(t_target.total_s)
-    prices = RoundPrices(
-        t_target_s=np.asarray(t), t_draft_s=np.asarray(t_head.total_s), t_verify_s=np.asarray(verify.total_s),
-        c=np.asarray(t_head.total_s / t), r=np.asarray(verify.total_s / t),
-        mean_accepted_length=np.asarray(s.mean_accepted_length), speedup=np.asarray(mid.speedup),
-        target_compute_bound=np.asarray(t_target.bound_by_compute), verify_compute_bound=np.asarray(verify.bound_by_compute),
-        draft_compute_bound=np.asarray(t_head.bound_by_compute), passes={"target": t_target, "draft": t_head, "verify": verify},
-        drafted_per_round=float(s.num_draft_tokens - 1), draft_passes_per_round=float(s.steps),
-        fixed_round_steps=fixed_s / t, acceptance_rate=np.nan)
+    prices = _prices(t_target, t_head, verify, s.mean_accepted_length, float(mid.speedup), s.num_draft_tokens - 1,
+                     s.steps, fixed_s)
     return TreePlan(shape, float(mid.speedup), (band[0], band[1]), prices)
+
+
+def tree_plan_at(req: FitRequest, profiles: MethodProfiles, choice: AlphaChoice, loop: LoopSpec, context: float,
+                 shape: MeasuredShape) -> TreePlan:
+    """One given tree (dynamic, static or a chain) priced at the plan's batch: what a server runs
+    when its tree is set by hand (SGLang's flags, EAGLE's tree choices) rather than searched.
+
+    Round seconds = one head pass per level (planner.trees.draft_pass_widths tokens per request
+    each) + verify of the tree's tokens + the engine's fixed round time; speedup = E[L] x
+    t_target / round, E[L] of the shape under the method's rank profile at each alpha of the band.
+    """
+    assert req.proposer is not None and profiles.proposer is not None
+    tp = req.gpus if req.engine.parallelism == "tensor" else 1
+    widths = draft_pass_widths(shape)
+    head = proposer_profile(req.proposer, req.target, req.precision, req.kv, tp, req.gpu, len(widths))
+    dev, hdev = profiles.device, profiles.proposer_device
+    fixed_s = loop.fixed_round_us * 1e-6
+    tree = shape_tree(shape)
+    n = tree.num_draft_tokens if tree is not None else int(shape.verify_tokens or 0)
+    drafts = [pass_cost(head, hdev, req.batch, context, w) for w in widths]
+    drafts_s = float(sum(float(d.total_s) for d in drafts))
+    t_target = pass_cost(profiles.target, dev, req.batch, context, 1)
+    verify = pass_cost(profiles.target, dev, req.batch, context, n)
+    round_s = drafts_s + float(verify.total_s) + fixed_s
+    profile = tree_rank_profile(req.proposer.method)
+    lengths = [shape_expected_length(shape, a, profile) for a in (choice.low, choice.mid, choice.high)]
+    low, mid, high = (length * float(t_target.total_s) / round_s for length in lengths)
+    depth = len(widths)
+    prices = _prices(t_target, drafts[0], verify, lengths[1], mid, n - 1, depth, fixed_s)
+    return TreePlan((depth, int(shape.topk or 1), n), mid, (low, high), prices)

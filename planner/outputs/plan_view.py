@@ -131,9 +131,10 @@ def print_estimate(d: dict[str, Any]) -> None:
                              f"context {d['context']}"), out)
     print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
                f"{d['bound']['target']}-bound; slowest operator {_by(d, 'target')})", out)
+    settings = d.get("settings") or {}
     if d["alpha"] is not None:
         print_line(f"{_proposer_word(d)} {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
-                   f"round; verify {d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
+                   f"round; verify {settings.get('num_draft_tokens') or d['k'] + 1} tokens {d['t_verify_ms']:.2f} ms: r = {d['r']:.3f}", out)
         print_line(f"slowest operator: draft {_by(d, 'draft')}; verify {_by(d, 'verify')}", out)
         band = f" (band {d['alpha_low']:.2f}-{d['alpha_high']:.2f})" if d["alpha_source"] in ("prior", "derived") else ""
         print_line(f"alpha {d['alpha']:.3f} per token from {d['alpha_source']}{band}: {d['alpha_detail']}", out)
@@ -143,7 +144,10 @@ def print_estimate(d: dict[str, Any]) -> None:
                        f"{d['drafted_per_round']:.2f} drafted and {d['draft_passes_per_round']:.2f} draft passes per "
                        f"round, accepted/drafted {d['loop_acceptance_rate']:.3f}, fixed {d['fixed_round_steps']:.3f} "
                        "target steps per round", out)
-        print_line(Text.assemble(f"k = {d['k']} (best k {d['best_k']}): {d['mean_accepted_length']:.2f} tokens per round, ",
+        shape = (f"tree {settings.get('tree') or ''} (steps {settings['num_steps']}, topk {settings['topk']}, "
+                 f"{settings['num_draft_tokens']} draft tokens)".replace("tree  (", "tree (")
+                 if settings.get("num_draft_tokens") else f"k = {d['k']} (best k {d['best_k']})")
+        print_line(Text.assemble(f"{shape}: {d['mean_accepted_length']:.2f} tokens per round, ",
                                  (f"speedup {d['speedup']:.2f}x", "bold"),
                                  f" (low {d['speedup_low']:.2f}, high {d['speedup_high']:.2f}), "
                                  f"{d['spec_tokens_per_s']:.1f} tokens/s per sequence"

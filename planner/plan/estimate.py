@@ -21,6 +21,8 @@ from planner.requests import FitInputs, build_fit_request
 from planner.search import RoundPrices, decode_context, price_rounds
 from planner.plan.common import K_SEARCH, UAG_K, bound, check_task, draft_rule_warnings, profiles
 from planner.plan.measured_loads import compare_loads
+from planner.errors import SpecplanError
+from planner.plan.given_tree import given_tree
 from planner.plan.method_estimate import estimate_method
 from planner.verdicts import pass_verdict
 
@@ -46,6 +48,11 @@ class EstimateInputs:
     accepted: int | None = None
     rounds: int | None = None
     mean_accepted_length: float | None = None  # measured tokens per round, bonus included
+    # A tree set by hand (planner.plan.given_tree): SGLang's shape flags, or a static tree by name.
+    num_steps: int | None = None
+    topk: int | None = None
+    num_draft_tokens: int | None = None
+    tree: str | None = None
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,9 @@ def estimate_one(inp: EstimateInputs, cal: CalibrationFile | None = None) -> Est
     ddev = calibrated_device(ddev0, applied.draft_timing if applied else None)
     if req.proposer is not None:
         return _method_estimate(inp, req, fit_warnings, applied)
+    if any(x is not None for x in (inp.num_steps, inp.topk, inp.num_draft_tokens, inp.tree)):
+        raise SpecplanError("--num-steps / --topk / --num-draft-tokens / --tree set a head's token tree; a draft model "
+                            "drafts a chain: give --k (or --method eagle / eagle3 / mtp with a tree)")
     if dp is None or req.draft is None:
         prices = price_rounds(tp, tp, dev, dev, req.batch, ctx, 1, 0.0)
         report = fit_report(req, fit_warnings)
@@ -166,8 +176,9 @@ def _method_estimate(inp: EstimateInputs, req: FitRequest, fit_warnings: tuple[s
     """estimate_one for a head, MTP modules or a lookup (planner.plan.method_estimate)."""
     rate = measured_rate(inp.acceptance_rate, inp.drafted_per_round, inp.drafted, inp.accepted, inp.rounds,
                          inp.mean_accepted_length)
+    shape = given_tree(inp.num_steps, inp.topk, inp.num_draft_tokens, req.k if inp.k_given else None, inp.tree)
     m = estimate_method(req, fit_warnings, task=inp.task, k_given=inp.k_given, alpha=inp.alpha, rate=rate,
-                        server_version=inp.server_version, applied=applied)
+                        server_version=inp.server_version, applied=applied, tree=shape)
     return Estimate(m.report, m.prices, m.k, m.alpha, m.speedup_low, m.speedup_high, m.best_k, m.warnings, m.verdict,
                     None, m.loop, method=m.settings["method"], settings=m.settings)
 

@@ -7,72 +7,39 @@ for engines that serve trees the best (steps, topk, draft tokens) when that beat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from planner.acceptance import AlphaChoice, MeasuredRate, calibrated_alpha, measured_rate
+from planner.acceptance import MeasuredRate, calibrated_alpha, measured_rate
 from planner.catalog.precisions import weight_format
 from planner.methods.tree_plan import best_tree_plan
+from planner.plan.given_tree import estimate_given_tree
+from planner.plan.method_parts import MethodPlan, method_settings, method_warnings
+from planner.trees import MeasuredShape
 from planner.calibration.apply import AppliedCalibration, calibrated_device
-from planner.draftloop import LoopSpec, engine_loop
-from planner.memory import FitReport, FitRequest, fit_report
+from planner.draftloop import engine_loop
+from planner.memory import FitRequest, fit_report
 from planner.methods.acceptance import method_alpha
 from planner.methods.rounds import MethodProfiles, method_loop, method_profiles, price_method_rounds
 from planner.plan.common import K_SEARCH, bound
-from planner.search import RoundPrices, decode_context
+from planner.search import decode_context
 from planner.verdicts import pass_verdict
 
 __all__ = ["MethodPlan", "estimate_method", "method_settings"]
 
 
-@dataclass(frozen=True)
-class MethodPlan:
-    """A method's priced plan: what estimate_one folds into its Estimate."""
-
-    report: FitReport
-    prices: RoundPrices
-    k: int
-    alpha: AlphaChoice
-    speedup_low: float
-    speedup_high: float
-    best_k: int
-    warnings: tuple[str, ...]
-    verdict: str
-    loop: LoopSpec
-    settings: dict[str, Any]
-
-
-def method_settings(req: FitRequest, k: int, tree: tuple[int, int, int] | None = None) -> dict[str, Any]:
-    """The settings an export writes: method, head, k or the tree shape (steps, topk, draft tokens)."""
-    assert req.proposer is not None
-    out: dict[str, Any] = {"method": req.proposer.method, "head": req.proposer.name, "k": k}
-    if tree is not None:
-        out.update(num_steps=tree[0], topk=tree[1], num_draft_tokens=tree[2])
-    return out
-
-
-def _warnings(req: FitRequest, choice: AlphaChoice, k: int, best: int) -> list[str]:
-    out = []
-    p = req.proposer
-    assert p is not None
-    if p.method == "suffix":
-        out.append("suffix decoding proposes from earlier outputs too: its acceptance grows with repeated work "
-                   "(agents, SQL pipelines); the prior is n-gram lookup's, a floor")
-    if p.method in ("ngram", "suffix"):
-        out.append(f"{p.method} lookup finds a match only where the output repeats the context: the speedup is an "
-                   "average over rounds with and without one (the published figures average the same way)")
-    if k > best and choice.mid**k < 0.1:
-        out.append(f"k={k} is far above what alpha {choice.mid:.2f} supports (best k here is {best})")
-    return out
-
-
 def estimate_method(req: FitRequest, fit_warnings: tuple[str, ...], *, task: str, k_given: bool, alpha: float | None,
                     rate: MeasuredRate | None, server_version: str | None,
-                    applied: AppliedCalibration | None = None) -> MethodPlan:
-    """Price ``req``'s proposer over K_SEARCH (or at the given k) with its alpha band."""
+                    applied: AppliedCalibration | None = None, tree: MeasuredShape | None = None) -> MethodPlan:
+    """Price ``req``'s proposer over K_SEARCH (or at the given k) with its alpha band; at ``tree`` when given."""
     assert req.proposer is not None
+    if tree is not None and tree.kind == "chain":  # topk 1: the chain at that k, priced as every chain is
+        req, k_given, tree = replace(req, k=int(tree.k or 1)), True, None
+    if tree is not None:
+        return estimate_given_tree(req, fit_warnings, tree, task=task, alpha=alpha, rate=rate,
+                                   server_version=server_version, applied=applied)
     ctx = decode_context(req.context)
     method = req.proposer.method
     grid = K_SEARCH if not k_given or req.k <= K_SEARCH[-1] else np.arange(1, req.k + 1)
@@ -100,7 +67,7 @@ def estimate_method(req: FitRequest, fit_warnings: tuple[str, ...], *, task: str
         req = replace(req, k=tree.shape[2] - 1)  # verify slots: the tree's draft tokens
         settings = method_settings(req, k, tree.shape)
     report = fit_report(req, fit_warnings)
-    warnings = fit_warnings + tuple(_warnings(req, choice, k, best))
+    warnings = fit_warnings + tuple(method_warnings(req, choice, k, best))
     verdict = pass_verdict(report.fits, float(prices.speedup), float(prices.c), float(prices.r), choice.mid, req.batch,
                            k, best, float(swept.speedup[1, best - 1]), bound(prices.verify_compute_bound))
     return MethodPlan(report, prices, k, choice, low, high, best, warnings, verdict, loop, settings)

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from planner.acceptance import AlphaChoice
 from planner.calibration.apply import calibrated_device
 from planner.draftloop import engine_loop
 from planner.errors import SpecplanError
@@ -63,13 +64,17 @@ def methods_to_rank(asked: str | None, target: ResolvedModel, engine_methods: tu
     return (asked,)
 
 
+MeasuredFor = Callable[[str, "str | None"], "AlphaChoice | None"]  # (method, head) -> a calibration's acceptance
+
+
 def method_rows(base: FitRequest, target: ResolvedModel, methods: tuple[str, ...], groups: list[int], *, task: str,
                 alpha: float | None, server_version: str | None, timing: Any = None,
-                on_refusal: Callable[[str], None] | None = None) -> list[MethodRow]:
+                measured_for: MeasuredFor | None = None) -> list[MethodRow]:
     """Price every proposer method of ``methods`` on every GPU count of ``groups`` (best k each).
 
-    A method asked for by name that the target cannot run raises its one-line refusal; under
-    "all" only available methods are asked for, so nothing is refused there.
+    ``measured_for`` gives a calibration's acceptance for a method and head (None where the file
+    measured another); it replaces the prior, as in estimate. A method asked for by name that the
+    target cannot run raises its one-line refusal; under "all" only available methods are asked for.
     """
     out = []
     ctx = decode_context(base.context)
@@ -78,7 +83,8 @@ def method_rows(base: FitRequest, target: ResolvedModel, methods: tuple[str, ...
             continue
         proposer = resolve_proposer(method, target, None, base.engine.label, base.engine.methods)
         loop = method_loop(engine_loop(base.engine.name, server_version), method, float(ctx), 3)
-        choice = method_alpha(method, base.target, task, alpha)
+        measured = measured_for(method, proposer.name) if measured_for is not None and alpha is None else None
+        choice = measured or method_alpha(method, base.target, task, alpha)
         band = np.array([choice.low, choice.mid, choice.high])[:, None]
         for g in groups:
             req = replace(base, gpus=g, proposer=proposer, draft=None, draft_precision=None)

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from planner.acceptance import calibrated_alpha, choose_alpha, measured_precision, with_pair_costs
+from planner.acceptance import AlphaChoice, calibrated_alpha, choose_alpha, measured_precision, with_pair_costs
 from planner.calibration.apply import apply_calibration, calibrated_device, measured_verify, per_candidate_verify
 from planner.calibration.schema import CalibrationFile, read_calibration
 from planner.catalog.loading import model_catalog
@@ -133,9 +133,18 @@ def recommend(inp: RecommendInputs) -> Recommendation:
         rows += _speculative_rows(base, combos, inp, cal)
     timing = apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name).target_timing \
         if cal is not None else None
+
+    def measured_for(method: str, head: str | None) -> AlphaChoice | None:
+        """The file's acceptance when it was measured with this method and head (estimate's rule)."""
+        if cal is None:
+            return None
+        applied = apply_calibration(cal, inp.calibration or "", base.gpu, base.target, None, base.engine.name,
+                                    method=method, head=head)
+        return calibrated_alpha(applied, None, weight_format("bf16"))
+
     rows += [_method_candidate(m, base.batch, inp) for m in method_rows(
         base, resolved, methods, groups, task=inp.task, alpha=inp.alpha, server_version=inp.server_version,
-        timing=timing)]
+        timing=timing, measured_for=measured_for)]
     # Fitting rows first; among rows that cannot run, the baseline first: a speedup of a configuration
     # that does not fit is never shown as the top answer.
     rows.sort(key=lambda c: (not c.fits, not c.fits and c.method is not None, -_score(c, inp.objective)))

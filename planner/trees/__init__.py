@@ -30,8 +30,9 @@ from planner.trees.costs import (
 )
 from planner.trees.eagle import check_eagle_shape, eagle_candidate_count, sglang_eagle_tree, sglang_expected_lengths
 from planner.trees.expected import accepted_depth_pmf, depth_survival, expected_accepted_length, path_probabilities
-from planner.trees.named import MeasuredShape, NamedTree, shape_expected_length, static_tree, static_trees
-from planner.trees.inverse import alpha_from_mean_accepted_length, longest_accepted_length
+from planner.trees.named import (MeasuredShape, NamedTree, draft_pass_widths, shape_expected_length, shape_longest_length,
+                                 shape_tree, static_tree, static_trees)
+from planner.trees.inverse import alpha_for_shape_length, alpha_from_mean_accepted_length, longest_accepted_length
 from planner.trees.optimal import best_tree
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths, full_tree, vllm_token_tree
 
@@ -43,4 +44,5 @@ __all__ = [
     "expected_accepted_length", "path_probabilities", "best_tree", "TokenTree", "TreeInputError", "chain",
     "from_paths", "full_tree", "vllm_token_tree", "alpha_from_mean_accepted_length", "longest_accepted_length",
     "method_rank_profile", "MeasuredShape", "NamedTree", "shape_expected_length", "static_tree", "static_trees",
+    "draft_pass_widths", "shape_longest_length", "shape_tree", "alpha_for_shape_length",
 ]

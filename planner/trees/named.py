@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib.resources import files
 
+import numpy as np
 import yaml
 
 from planner.trees.acceptance import RankProfile, chain_model, model_from_alpha
@@ -20,7 +21,8 @@ from planner.trees.eagle import sglang_expected_lengths
 from planner.trees.expected import expected_accepted_length
 from planner.trees.shapes import TokenTree, TreeInputError, chain, from_paths
 
-__all__ = ["NamedTree", "static_tree", "static_trees", "MeasuredShape", "shape_expected_length"]
+__all__ = ["NamedTree", "static_tree", "static_trees", "MeasuredShape", "shape_expected_length", "shape_tree",
+           "shape_longest_length", "draft_pass_widths"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,46 @@ class MeasuredShape:
     verify_tokens: int | None = None
 
 
+def shape_tree(shape: MeasuredShape) -> TokenTree | None:
+    """The static tree or chain a shape names (None for a dynamic tree, rebuilt per round)."""
+    if shape.kind == "chain" and shape.k:
+        return chain(shape.k)
+    if shape.kind == "static":
+        named = static_tree(str(shape.name), None if shape.verify_tokens is None else shape.verify_tokens - 1)
+        if named is None:
+            raise TreeInputError(f"no static tree {shape.name!r} with {shape.verify_tokens} verify tokens in static_trees.yaml")
+        return named.tree
+    if shape.kind == "dynamic" and shape.depth and shape.topk and shape.verify_tokens:
+        return None
+    raise TreeInputError(f"cannot price the shape {shape}: a chain needs k, a static tree a name, a dynamic one depth,"
+                         " topk and verify tokens")
+
+
+def shape_longest_length(shape: MeasuredShape) -> int:
+    """E[L] when every top-1 matches: the deepest path plus the bonus token. Unit: tokens per round."""
+    tree = shape_tree(shape)
+    if tree is not None:
+        return tree.depth + 1
+    assert shape.depth is not None and shape.verify_tokens is not None
+    return min(shape.depth + 1, shape.verify_tokens)
+
+
+def draft_pass_widths(shape: MeasuredShape) -> tuple[int, ...]:
+    """Tokens per request in each proposer pass of one round, in order. Unit: tokens.
+
+    The proposer runs once per tree level: first on the last committed token (1), then on the
+    nodes of each level that has children below it. A chain of k: k passes of 1. A dynamic
+    (depth, topk) tree: 1, then depth - 1 passes of topk (each frontier expands its topk best,
+    planner.trees.eagle). A static tree: 1, then the node count of each level 1 .. depth - 1.
+    """
+    tree = shape_tree(shape)
+    if tree is None:
+        assert shape.depth is not None and shape.topk is not None
+        return (1,) + (int(shape.topk),) * (int(shape.depth) - 1)
+    levels = np.bincount(tree.depths, minlength=tree.depth + 1)
+    return (1,) + tuple(int(n) for n in levels[1:tree.depth])
+
+
 def shape_expected_length(shape: MeasuredShape, alpha: float, profile: RankProfile | None = None) -> float:
     """E[L] of ``shape`` when the draft's top-1 is accepted with probability ``alpha`` at every depth
     and lower ranks split the misses by ``profile`` (rank_profiles.yaml's default when None).
@@ -71,16 +113,11 @@ def shape_expected_length(shape: MeasuredShape, alpha: float, profile: RankProfi
     tree SGLang's (depth, topk, verify_tokens) tree scored by path probability. Unit: tokens
     committed per verify step, the target's own token included.
     """
-    if shape.kind == "chain" and shape.k:
-        return expected_accepted_length(chain(shape.k), chain_model(alpha))
-    if shape.kind == "static":
-        named = static_tree(str(shape.name), None if shape.verify_tokens is None else shape.verify_tokens - 1)
-        if named is None:
-            raise TreeInputError(f"no static tree {shape.name!r} with {shape.verify_tokens} verify tokens in static_trees.yaml")
-        ranks = max(named.tree.ranks) + 1
-        return expected_accepted_length(named.tree, model_from_alpha(alpha, ranks, profile))
-    if shape.kind == "dynamic" and shape.depth and shape.topk and shape.verify_tokens:
+    tree = shape_tree(shape)
+    if tree is None:  # dynamic: SGLang's / EAGLE-2's tree rebuilt from the path scores
+        assert shape.depth is not None and shape.topk is not None and shape.verify_tokens is not None
         lengths = sglang_expected_lengths(shape.depth, shape.topk, model_from_alpha(alpha, shape.topk, profile))
         return float(lengths[min(shape.verify_tokens, len(lengths)) - 1])
-    raise TreeInputError(f"cannot price the shape {shape}: a chain needs k, a static tree a name, a dynamic one depth,"
-                         " topk and verify tokens")
+    if shape.kind == "chain":
+        return expected_accepted_length(tree, chain_model(alpha))
+    return expected_accepted_length(tree, model_from_alpha(alpha, max(tree.ranks) + 1, profile))

@@ -13,8 +13,11 @@ precision, batch, context and task, plus:
 * acceptance: the published tau (Spec-Bench "#Mean Accepted Tokens", bonus token included) as
   --mean-accepted-length, or an acceptance rate, as the row gives it;
 * trees: a row measured on a token tree (EAGLE-1's static tree in Spec-Bench, EAGLE-2/3 dynamic
-  trees, SGLang's topk > 1 defaults) keeps its mapping and its shape but is skipped with
-  TREE_REASON until planner.methods.trees prices trees.
+  trees, SGLang's topk > 1 defaults) is priced at that tree: --tree NAME or --num-steps / --topk /
+  --num-draft-tokens (planner.plan.given_tree); a tree the source does not state is skipped with
+  TREE_REASON;
+* Spec-Bench's EAGLE rows ran SafeAILab/EAGLE's own code (engine eagleref), not transformers'
+  generate().
 """
 
 from __future__ import annotations
@@ -31,8 +34,7 @@ from planner.validation.rows import MEASUREMENTS
 
 __all__ = ["TREE_REASON", "PLANNED_METHODS", "case_from_b", "method_of_row", "is_method_row"]
 
-# SWITCH POINT: rows skipped with a reason starting with this are mapped in full (SpecCase.tree holds the shape).
-TREE_REASON = "tree, priced when planner.methods.trees lands"
+TREE_REASON = "tree of unstated shape"
 PLANNED_METHODS = ("eagle", "eagle3", "mtp", "ngram", "suffix")
 _CONTEXT_TOKENS = 512  # as draft-model rows: mean cached 256 tokens, the decode check's default
 
@@ -57,6 +59,8 @@ _METHOD_WORDS: tuple[tuple[str, str | None, str], ...] = (
     (r"suffix", "suffix", ""),
 )
 _SPEC_BENCH = "spec-bench"
+# Spec-Bench's evaluation/inference_eagle*.py run SafeAILab/EAGLE's EaModel (planner/engines.yaml eagleref).
+_EAGLE_REFERENCE = "eagleref"
 # Chains and trees the sources ran, where the row does not say (each read in the source named).
 _SPEC_BENCH_PLD_K = 10  # hemingkx/Spec-Bench evaluation/inference_pld.py: draft_num_candidate_tokens=10, window 3
 # Spec-Bench's EAGLE / EAGLE-2 trees: planner/priors/methods.yaml shapes of SB-V7-EAGLE (EAGLE-1's static
@@ -136,6 +140,17 @@ def _tree(row: dict[str, Any], method: str, facts: dict[str, Any]) -> dict[str, 
     return None
 
 
+def tree_flags(tree: dict[str, Any]) -> dict[str, Any]:
+    """estimate's flags for a row's tree: --tree NAME (+ --num-draft-tokens) or the SGLang shape.
+
+    Raises SpecplanError for a tree whose shape the source does not state (TREE_REASON)."""
+    if tree.get("topk") is None and str(tree.get("tree", "")).startswith("mc_"):
+        return {"tree": tree["tree"], "num_draft_tokens": tree["num_draft_tokens"]}
+    if any(tree.get(key) is None for key in ("num_steps", "topk", "num_draft_tokens")):
+        raise SpecplanError(f"{TREE_REASON} ({tree.get('tree')}): nothing to price")
+    return {key: int(tree[key]) for key in ("num_steps", "topk", "num_draft_tokens")}
+
+
 def case_from_method_row(row: dict[str, Any]) -> SpecCase | Skip:
     """A method row as estimate flags with its method and head, or why not (rules in the module docstring)."""
     rid = str(row.get("id", "?"))
@@ -154,18 +169,27 @@ def case_from_method_row(row: dict[str, Any]) -> SpecCase | Skip:
     except SpecplanError as exc:
         return Skip(rid, MEASUREMENTS, str(exc), method)
     words = row.get("engine") or f"{row.get('method', '')} {row.get('source', '')}"
+    spec_bench = _SPEC_BENCH in str(row.get("benchmark", "")).lower()
+    tree = _tree(row, method, facts)
     prompt = (row.get("prompt_tokens") or 0) + (row.get("output_tokens") or 0)
     args: dict[str, Any] = {
         "target": target, "gpu": gpu, "gpus": _gpus(row), "engine": engine_name_in(words), "precision": precision,
         "batch": int(row.get("batch_size") or 1), "context": int(prompt) or _CONTEXT_TOKENS,
         "task": facts.get("task") or _task(row), "method": method,
     }
+    if spec_bench and method in ("eagle", "eagle3"):
+        args["engine"] = _EAGLE_REFERENCE
+    if tree is not None:
+        try:
+            args.update(tree_flags(tree))
+        except SpecplanError as exc:
+            return Skip(rid, MEASUREMENTS, str(exc), method)
     if head:
         args["head"] = head
     version = loop_version_in(words, args["engine"])
     if version:
         args["server_version"] = version
-    spec_bench_pld = method == "ngram" and _SPEC_BENCH in str(row.get("benchmark", "")).lower()
+    spec_bench_pld = method == "ngram" and spec_bench
     k = row.get("k") or facts.get("k") or (_SPEC_BENCH_PLD_K if spec_bench_pld else None)
     if k:
         args["k"] = int(k)
@@ -173,4 +197,4 @@ def case_from_method_row(row: dict[str, Any]) -> SpecCase | Skip:
                          "k=10: Spec-Bench inference_pld.py draft_num_candidate_tokens" if spec_bench_pld else "") if n]
     baseline = float(row["tok_s_baseline"]) if row.get("tok_s_baseline") else None
     return SpecCase(rid, MEASUREMENTS, tuple(args.items()), measured, kind, acceptance=_acceptance(row),
-                    note="; ".join(notes), baseline_tokens_per_s=baseline, tree=_tree(row, method, facts))
+                    note="; ".join(notes), baseline_tokens_per_s=baseline, tree=tree)

@@ -15,7 +15,7 @@ What counts where:
 * a target with no rows to check is reported as not applicable, never as missed;
 * issue 12: the draft-model medians above take draft-model rows only; heads, MTP and lookups
   have per-method blocks and targets (planner.validation.method_summary: published acceptance
-  <= 15%, prior <= 20%); tree-measured rows are skipped with methods.TREE_REASON.
+  <= 15%, prior <= 20%); tree-measured rows are priced at their tree (methods.tree_flags).
 """
 
 from __future__ import annotations
@@ -24,14 +24,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from planner.engines import engine_spec
 from planner.errors import SpecplanError
 from planner.plan import MIN_WORTHWHILE_SPEEDUP
 from planner.validation.cases import Skip, SpecCase, case_from_more
 from planner.validation.decode import Check, check_decode
 from planner.validation.medians import median_abs_error, median_block, target_row
 from planner.validation.method_summary import method_blocks, method_targets
-from planner.validation.methods import TREE_REASON, case_from_b
+from planner.validation.methods import case_from_b
 from planner.validation.rows import MEASUREMENTS, SPECULATIVE_MORE
 from planner.validation.speculative import SpecCheck, check_case
 
@@ -113,20 +112,7 @@ def validate(doc: dict[str, Any] | None = None, more: dict[str, Any] | None = No
     return ValidationReport(tuple(checks), tuple(spec), tuple(skipped), rows)
 
 
-def _tree_skip(case: SpecCase) -> Skip:
-    """A row measured on a token tree: mapped, shape and engine said, priced once trees are."""
-    assert case.tree is not None
-    shape = ", ".join(f"{k} {v}" for k, v in case.tree.items() if v is not None)
-    engine = engine_spec(str(case.flags["engine"]))
-    serves = ("serves it as a tree" if case.method in engine.tree_methods else
-              "serves it as a chain only" if case.method in engine.methods else "does not list it in engines.yaml")
-    return Skip(case.row, case.file, f"{TREE_REASON} ({case.method} {shape}; {engine.name} {serves})", case.method)
-
-
 def _price(case: SpecCase, spec: list[SpecCheck], skipped: list[Skip]) -> None:
-    if case.tree is not None:
-        skipped.append(_tree_skip(case))
-        return
     try:
         spec.append(check_case(case))
     except SpecplanError as exc:

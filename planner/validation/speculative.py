@@ -212,7 +212,10 @@ def check_case(case: SpecCase) -> SpecCheck:
     measured, passed = None, ""
     if case.acceptance is not None:
         try:
-            extra, passed = measured_acceptance_flags(case.acceptance, flags.get("k"))
+            # On a tree the accept length is inverted through the tree itself (planner.plan.given_tree),
+            # so it needs no k; its depth stands in for the check that one was given.
+            tree_depth = flags.get("num_steps") or (1 if "tree" in flags else None)
+            extra, passed = measured_acceptance_flags(case.acceptance, flags.get("k") or tree_depth)
             measured = _priced(estimate(_inputs(flags, extra)))
         except SpecplanError as exc:
             notes.append(f"measured acceptance not priced: {exc}")
