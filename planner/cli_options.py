@@ -64,7 +64,8 @@ _hardware = _options(
     click.option("--context", type=_CONTEXT, default=None,
                  help="Tokens per sequence, prompt + output (default: 4096 or the model's maximum)."),
     click.option("--engine", default="auto", show_default=True, type=NAME,
-                 help="vllm, sglang, trtllm, llamacpp, hf, gptfast (auto: vllm; llamacpp on Apple)."),
+                 help="vllm, sglang, trtllm, llamacpp, hf, gptfast; research code: eagleref (EAGLE's own), eaglefast "
+                      "(EAGLE's gpt-fast branch) (auto: vllm; llamacpp on Apple)."),
     click.option("--memory-gib", type=_MEMORY_GIB, default=None,
                  help="Memory of one GPU in GiB, if not the catalogue's (Apple: your configuration)."),
 )

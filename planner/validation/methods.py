@@ -73,8 +73,8 @@ _ROW_FACTS: dict[str, dict[str, Any]] = {
     # SafeAILab/EAGLE eaglefast branch model/choices.py @ 3ad78694275f847bad385b63b12b3cc1a5d2d770: the active
     # "tree" is mc_sim_7b_63 = [[0],[0,0],[0,0,0],[0,0,0,0],[0,0,0,0,0]], a chain of 5 drafts. LLaMA2-Chat 13B:
     # the chat release (the head's). README 'With gpt-fast': base and head both quantised to model_int4.g32.pth.
-    "B-EAGLE-01": {"k": 5, "target": "meta-llama/Llama-2-13b-chat-hf", "note": _EAGLEFAST},
-    "B-EAGLE-02": {"k": 5, "target": "meta-llama/Llama-2-13b-chat-hf", "precision": "int4-gptq",
+    "B-EAGLE-01": {"k": 5, "target": "meta-llama/Llama-2-13b-chat-hf", "engine": "eaglefast", "note": _EAGLEFAST},
+    "B-EAGLE-02": {"k": 5, "target": "meta-llama/Llama-2-13b-chat-hf", "engine": "eaglefast", "precision": "int4-gptq",
                    "note": _EAGLEFAST + "; int4 G=32 priced as int4-gptq (group-wise int4); the head was quantised "
                            "too (README: model_int4.g32.pth) but specplan prices a head in its stored dtype (fp16)"},
     # docs.sglang.io speculative decoding, 'Performance Highlights': settings not stated; the page's defaults.
@@ -179,6 +179,8 @@ def case_from_method_row(row: dict[str, Any]) -> SpecCase | Skip:
     }
     if spec_bench and method in ("eagle", "eagle3"):
         args["engine"] = _EAGLE_REFERENCE
+    if facts.get("engine"):
+        args["engine"] = facts["engine"]
     if tree is not None:
         try:
             args.update(tree_flags(tree))
