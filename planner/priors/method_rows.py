@@ -93,8 +93,10 @@ class RowAlpha:
 
 
 @lru_cache(maxsize=1)
+@lru_cache(maxsize=1)
 def methods_document() -> dict[str, Any]:
-    """planner/priors/methods.yaml as plain data (tasks, methods, fallbacks, sources, rows)."""
+    """planner/priors/methods.yaml as plain data (tasks, methods, fallbacks, sources, rows); read once, not to be
+    modified by callers."""
     doc = safe_load((files("planner") / "priors" / "methods.yaml").read_text(encoding="utf-8"))
     if not isinstance(doc, dict) or not {"tasks", "methods", "method_fallback", "sources", "rows"} <= set(doc):
         raise CatalogError(f"{_LABEL}: expected tasks, methods, method_fallback, sources and rows")
