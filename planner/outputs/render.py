@@ -224,6 +224,8 @@ def dump(data: Any, fmt: str, table: Callable[[Any], None]) -> str | None:
     if fmt == "json":
         return json.dumps(data, indent=2, sort_keys=False)
     if fmt == "yaml":
-        return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+        # Through JSON first: numpy scalars (float subclasses) and tuples become the plain types the safe dumper
+        # represents, so both formats hold the same values.
+        return yaml.safe_dump(json.loads(json.dumps(data)), sort_keys=False, allow_unicode=True)
     table(data)
     return None

@@ -165,7 +165,7 @@ def _roofline_draft_s(result: Estimate, ctx: float) -> float:
         assert req.draft is not None
         return roofline_decode_s(model_profile(req.draft, req.draft_precision or req.precision, req.kv), req.gpu, ctx)
     head = proposer_profile(req.proposer, req.target, req.precision, req.kv, 1, req.gpu, result.k or 1)
-    return 0.0 if head is None else roofline_decode_s(head, req.gpu, ctx)
+    return 0.0 if head is None else float(roofline_decode_s(head, req.gpu, ctx))
 
 
 def _priced(result: Estimate) -> Priced:
@@ -175,7 +175,7 @@ def _priced(result: Estimate) -> Priced:
     # Pure roofline: a decode pass of one sequence costs its bytes (weights + KV) over the same
     # bandwidth, nothing else; verification is free (r = 1).
     target_s = roofline_decode_s(model_profile(req.target, req.precision, req.kv), req.gpu, ctx)
-    c_roof = _roofline_draft_s(result, ctx) / target_s
+    c_roof = float(_roofline_draft_s(result, ctx) / target_s)
     p = result.prices
     return Priced(k=result.k, alpha=result.alpha.mid, alpha_source=result.alpha.source, c=float(p.c), r=float(p.r),
                   speedup=float(p.speedup), roofline_c=c_roof,
