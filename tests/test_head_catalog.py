@@ -61,7 +61,8 @@ def test_heads_per_target_and_method():
     assert {h.id for h in heads_for("lmsys/vicuna-13b-v1.3")} == {"yuhuili/EAGLE-Vicuna-13B-v1.3",
                                                                   "yuhuili/EAGLE3-Vicuna1.3-13B"}
     assert [h.id for h in heads_for("deepseek-ai/DeepSeek-V3-0324", "mtp")] == ["deepseek-ai/DeepSeek-V3-0324"]
-    assert heads_for("openai/gpt-oss-120b") == []  # no head with a readable config.json is catalogued
+    assert [h.id for h in heads_for("openai/gpt-oss-120b")] == ["lmsys/EAGLE3-gpt-oss-120b-bf16"]
+    assert heads_for("openai/gpt-oss-120b", method="eagle") == []
     assert [r["id"] for r in list_heads("eagle", "meta-llama/Llama-3.1-405B-Instruct")] == [
         "leptonai/EAGLE-Llama-3.1-405B-Instruct"]
     assert {r["method"] for r in list_heads("mtp")} == {"mtp"}
@@ -216,3 +217,98 @@ def test_heads_cli_bad_input_is_one_line_exit_2(runner, args):
     if args[0] == "--sources" and len(args) == 2:
         assert "unknown head 'yuhuili/EAGLE3-LLaMA3.1-Instruct-9B'; nearest: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" \
             in result.stderr
+
+
+# --- EAGLE-3 heads of the 2025 targets, counted by hand from their SpecForge recipe configs ---
+def _eagle3_by_hand(d, heads, kv_heads, head_dim, mlp, draft_vocab, d_target=None):
+    """fc over 3 target features, q/k/v reading [embedding; feature] (2d), o_proj, gated MLP,
+    4 RMSNorms (hidden_norm, input/post-attention, final), reduced lm_head: parameters."""
+    q, kv = heads * head_dim, kv_heads * head_dim
+    return (3 * (d_target or d) * d + 2 * d * q + 2 * (2 * d * kv) + q * d + 3 * d * mlp + 4 * d
+            + d * draft_vocab)
+
+
+# configs/llama3-70B-ealge3.json: 8192, 64 / 8 heads of 128, MLP 28672, draft vocab 32000
+LLAMA70_HEAD = _eagle3_by_hand(8192, 64, 8, 128, 28672, 32000)
+LLAMA70_MAPS = 8 * 32000 + 128256  # int64 d2t, bool t2d, bytes
+# configs/llama4-scout-17B-16E-eagle3.json: 5120, 40 / 8 heads of 128, MLP 32768
+SCOUT_HEAD = _eagle3_by_hand(5120, 40, 8, 128, 32768, 32000)
+# configs/qwen3-235B-A22B-eagle3.json: 4096, 64 / 4 heads of 128 (query width 8192 > d), MLP 24576
+QWEN235_HEAD = _eagle3_by_hand(4096, 64, 4, 128, 24576, 32000)
+GPT_OSS_EMBEDDING = 201088 * 2880
+
+
+@pytest.mark.parametrize(("head_id", "target", "count"), [
+    ("yuhuili/EAGLE3-LLaMA3.3-Instruct-70B", "meta-llama/Llama-3.3-70B-Instruct", 1_403_027_456),
+    ("lmsys/SGLang-EAGLE3-Llama-3.3-70B-Instruct-SpecForge", "meta-llama/Llama-3.3-70B-Instruct", 1_403_027_456),
+    ("lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+     845_434_880),
+    ("lmsys/Qwen3-235B-A22B-EAGLE3", "Qwen/Qwen3-235B-A22B-Instruct-2507", 592_461_824),
+    ("zhuyksir/EAGLE3-gpt-oss-20b-bf16", "openai/gpt-oss-20b", GPT_OSS_HEAD),
+])
+def test_new_eagle3_heads_by_hand(head_id, target, count):
+    entry = head_catalog().index[head_id.lower()]
+    assert entry.targets == [target]
+    assert eagle3_params(entry.layout).total == count
+    # an EAGLE-3 head is its target's width: the fc reads the target's hidden states
+    assert entry.layout.target_hidden_size == find_model(target).spec.hidden_size
+
+
+def test_hand_counts_against_published_figures():
+    assert (LLAMA70_HEAD, SCOUT_HEAD, QWEN235_HEAD) == (1_403_027_456, 845_434_880, 592_461_824)
+    # A third-party read of the Scout head's safetensors headers: 846M; SpecBundle: a "0.6B" 235B head.
+    assert round(SCOUT_HEAD / 1e6) in (845, 846) and round(QWEN235_HEAD / 1e8) == 6
+    # The Hub shows lmsys/EAGLE3-gpt-oss-120b-bf16 as "0.9B params" (I64, BF16, BOOL tensors): only a
+    # stored 201088 x 2880 embedding beside the 0.31B head reaches it, so the entry stores one.
+    maps = 32000 + 201088
+    assert round((GPT_OSS_HEAD + maps) / 1e9, 1) == 0.3
+    assert round((GPT_OSS_HEAD + GPT_OSS_EMBEDDING + maps) / 1e9, 1) == 0.9
+    row = head_row(head_catalog().index["lmsys/eagle3-gpt-oss-120b-bf16"])
+    assert row["parameters"] == GPT_OSS_HEAD + GPT_OSS_EMBEDDING
+    assert row["checkpoint_bytes"] == (GPT_OSS_HEAD + GPT_OSS_EMBEDDING) * 2 + GPT_OSS_MAPS
+    # resident: the engines share the target's embedding, so the copy is not held
+    assert row["resident_gib"] * 2**30 == pytest.approx(GPT_OSS_HEAD * 2 + GPT_OSS_MAPS)
+
+
+def test_heads_cli_lists_the_new_targets(runner):
+    for target, ids in [
+        ("llama-3.3-70b-instruct", ["yuhuili/EAGLE3-LLaMA3.3-Instruct-70B",
+                                    "lmsys/SGLang-EAGLE3-Llama-3.3-70B-Instruct-SpecForge"]),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", ["lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge",
+                                                       "lmsys/sglang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-v1"]),
+        ("Qwen/Qwen3-235B-A22B-Instruct-2507", ["lmsys/Qwen3-235B-A22B-EAGLE3",
+                                                "lmsys/SGLang-EAGLE3-Qwen3-235B-A22B-Instruct-2507-SpecForge-Meituan"]),
+        ("openai/gpt-oss-20b", ["zhuyksir/EAGLE3-gpt-oss-20b-bf16"]),
+    ]:
+        result = _run(runner, "--target", target, "--format", "json")
+        assert result.exit_code == 0, result.output
+        assert [r["id"] for r in json.loads(result.stdout)] == ids
+    # an Instruct head does not serve the base release, nor the Qwen3-235B release before 2507
+    for other in ("meta-llama/Llama-4-Scout-17B-16E", "Qwen/Qwen3-235B-A22B"):
+        assert heads_for(other, "eagle3") == []
+
+
+def _estimate(runner, *args):
+    result = runner.invoke(main, ["estimate", "--method", "eagle3", "--gpu", "h100-sxm", "--format", "json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_estimate_prices_the_catalogued_70b_head(runner):
+    row = _estimate(runner, "--target", "meta-llama/Llama-3.3-70B-Instruct", "--gpus", "4")
+    assert (row["method"], row["head"]) == ("eagle3", "yuhuili/EAGLE3-LLaMA3.3-Instruct-70B")  # first catalogued
+    # the head's weights split over 4 GPUs: (2 bytes x the hand count + d2t/t2d) / 4
+    assert row["fit"]["per_gpu_gib"]["draft_weights"] == pytest.approx(
+        (LLAMA70_HEAD * 2 + LLAMA70_MAPS) / 4 / 2**30, abs=1e-3)
+    assert row["t_draft_ms"] > 0 and row["speedup"] > 1
+    # SGLang's copy resolves to the same entry by its alias
+    alias = _estimate(runner, "--target", "meta-llama/Llama-3.3-70B-Instruct", "--gpus", "4",
+                      "--head", "lmsys/sglang-EAGLE3-LLaMA3.3-Instruct-70B")
+    assert alias["fit"]["per_gpu_gib"]["draft_weights"] == row["fit"]["per_gpu_gib"]["draft_weights"]
+
+
+def test_estimate_holds_no_embedding_copy_for_the_gpt_oss_head(runner):
+    row = _estimate(runner, "--target", "openai/gpt-oss-120b")
+    assert row["head"] == "lmsys/EAGLE3-gpt-oss-120b-bf16"
+    assert row["fit"]["per_gpu_gib"]["draft_weights"] == pytest.approx((GPT_OSS_HEAD * 2 + GPT_OSS_MAPS) / 2**30,
+                                                                        abs=1e-3)
