@@ -312,3 +312,36 @@ def test_estimate_holds_no_embedding_copy_for_the_gpt_oss_head(runner):
     assert row["head"] == "lmsys/EAGLE3-gpt-oss-120b-bf16"
     assert row["fit"]["per_gpu_gib"]["draft_weights"] == pytest.approx((GPT_OSS_HEAD * 2 + GPT_OSS_MAPS) / 2**30,
                                                                         abs=1e-3)
+
+
+# --- MiMo-7B's MTP layer by hand (d 4096, 32 / 8 heads of 128 with q/k/v bias, dense MLP 11008) ---
+MD, MQ, MKV = 4096, 32 * 128, 8 * 128
+MIMO_INPUT_PROJ = 2 * MD * MD  # input_proj over [token_layernorm(emb); hidden_layernorm(h)], no bias
+MIMO_ATTN = (MD * MQ + MQ) + 2 * (MD * MKV + MKV) + MQ * MD
+MIMO_MLP = 3 * MD * 11008
+MIMO_NORMS = 5 * MD  # input/post-attention/final + token and hidden layernorms
+MIMO_MTP = MIMO_INPUT_PROJ + MIMO_ATTN + MIMO_MLP + MIMO_NORMS
+
+
+def test_mimo_mtp_layer_by_hand_and_priced_per_engine(runner):
+    p = mtp_module_params(find_model("XiaomiMiMo/MiMo-7B-RL").spec)
+    assert (p.fusion, p.attention, p.mlp, p.norms) == (MIMO_INPUT_PROJ, MIMO_ATTN, MIMO_MLP, MIMO_NORMS)
+    assert p.total == MIMO_MTP == 210_790_400 and p.mlp_active == MIMO_MLP  # dense: all of it is read
+    assert [h.id for h in heads_for("mimo-7b-rl", "mtp")] == ["XiaomiMiMo/MiMo-7B-RL"]
+    assert heads_for("mimo-7b-rl", "eagle3") == []
+
+    def draft_gib(engine):
+        row = _estimate_mtp(runner, engine)
+        assert (row["method"], row["head"]) == ("mtp", "XiaomiMiMo/MiMo-7B-RL")
+        return row["fit"]["per_gpu_gib"]["draft_weights"]
+
+    # SGLang hands the module the target's lm_head; vLLM (methods.yaml own_lm_head_engines) loads its own
+    assert draft_gib("sglang") == pytest.approx(MIMO_MTP * 2 / 2**30, abs=1e-3)
+    assert draft_gib("vllm") == pytest.approx((MIMO_MTP + 151680 * MD) * 2 / 2**30, abs=1e-3)
+
+
+def _estimate_mtp(runner, engine):
+    result = runner.invoke(main, ["estimate", "--target", "XiaomiMiMo/MiMo-7B-RL", "--method", "mtp", "--gpu",
+                                  "h100-sxm", "--engine", engine, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
