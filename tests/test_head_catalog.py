@@ -268,6 +268,12 @@ def test_hand_counts_against_published_figures():
     assert row["checkpoint_bytes"] == (GPT_OSS_HEAD + GPT_OSS_EMBEDDING) * 2 + GPT_OSS_MAPS
     # resident: the engines share the target's embedding, so the copy is not held
     assert row["resident_gib"] * 2**30 == pytest.approx(GPT_OSS_HEAD * 2 + GPT_OSS_MAPS)
+    # SpecForge v0.1.0 saved the draft's embedding (202048 x 5120) with the July 2025 Scout head; the
+    # SpecBundle head (saved after the fix that drops it) stores none; both hold the same resident
+    v1, bundle = (head_row(head_catalog().index[i.lower()]) for i in (
+        "lmsys/sglang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-v1", "lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge"))
+    assert (v1["parameters"], bundle["parameters"]) == (SCOUT_HEAD + 202048 * 5120, SCOUT_HEAD)
+    assert v1["resident_gib"] == bundle["resident_gib"] == pytest.approx((SCOUT_HEAD * 2 + 8 * 32000 + 202048) / 2**30)
 
 
 def test_heads_cli_lists_the_new_targets(runner):
