@@ -351,3 +351,18 @@ def _estimate_mtp(runner, engine):
                                   "h100-sxm", "--engine", engine, "--format", "json"])
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
+
+
+def test_mimo_folder_imports_with_its_mtp_layer(tmp_path):
+    # NVIDIA-NeMo/Megatron-Bridge's MiMo fixture (tests/unit_tests/models/mimo/test_mimo_bridge.py)
+    cfg = {"architectures": ["MiMoForCausalLM"], "attention_bias": True, "hidden_size": 4096,
+           "intermediate_size": 11008, "max_position_embeddings": 32768, "model_type": "mimo",
+           "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+           "num_nextn_predict_layers": 1, "rms_norm_eps": 1e-05, "rope_theta": 640000.0,
+           "tie_word_embeddings": False, "torch_dtype": "bfloat16", "vocab_size": 151680}
+    folder = _head_folder(tmp_path, cfg)
+    local = find_model(str(folder))
+    proposer = resolve_proposer("mtp", local, None, "SGLang", SERVES)
+    assert proposer.mtp_layers == 1
+    assert proposer.memory(local.spec, BF16, KV16).weight_bytes == MIMO_MTP * 2
+    assert mtp_module_params(local.spec) == mtp_module_params(find_model("mimo-7b-rl").spec)
