@@ -367,3 +367,17 @@ def test_mimo_folder_imports_with_its_mtp_layer(tmp_path):
     assert proposer.mtp_layers == 1
     assert proposer.memory(local.spec, BF16, KV16).weight_bytes == MIMO_MTP * 2
     assert mtp_module_params(local.spec) == mtp_module_params(find_model("mimo-7b-rl").spec)
+
+
+def test_glm45_mtp_layer_by_hand():
+    # GLM-4.5 (NVIDIA Megatron-Bridge's GLM 4.5 page): d 5120, 96 / 8 heads of 128 with q/k/v bias and
+    # per-head q/k norms, 160 experts of 1536 top-8 + one shared expert of 1536, sigmoid router with bias
+    d, q, kv, e = 5120, 96 * 128, 8 * 128, 1536
+    attn = (d * q + q) + 2 * (d * kv + kv) + q * d + 2 * 128
+    expert = 3 * d * e
+    mlp = 160 * expert + expert + (d * 160 + 160)
+    p = mtp_module_params(find_model("glm-4.5").spec)
+    assert (p.fusion, p.attention, p.mlp, p.norms) == (2 * d * d, attn, mlp, 5 * d)
+    assert p.total == 3_988_069_792
+    assert p.mlp_active == (d * 160 + 160) + 9 * expert  # 8 routed + the shared expert
+    assert [h.id for h in heads_for("zai-org/GLM-4.5")] == ["zai-org/GLM-4.5"]
