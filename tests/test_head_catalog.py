@@ -61,7 +61,8 @@ def test_heads_per_target_and_method():
     assert {h.id for h in heads_for("lmsys/vicuna-13b-v1.3")} == {"yuhuili/EAGLE-Vicuna-13B-v1.3",
                                                                   "yuhuili/EAGLE3-Vicuna1.3-13B"}
     assert [h.id for h in heads_for("deepseek-ai/DeepSeek-V3-0324", "mtp")] == ["deepseek-ai/DeepSeek-V3-0324"]
-    assert heads_for("openai/gpt-oss-120b") == []  # no head with a readable config.json is catalogued
+    assert [h.id for h in heads_for("openai/gpt-oss-120b")] == ["lmsys/EAGLE3-gpt-oss-120b-bf16"]
+    assert heads_for("openai/gpt-oss-120b", method="eagle") == []
     assert [r["id"] for r in list_heads("eagle", "meta-llama/Llama-3.1-405B-Instruct")] == [
         "leptonai/EAGLE-Llama-3.1-405B-Instruct"]
     assert {r["method"] for r in list_heads("mtp")} == {"mtp"}
@@ -217,3 +218,167 @@ def test_heads_cli_bad_input_is_one_line_exit_2(runner, args):
     if args[0] == "--sources" and len(args) == 2:
         assert "unknown head 'yuhuili/EAGLE3-LLaMA3.1-Instruct-9B'; nearest: yuhuili/EAGLE3-LLaMA3.1-Instruct-8B" \
             in result.stderr
+
+
+# --- EAGLE-3 heads of the 2025 targets, counted by hand from their SpecForge recipe configs ---
+def _eagle3_by_hand(d, heads, kv_heads, head_dim, mlp, draft_vocab, d_target=None):
+    """fc over 3 target features, q/k/v reading [embedding; feature] (2d), o_proj, gated MLP,
+    4 RMSNorms (hidden_norm, input/post-attention, final), reduced lm_head: parameters."""
+    q, kv = heads * head_dim, kv_heads * head_dim
+    return (3 * (d_target or d) * d + 2 * d * q + 2 * (2 * d * kv) + q * d + 3 * d * mlp + 4 * d
+            + d * draft_vocab)
+
+
+# configs/llama3-70B-ealge3.json: 8192, 64 / 8 heads of 128, MLP 28672, draft vocab 32000
+LLAMA70_HEAD = _eagle3_by_hand(8192, 64, 8, 128, 28672, 32000)
+LLAMA70_MAPS = 8 * 32000 + 128256  # int64 d2t, bool t2d, bytes
+# configs/llama4-scout-17B-16E-eagle3.json: 5120, 40 / 8 heads of 128, MLP 32768
+SCOUT_HEAD = _eagle3_by_hand(5120, 40, 8, 128, 32768, 32000)
+# configs/qwen3-235B-A22B-eagle3.json: 4096, 64 / 4 heads of 128 (query width 8192 > d), MLP 24576
+QWEN235_HEAD = _eagle3_by_hand(4096, 64, 4, 128, 24576, 32000)
+GPT_OSS_EMBEDDING = 201088 * 2880
+
+
+@pytest.mark.parametrize(("head_id", "target", "count"), [
+    ("yuhuili/EAGLE3-LLaMA3.3-Instruct-70B", "meta-llama/Llama-3.3-70B-Instruct", 1_403_027_456),
+    ("lmsys/SGLang-EAGLE3-Llama-3.3-70B-Instruct-SpecForge", "meta-llama/Llama-3.3-70B-Instruct", 1_403_027_456),
+    ("lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+     845_434_880),
+    ("lmsys/Qwen3-235B-A22B-EAGLE3", "Qwen/Qwen3-235B-A22B-Instruct-2507", 592_461_824),
+    ("zhuyksir/EAGLE3-gpt-oss-20b-bf16", "openai/gpt-oss-20b", GPT_OSS_HEAD),
+])
+def test_new_eagle3_heads_by_hand(head_id, target, count):
+    entry = head_catalog().index[head_id.lower()]
+    assert entry.targets[0] == target
+    assert eagle3_params(entry.layout).total == count
+    # an EAGLE-3 head is its target's width: the fc reads the target's hidden states
+    assert entry.layout.target_hidden_size == find_model(target).spec.hidden_size
+
+
+def test_hand_counts_against_published_figures():
+    assert (LLAMA70_HEAD, SCOUT_HEAD, QWEN235_HEAD) == (1_403_027_456, 845_434_880, 592_461_824)
+    # A third-party read of the Scout head's safetensors headers: 846M; SpecBundle: a "0.6B" 235B head.
+    assert round(SCOUT_HEAD / 1e6) in (845, 846) and round(QWEN235_HEAD / 1e8) == 6
+    # The Hub shows lmsys/EAGLE3-gpt-oss-120b-bf16 as "0.9B params" (I64, BF16, BOOL tensors): only a
+    # stored 201088 x 2880 embedding beside the 0.31B head reaches it, so the entry stores one.
+    maps = 32000 + 201088
+    assert round((GPT_OSS_HEAD + maps) / 1e9, 1) == 0.3
+    assert round((GPT_OSS_HEAD + GPT_OSS_EMBEDDING + maps) / 1e9, 1) == 0.9
+    row = head_row(head_catalog().index["lmsys/eagle3-gpt-oss-120b-bf16"])
+    assert row["parameters"] == GPT_OSS_HEAD + GPT_OSS_EMBEDDING
+    assert row["checkpoint_bytes"] == (GPT_OSS_HEAD + GPT_OSS_EMBEDDING) * 2 + GPT_OSS_MAPS
+    # resident: the engines share the target's embedding, so the copy is not held
+    assert row["resident_gib"] * 2**30 == pytest.approx(GPT_OSS_HEAD * 2 + GPT_OSS_MAPS)
+    # SpecForge v0.1.0 saved the draft's embedding (202048 x 5120) with the July 2025 Scout head; the
+    # SpecBundle head (saved after the fix that drops it) stores none; both hold the same resident
+    v1, bundle = (head_row(head_catalog().index[i.lower()]) for i in (
+        "lmsys/sglang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-v1", "lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge"))
+    assert (v1["parameters"], bundle["parameters"]) == (SCOUT_HEAD + 202048 * 5120, SCOUT_HEAD)
+    assert v1["resident_gib"] == bundle["resident_gib"] == pytest.approx((SCOUT_HEAD * 2 + 8 * 32000 + 202048) / 2**30)
+
+
+def test_heads_cli_lists_the_new_targets(runner):
+    for target, ids in [
+        ("llama-3.3-70b-instruct", ["yuhuili/EAGLE3-LLaMA3.3-Instruct-70B",
+                                    "lmsys/SGLang-EAGLE3-Llama-3.3-70B-Instruct-SpecForge"]),
+        ("meta-llama/Llama-4-Scout-17B-16E-Instruct", ["lmsys/SGLang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-SpecForge",
+                                                       "lmsys/sglang-EAGLE3-Llama-4-Scout-17B-16E-Instruct-v1"]),
+        ("Qwen/Qwen3-235B-A22B-Instruct-2507", ["lmsys/Qwen3-235B-A22B-EAGLE3",
+                                                "lmsys/SGLang-EAGLE3-Qwen3-235B-A22B-Instruct-2507-SpecForge-Meituan"]),
+        ("openai/gpt-oss-20b", ["zhuyksir/EAGLE3-gpt-oss-20b-bf16"]),
+    ]:
+        result = _run(runner, "--target", target, "--format", "json")
+        assert result.exit_code == 0, result.output
+        assert [r["id"] for r in json.loads(result.stdout)] == ids
+    # an Instruct head does not serve the base release; the SpecBundle 235B head serves 2507 only, while
+    # lmsys/Qwen3-235B-A22B-EAGLE3 is listed for both releases (its sources disagree)
+    assert heads_for("meta-llama/Llama-4-Scout-17B-16E", "eagle3") == []
+    assert [h.id for h in heads_for("Qwen/Qwen3-235B-A22B", "eagle3")] == ["lmsys/Qwen3-235B-A22B-EAGLE3"]
+
+
+def _estimate(runner, *args):
+    result = runner.invoke(main, ["estimate", "--method", "eagle3", "--gpu", "h100-sxm", "--format", "json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_estimate_prices_the_catalogued_70b_head(runner):
+    row = _estimate(runner, "--target", "meta-llama/Llama-3.3-70B-Instruct", "--gpus", "4")
+    assert (row["method"], row["head"]) == ("eagle3", "yuhuili/EAGLE3-LLaMA3.3-Instruct-70B")  # first catalogued
+    # the head's weights split over 4 GPUs: (2 bytes x the hand count + d2t/t2d) / 4
+    assert row["fit"]["per_gpu_gib"]["draft_weights"] == pytest.approx(
+        (LLAMA70_HEAD * 2 + LLAMA70_MAPS) / 4 / 2**30, abs=1e-3)
+    assert row["t_draft_ms"] > 0 and row["speedup"] > 1
+    # SGLang's copy resolves to the same entry by its alias
+    alias = _estimate(runner, "--target", "meta-llama/Llama-3.3-70B-Instruct", "--gpus", "4",
+                      "--head", "lmsys/sglang-EAGLE3-LLaMA3.3-Instruct-70B")
+    assert alias["fit"]["per_gpu_gib"]["draft_weights"] == row["fit"]["per_gpu_gib"]["draft_weights"]
+
+
+def test_estimate_holds_no_embedding_copy_for_the_gpt_oss_head(runner):
+    row = _estimate(runner, "--target", "openai/gpt-oss-120b")
+    assert row["head"] == "lmsys/EAGLE3-gpt-oss-120b-bf16"
+    assert row["fit"]["per_gpu_gib"]["draft_weights"] == pytest.approx((GPT_OSS_HEAD * 2 + GPT_OSS_MAPS) / 2**30,
+                                                                        abs=1e-3)
+
+
+# --- MiMo-7B's MTP layer by hand (d 4096, 32 / 8 heads of 128 with q/k/v bias, dense MLP 11008) ---
+MD, MQ, MKV = 4096, 32 * 128, 8 * 128
+MIMO_INPUT_PROJ = 2 * MD * MD  # input_proj over [token_layernorm(emb); hidden_layernorm(h)], no bias
+MIMO_ATTN = (MD * MQ + MQ) + 2 * (MD * MKV + MKV) + MQ * MD
+MIMO_MLP = 3 * MD * 11008
+MIMO_NORMS = 5 * MD  # input/post-attention/final + token and hidden layernorms
+MIMO_MTP = MIMO_INPUT_PROJ + MIMO_ATTN + MIMO_MLP + MIMO_NORMS
+
+
+def test_mimo_mtp_layer_by_hand_and_priced_per_engine(runner):
+    p = mtp_module_params(find_model("XiaomiMiMo/MiMo-7B-RL").spec)
+    assert (p.fusion, p.attention, p.mlp, p.norms) == (MIMO_INPUT_PROJ, MIMO_ATTN, MIMO_MLP, MIMO_NORMS)
+    assert p.total == MIMO_MTP == 210_790_400 and p.mlp_active == MIMO_MLP  # dense: all of it is read
+    assert [h.id for h in heads_for("mimo-7b-rl", "mtp")] == ["XiaomiMiMo/MiMo-7B-RL"]
+    assert heads_for("mimo-7b-rl", "eagle3") == []
+
+    def draft_gib(engine):
+        row = _estimate_mtp(runner, engine)
+        assert (row["method"], row["head"]) == ("mtp", "XiaomiMiMo/MiMo-7B-RL")
+        return row["fit"]["per_gpu_gib"]["draft_weights"]
+
+    # SGLang hands the module the target's lm_head; vLLM (methods.yaml own_lm_head_engines) loads its own
+    assert draft_gib("sglang") == pytest.approx(MIMO_MTP * 2 / 2**30, abs=1e-3)
+    assert draft_gib("vllm") == pytest.approx((MIMO_MTP + 151680 * MD) * 2 / 2**30, abs=1e-3)
+
+
+def _estimate_mtp(runner, engine):
+    result = runner.invoke(main, ["estimate", "--target", "XiaomiMiMo/MiMo-7B-RL", "--method", "mtp", "--gpu",
+                                  "h100-sxm", "--engine", engine, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_mimo_folder_imports_with_its_mtp_layer(tmp_path):
+    # NVIDIA-NeMo/Megatron-Bridge's MiMo fixture (tests/unit_tests/models/mimo/test_mimo_bridge.py)
+    cfg = {"architectures": ["MiMoForCausalLM"], "attention_bias": True, "hidden_size": 4096,
+           "intermediate_size": 11008, "max_position_embeddings": 32768, "model_type": "mimo",
+           "num_attention_heads": 32, "num_hidden_layers": 36, "num_key_value_heads": 8,
+           "num_nextn_predict_layers": 1, "rms_norm_eps": 1e-05, "rope_theta": 640000.0,
+           "tie_word_embeddings": False, "torch_dtype": "bfloat16", "vocab_size": 151680}
+    folder = _head_folder(tmp_path, cfg)
+    local = find_model(str(folder))
+    proposer = resolve_proposer("mtp", local, None, "SGLang", SERVES)
+    assert proposer.mtp_layers == 1
+    assert proposer.memory(local.spec, BF16, KV16).weight_bytes == MIMO_MTP * 2
+    assert mtp_module_params(local.spec) == mtp_module_params(find_model("mimo-7b-rl").spec)
+
+
+def test_glm45_mtp_layer_by_hand():
+    # GLM-4.5 (NVIDIA Megatron-Bridge's GLM 4.5 page): d 5120, 96 / 8 heads of 128 with q/k/v bias and
+    # per-head q/k norms, 160 experts of 1536 top-8 + one shared expert of 1536, sigmoid router with bias
+    d, q, kv, e = 5120, 96 * 128, 8 * 128, 1536
+    attn = (d * q + q) + 2 * (d * kv + kv) + q * d + 2 * 128
+    expert = 3 * d * e
+    mlp = 160 * expert + expert + (d * 160 + 160)
+    p = mtp_module_params(find_model("glm-4.5").spec)
+    assert (p.fusion, p.attention, p.mlp, p.norms) == (2 * d * d, attn, mlp, 5 * d)
+    assert p.total == 3_988_069_792
+    assert p.mlp_active == (d * 160 + 160) + 9 * expert  # 8 routed + the shared expert
+    assert [h.id for h in heads_for("zai-org/GLM-4.5")] == ["zai-org/GLM-4.5"]
