@@ -10,7 +10,8 @@ is paid once per release instead of once per file.
 vLLM's checks inspect each model class in a subprocess (vllm/model_executor/models/
 registry.py, ``_run_in_subprocess``), and from the 0.1x releases on keep what they learn in
 ``$VLLM_CACHE_ROOT/modelinfos`` keyed by the model file's hash, as on a user's machine; that
-cache is kept beside the venvs (``vllm-cache/RELEASE``), so later runs skip those imports.
+cache is kept inside the release's venv (``vllm-cache``, gone when the venv is rebuilt), so later
+runs skip those imports.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def check_records(release: Release, python: Path, records: list[dict], hub: Path
     listing.write_text(json.dumps(records), encoding="utf-8")
     env = checker_env(work / "bin", hub, work, gpus=1)  # each record sets its own SPECPLAN_SIMULATED_GPUS
     if release.server == "vllm":
-        env["VLLM_CACHE_ROOT"] = str(venv_dir() / "vllm-cache" / release.name)
+        env["VLLM_CACHE_ROOT"] = str(venv_dir() / release.name / "vllm-cache")
     proc = subprocess.run([str(python), str(CHECKERS / "replay.py"), release.server, str(listing)], env=env,
                           cwd=work, capture_output=True, text=True, timeout=CHECK_TIMEOUT_S)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("[")]
