@@ -70,9 +70,10 @@ CASES = {
     "from-plan": Case(LLAMA8B, plan=True),
 }
 # Each vLLM record costs seconds, and each model class its first inspection (a vLLM import in a
-# subprocess, 15 s here); CI runs every case on the newest release of each server, the older SGLang line
-# in full (seconds a record) and, on the older vLLM line, the EAGLE-3 keys (its other key layout).
-# SPECPLAN_METHOD_MATRIX=full runs every case on every release.
+# subprocess, 15 s here; 0.9.2 keeps no cache of it); CI runs every case on the newest release of each
+# server, the older SGLang line in full (a second a record) and, on the older vLLM line, the EAGLE-3 keys
+# (its other key layout) and the suffix refusal (no model inspected). SPECPLAN_METHOD_MATRIX=full runs every
+# case on every release.
 _OLDER_VLLM = ("eagle3", "suffix")
 # specplan refuses these on every release line of the server, with the alternatives (no SGLang suffix decoding)
 REFUSED_EVERYWHERE = {("sglang", "suffix")}
@@ -125,8 +126,7 @@ def _export(runner, case: Case, release: Release, version: str, out: Path, head_
         return Exported(result.exit_code, result.stderr, head_path=head_path)
     cfg = yaml.safe_load((out / f"{release.server}.yaml").read_text(encoding="utf-8"))
     record = record_script(out / f"{release.server}-serve.sh", release.server, out)
-    gpus = flags[flags.index("--gpus") + 1] if "--gpus" in flags else "1"
-    record["env"]["SPECPLAN_SIMULATED_GPUS"] = gpus
+    record["env"]["SPECPLAN_SIMULATED_GPUS"] = str(cfg["tensor-parallel-size" if release.server == "vllm" else "tp-size"])
     return Exported(0, result.stderr, cfg, record, head_path=head_path)
 
 
