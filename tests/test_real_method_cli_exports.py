@@ -4,7 +4,8 @@ For each method each server line runs (vLLM: eagle, eagle3, mtp, ngram, suffix; 
 EAGLE3 with a tree, NEXTN for DeepSeek-V3, NGRAM) and each release with a venv built by
 ``bash .ci/server_venvs.sh`` (newest and an older line), the test runs the CLI in process:
 ``export --server S --server-version R --method M --target ... --gpu ... -o DIR/S.yaml``, and
-once per server ``recommend --method all --format json`` then ``export --from-plan``. The
+once per server ``recommend --method all --format json`` then ``export --from-plan``, and with a
+local head folder as ``--head`` (planned from its config.json) and as ``--head-path``. The
 ``-serve.sh`` each export wrote runs under bash with a stand-in server command that records its
 argv and environment (tests/real_servers/batch.py); every record of one release then goes
 through that release's checker (tests/real_servers/check_*.py) in one process. The server must
@@ -67,6 +68,7 @@ CASES = {
     "ngram": Case(("--method", "ngram", *LLAMA8B)),
     "suffix": Case(("--method", "suffix", *LLAMA8B)),
     "eagle3-head-path": Case(("--method", "eagle3", *LLAMA8B, "--head-path", "@HEAD_FOLDER")),
+    "eagle3-head-folder": Case(("--method", "eagle3", *LLAMA8B, "--head", "@HEAD_FOLDER")),  # planned from it
     "from-plan": Case(LLAMA8B, plan=True),
 }
 # Each vLLM record costs seconds, and each model class its first inspection (a vLLM import in a
@@ -108,7 +110,7 @@ class Exported:
     record: dict | None = None
     verdict: dict | None = None
     newest: Exported | None = None  # the newest release's export, where this release's was refused
-    head_path: str | None = None  # the --head-path given
+    head_path: str | None = None  # the local head folder given (--head-path or --head)
 
 
 def _export(runner, case: Case, release: Release, version: str, out: Path, head_folder: Path) -> Exported:
