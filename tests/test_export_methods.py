@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 import yaml
 
 from planner.cli import main
+from planner.exports.versions import server_args
 
 L8 = "meta-llama/Llama-3.1-8B-Instruct"
 E3 = "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"
@@ -70,3 +73,27 @@ def test_recommend_plan_round_trip(runner, tmp_path):
     r, out = _export(runner, tmp_path, "v.yaml", "--server", "vllm", "--from-plan", str(plan))
     assert r.exit_code == 0, r.output
     assert "eagle3" in out.read_text()
+
+
+def test_tgi_ngram_speculate(runner, tmp_path):
+    """TGI's launcher: --speculate N runs n-gram speculation without Medusa heads (server_args/tgi.yaml sources)."""
+    r, out = _export(runner, tmp_path, "tgi-serve.sh", "--server", "tgi", "--target", L8, "--gpu", "h100",
+                     "--method", "ngram", "--k", "3", "--gpus", "2")
+    assert r.exit_code == 0, r.output
+    words = [w for w in shlex.split(out.read_text(), comments=True) if w.strip()]  # line continuations
+    assert words[words.index("exec") + 1] == "text-generation-launcher"
+    flags = dict(zip(words[words.index("exec") + 2::2], words[words.index("exec") + 3::2]))
+    assert flags == {"--model-id": L8, "--num-shard": "2", "--dtype": "bfloat16", "--speculate": "3"}
+    accepted = next(e for e in server_args("tgi")["lines"] if e["name"] == "1.4+")["cli_flags"]
+    assert set(flags) <= set(accepted)
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--method", "eagle3"], ["no eagle3 method", "method ngram (TGI --speculate)"]),
+    (["--draft", "meta-llama/Llama-3.2-1B-Instruct"], ["no draft-model speculative decoding", "--method ngram"]),
+    (["--method", "ngram", "--server-version", "1.3.4"], ["before 1.4 has no --speculate"]),
+])
+def test_tgi_refusals_name_the_alternative(runner, tmp_path, args, words):
+    r, out = _export(runner, tmp_path, "t.sh", "--server", "tgi", "--target", L8, "--gpu", "h100", *args)
+    assert r.exit_code == 2 and not out.exists() and r.stderr.count("\n") == 1, r.output
+    assert all(w in r.stderr for w in words), r.stderr

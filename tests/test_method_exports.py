@@ -43,7 +43,9 @@ def test_vllm_v1_lines(version: str) -> None:
     assert _keys("vllm", version, method="ngram", k=4, prompt_lookup_min=2, prompt_lookup_max=5) == {
         "method": "ngram", "num_speculative_tokens": 4, "prompt_lookup_max": 5, "prompt_lookup_min": 2}
     assert _keys("vllm", version, method="suffix", suffix_max_tree_depth=32, suffix_min_token_prob=0.2) == {
-        "method": "suffix", "suffix_decoding_max_tree_depth": 32, "suffix_decoding_min_token_prob": 0.2}
+        "method": "suffix", "suffix_decoding_max_tree_depth": 32, "suffix_decoding_min_token_prob": 0.2,
+        # the two not given: vLLM's own defaults (vllm 0.33.0 vllm/config/speculative.py), written out
+        "suffix_decoding_max_cached_requests": 10000, "suffix_decoding_max_spec_factor": 1.0}
     assert _keys("vllm", version, method="draft", k=4, head=DRAFT) == {
         "method": "draft_model", "model": DRAFT, "num_speculative_tokens": 4}
 

@@ -14,7 +14,7 @@ Refused with the reason (SpecplanError): a plan without speculation or that does
 a draft with another tokenizer, formats the server cannot run, server releases that
 cannot run this draft model (vLLM 0.10-0.14; vLLM 0.15-0.24 when the vocabularies
 differ), names with control characters, and Ollama / TGI, which have no draft-model
-speculative decoding.
+speculative decoding (TGI runs n-gram speculation only, so its draft-model plans are refused).
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ __all__ = [
 ]
 
 SERVERS = ("vllm", "sglang", "llamacpp", "trtllm", "hf", "ollama", "tgi")
-_EXPORTERS = {"vllm": vllm, "sglang": sglang, "llamacpp": llamacpp, "trtllm": trtllm, "hf": hf}
-_REFUSERS = {"ollama": ollama, "tgi": tgi}
+_EXPORTERS = {"vllm": vllm, "sglang": sglang, "llamacpp": llamacpp, "trtllm": trtllm, "hf": hf, "tgi": tgi}
+_REFUSERS = {"ollama": ollama}  # no speculative decoding at all (TGI runs n-grams: planner/exports/tgi.py)
 _ALIASES = {"llama.cpp": "llamacpp", "llama-cpp": "llamacpp", "llama-server": "llamacpp", "tensorrt-llm": "trtllm",
             "tensorrtllm": "trtllm", "transformers": "hf", "huggingface": "hf", "text-generation-inference": "tgi"}
 _EXECUTABLE = 0o777  # scripts (files starting with #!); less the umask, like open() + chmod +x

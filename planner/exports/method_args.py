@@ -71,6 +71,13 @@ def _value(template: Any, settings: MethodSettings) -> Any:
     return template
 
 
+def _filled(key: str, template: Any, settings: MethodSettings, spec: dict[str, Any]) -> Any:
+    """The key's value from the settings, else the server's own default that methods.yaml records (so the
+    file says what runs), else None (the key is left out)."""
+    value = _value(template, settings)
+    return spec.get("defaults", {}).get(key) if value is None else value
+
+
 def _unread(settings: MethodSettings, templates: dict[str, Any]) -> list[str]:
     """Settings the user gave that no key of this line reads (they are left to the server's default)."""
     read: set[str] = set()
@@ -114,7 +121,7 @@ def method_args(server: str, settings: MethodSettings, line: ServerLine) -> Meth
                             f"{settings.breadth} x {settings.steps} steps = {settings.breadth * settings.steps} "
                             "(max_total_draft_tokens <= topK * max_draft_len); lower num_draft_tokens")
     templates = spec["variants"][getattr(settings, spec["by"])] if "by" in spec else spec["keys"]
-    keys = {key: value for key, tmpl in templates.items() if (value := _value(tmpl, settings)) is not None}
+    keys = {key: value for key, tmpl in templates.items() if (value := _filled(key, tmpl, settings, spec)) is not None}
     notes = [" ".join(spec["note"].split())] if "note" in spec else []
     if unused := _unread(settings, templates):
         notes.append(f"{', '.join(unused)}: no key on {doc['label']} {line.name}, left to the server")

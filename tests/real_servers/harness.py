@@ -16,8 +16,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ROOT", "REQUIREMENTS", "Release", "releases", "find_venv", "absent", "venv_python", "run_serve_script", "llamacpp_argv",
-           "llamacpp_source"]
+__all__ = ["ROOT", "REQUIREMENTS", "CHECKERS", "CHECK_TIMEOUT_S", "Release", "releases", "find_venv", "absent",
+           "venv_python", "checker_env", "run_serve_script", "llamacpp_argv", "llamacpp_source"]
 
 ROOT = Path(__file__).resolve().parents[2]
 REQUIREMENTS = ROOT / ".ci" / "server-venvs"
@@ -100,16 +100,10 @@ def _stub(bindir: Path, server: str, python: Path) -> None:
     stub.chmod(0o755)
 
 
-def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: Path, gpus: int) -> dict:
-    """Run ``bash script`` with the server's stand-in on PATH; the checker's JSON verdict.
-
-    ``gpus``: how many GPUs the plan has (SGLang's checker answers its device probes for them).
-    """
-    bindir = work / "bin"
-    bindir.mkdir(parents=True, exist_ok=True)
-    _stub(bindir, server, python)
+def checker_env(bindir: Path, hub: Path, work: Path, gpus: int) -> dict[str, str]:
+    """The environment a checker runs in: offline Hub cache ``hub``, a HOME under ``work``, no GPU."""
     home = work / "home"
-    env = {
+    return {
         "PATH": f"{bindir}:/usr/local/bin:/usr/bin:/bin",
         "HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache"), "XDG_CONFIG_HOME": str(home / ".config"),
         "LANG": "C.UTF-8", "TMPDIR": str(work),
@@ -118,6 +112,17 @@ def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: P
         "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1", "CUDA_VISIBLE_DEVICES": "",
         "PYTHONDONTWRITEBYTECODE": "1", "SPECPLAN_SIMULATED_GPUS": str(gpus),
     }
+
+
+def run_serve_script(script: Path, server: str, python: Path, hub: Path, work: Path, gpus: int) -> dict:
+    """Run ``bash script`` with the server's stand-in on PATH; the checker's JSON verdict.
+
+    ``gpus``: how many GPUs the plan has (SGLang's checker answers its device probes for them).
+    """
+    bindir = work / "bin"
+    bindir.mkdir(parents=True, exist_ok=True)
+    _stub(bindir, server, python)
+    env = checker_env(bindir, hub, work, gpus)
     proc = subprocess.run(["bash", str(script)], env=env, cwd=work, capture_output=True, text=True,
                           timeout=CHECK_TIMEOUT_S)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
