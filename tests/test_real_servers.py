@@ -7,6 +7,8 @@ stand-in for the server command that hands the argv to the real server's parser 
 classes (tests/real_servers/check_*.py, inside that release's CPU-only venv). The models'
 config.json files come from an offline Hub cache written from specplan's catalogue.
 
+Every export of one release is recorded (what its -serve.sh passes) and checked in one process of
+that release's venv (tests/real_servers/batch.py), so the server's import is paid once per release.
 The server must accept the file (PASS) and hold the values specplan wrote. Where specplan
 refuses the plan for a release instead, the refusal must be one line with exit 2, and it
 must be needed: the release's own parser must reject what specplan writes for the newest
@@ -31,8 +33,9 @@ import pytest
 import yaml
 
 from planner.cli import main
-from tests.real_servers.harness import (ROOT, Release, absent, venv_python, llamacpp_argv, llamacpp_source, releases,
-                                        run_serve_script)
+from tests.real_servers.batch import check_records, record_script
+from tests.real_servers.harness import (ROOT, Release, absent, find_venv, venv_python, llamacpp_argv, llamacpp_source,
+                                        releases)
 from tests.real_servers.hub import add_model
 from tests.real_servers.llamacpp_args import server_options
 
@@ -65,15 +68,16 @@ PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
           for case in CASES for server in SERVERS for release in releases(server)]
 
 
-def _export(runner, case: Case, release: Release, version: str, out: Path):
-    """(exit code, stderr, the exported YAML as a dict or None)."""
-    out.mkdir(parents=True, exist_ok=True)
-    result = runner.invoke(main, ["export", "--server", release.server, "--server-version", version,
-                                  *case.flags, "-o", str(out / f"{release.server}.yaml")])
-    cfg = None
-    if result.exit_code == 0:
-        cfg = yaml.safe_load((out / f"{release.server}.yaml").read_text(encoding="utf-8"))
-    return result.exit_code, result.stderr, cfg
+@dataclass
+class Exported:
+    """One export: exit code, stderr, the YAML written, what its -serve.sh passes, and the server's verdict."""
+
+    code: int
+    stderr: str
+    cfg: dict | None = None
+    record: dict | None = None
+    verdict: dict | None = None
+    newest: "Exported | None" = None  # the newest release's export, where this release's was refused
 
 
 def _vllm_spec(cfg: dict) -> dict:
@@ -87,13 +91,65 @@ def _model_ids(server: str, cfg: dict) -> list[str]:
     return [cfg["model-path"], cfg["speculative-draft-model-path"]]
 
 
-def _hub(tmp: Path, case: Case, server: str, cfg: dict) -> Path:
-    """An offline Hub cache with a config.json for every model id the export names."""
-    hub = tmp / "hub"
-    for repo_id in _model_ids(server, cfg):
+def _break(server: str, cfg: dict) -> dict:
+    """The export with one key no release of the server has (the negative control)."""
+    if server == "vllm":
+        return {**cfg, "speculative-config": json.dumps({**_vllm_spec(cfg), "draft_bogus_setting": 1})}
+    return {**cfg, "speculative-bogus-setting": 1}
+
+
+def _export(runner, case: Case, release: Release, version: str, out: Path, hub: Path,
+            broken: bool = False) -> Exported:
+    """Export the plan for ``version``; when it is written, record what its -serve.sh runs (and add its
+    models to the offline Hub). ``broken``: the file gets one unknown key before the script is recorded."""
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{release.server}.yaml"
+    result = runner.invoke(main, ["export", "--server", release.server, "--server-version", version,
+                                  *case.flags, "-o", str(path)])
+    if result.exit_code != 0:
+        return Exported(result.exit_code, result.stderr)
+    cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for repo_id in _model_ids(release.server, cfg):
         base, fmt = case.checkpoints.get(repo_id, (repo_id, None))
         add_model(hub, repo_id, base, fmt)
-    return hub
+    if broken:
+        path.write_text(yaml.safe_dump(_break(release.server, cfg)), encoding="utf-8")
+    record = record_script(out / f"{release.server}-serve.sh", release.server, out)
+    record["env"]["SPECPLAN_SIMULATED_GPUS"] = case.flags[case.flags.index("--gpus") + 1]
+    return Exported(0, result.stderr, cfg, record)
+
+
+_BROKEN = "llama70b-1b-tp4"  # the plan the negative control breaks
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> dict[str, dict[str, Exported]]:
+    """release name -> case (and "broken") -> its export and verdict; one checker process per release
+    (tests/real_servers/batch.py), so importing the server is paid once per release, not per file."""
+    from click.testing import CliRunner
+
+    runner = CliRunner()
+    root = tmp_path_factory.mktemp("servers")
+    hub = root / "hub"
+    results: dict[str, dict[str, Exported]] = {}
+    for server in SERVERS:
+        newest = releases(server)[0]
+        for release in releases(server):
+            python, _ = find_venv(release)
+            if python is None:
+                continue  # each test says why (venv_python)
+            work = root / release.name
+            done = {name: _export(runner, case, release, release.version, work / name, hub)
+                    for name, case in CASES.items()}
+            for name, exp in done.items():
+                if exp.code != 0 and release != newest:
+                    exp.newest = _export(runner, CASES[name], release, newest.version, work / f"{name}-newest", hub)
+            done["broken"] = _export(runner, CASES[_BROKEN], release, release.version, work / "broken", hub, True)
+            todo = [e for exp in done.values() for e in (exp, exp.newest) if e is not None and e.record]
+            for e, verdict in zip(todo, check_records(release, python, [e.record for e in todo], hub, work)):
+                e.verdict = verdict
+            results[release.name] = done
+    return results
 
 
 def _expected_facts(server: str, cfg: dict) -> dict:
@@ -112,33 +168,25 @@ def _expected_facts(server: str, cfg: dict) -> dict:
     return {key.replace("-", "_"): cfg[key] for key in keys if key in cfg}
 
 
-def _check(case: Case, release: Release, python: Path, cfg: dict, out: Path) -> dict:
-    hub = _hub(out, case, release.server, cfg)
-    gpus = int(case.flags[case.flags.index("--gpus") + 1])
-    return run_serve_script(out / f"{release.server}-serve.sh", release.server, python, hub, out, gpus)
-
-
 @pytest.mark.parametrize(("case_name", "release"), PARAMS)
-def test_server_accepts_export(case_name: str, release: Release, runner, tmp_path: Path) -> None:
-    python = venv_python(release)
-    case = CASES[case_name]
-    code, stderr, cfg = _export(runner, case, release, release.version, tmp_path / "own")
-    if code == 0:
-        verdict = _check(case, release, python, cfg, tmp_path / "own")
-        assert verdict["result"] == "PASS", f"{release.name} rejected the export at {verdict['step']}: {verdict['message']}"
+def test_server_accepts_export(case_name: str, release: Release, checked) -> None:
+    venv_python(release)
+    exp = checked[release.name][case_name]
+    if exp.code == 0:
+        verdict = exp.verdict
+        assert verdict is not None and verdict["result"] == "PASS", (
+            f"{release.name} rejected the export at {verdict and verdict['step']}: {verdict and verdict['message']}")
         facts = verdict["facts"]
-        wrong = {k: (v, facts.get(k)) for k, v in _expected_facts(release.server, cfg).items() if facts.get(k) != v}
+        wrong = {k: (v, facts.get(k)) for k, v in _expected_facts(release.server, exp.cfg).items() if facts.get(k) != v}
         assert not wrong, f"{release.name} holds other values than the file says (file, server): {wrong}"
         return
-    assert code == 2 and stderr.startswith("specplan: error: ") and stderr.count("\n") == 1, (code, stderr)
-    newest = releases(release.server)[0]
-    code_new, _, cfg_new = _export(runner, case, release, newest.version, tmp_path / "newest")
-    if code_new != 0:
+    stderr = exp.stderr
+    assert exp.code == 2 and stderr.startswith("specplan: error: ") and stderr.count("\n") == 1, (exp.code, stderr)
+    if exp.newest is None or exp.newest.code != 0:
         return  # refused on every line: the plan itself is refused, with its reason
-    verdict = _check(case, release, python, cfg_new, tmp_path / "newest")
-    assert verdict["result"] == "REJECTED", (
+    assert exp.newest.verdict is not None and exp.newest.verdict["result"] == "REJECTED", (
         f"specplan refuses this plan for {release.name} ({stderr.strip()}), but {release.name} accepts the "
-        f"{newest.name} export")
+        f"{releases(release.server)[0].name} export")
 
 
 # llama.cpp line -> (llama-cpp-python sdist, the llama.cpp commit its CHANGELOG.md names, --server-version)
@@ -201,20 +249,11 @@ def test_llamacpp_data_matches_arg_cpp(line: str) -> None:
     assert not env - options.env, f"{line}: variables not in arg.cpp: {sorted(env - options.env)}"
 
 
-def _break(server: str, cfg: dict) -> dict:
-    """The export with one key no release of the server has (the negative control)."""
-    if server == "vllm":
-        return {**cfg, "speculative-config": json.dumps({**_vllm_spec(cfg), "draft_bogus_setting": 1})}
-    return {**cfg, "speculative-bogus-setting": 1}
-
-
 @pytest.mark.parametrize("release", [r for server in SERVERS for r in releases(server)], ids=lambda r: r.name)
-def test_server_rejects_a_broken_export(release: Release, runner, tmp_path: Path) -> None:
+def test_server_rejects_a_broken_export(release: Release, checked) -> None:
     """The harness can fail: the same export with one unknown key is REJECTED by the server itself."""
-    python = venv_python(release)
-    case = CASES["llama70b-1b-tp4"]
-    code, stderr, cfg = _export(runner, case, release, release.version, tmp_path)
-    assert code == 0, stderr
-    (tmp_path / f"{release.server}.yaml").write_text(yaml.safe_dump(_break(release.server, cfg)), encoding="utf-8")
-    verdict = _check(case, release, python, cfg, tmp_path)
-    assert verdict["result"] == "REJECTED" and "bogus" in verdict["message"], verdict
+    venv_python(release)
+    exp = checked[release.name]["broken"]
+    assert exp.code == 0, exp.stderr
+    assert exp.verdict is not None and exp.verdict["result"] == "REJECTED" and "bogus" in exp.verdict["message"], \
+        exp.verdict
