@@ -34,7 +34,7 @@ import pytest
 import yaml
 
 from planner.cli import main
-from tests.real_servers.batch import check_records, record_script
+from tests.real_servers.batch import Exported, check_records, record_script
 from tests.real_servers.harness import Release, find_venv, releases, venv_python
 from tests.real_servers.hub import add_head, add_model
 
@@ -99,18 +99,6 @@ def _head(server: str, cfg: dict) -> str | None:
 def _method(server: str, cfg: dict) -> str:
     return _spec(cfg)["method"] if server == "vllm" else cfg["speculative-algorithm"]
 
-
-@dataclass
-class Exported:
-    """One export: exit code, stderr, the YAML written, its record, and the checker's verdict (filled later)."""
-
-    code: int
-    stderr: str
-    cfg: dict | None = None
-    record: dict | None = None
-    verdict: dict | None = None
-    newest: Exported | None = None  # the newest release's export, where this release's was refused
-    head_path: str | None = None  # the local head folder given (--head-path or --head)
 
 
 def _export(runner, case: Case, release: Release, version: str, out: Path, head_folder: Path) -> Exported:

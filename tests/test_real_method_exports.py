@@ -4,8 +4,9 @@ For each method case, each server and each release with a venv built by
 ``bash .ci/server_venvs.sh`` (tests/real_servers/harness.py), the keys ``method_args`` gives
 for that release's line go into the file the server reads (vLLM: ``--speculative-config`` of
 a ``vllm serve --config`` YAML; SGLang: ``launch_server --config`` YAML keys), a ``-serve.sh``
-built by the exports' own ``shell_script`` runs under bash with the server's checker as the
-command (tests/real_servers/check_*.py), and the server must PASS and hold the values written.
+built by the exports' own ``shell_script`` is recorded under bash, every record of a release goes
+through the server's checker (tests/real_servers/check_*.py) in one process (batch.py), and the
+server must PASS and hold the values written.
 The heads' config.json files come from the offline Hub cache (tests/real_servers/hub.py).
 
 Where specplan refuses the method for a release, the refusal must be one line, and needed:
@@ -33,7 +34,8 @@ from planner.errors import SpecplanError
 from planner.exports.common import BesideScript, shell_script
 from planner.exports.method_args import MethodArgs, method_args, method_line
 from planner.exports.method_settings import method_settings
-from tests.real_servers.harness import Release, llamacpp_source, releases, run_serve_script, venv_python
+from tests.real_servers.batch import check_records, record_script
+from tests.real_servers.harness import Release, find_venv, llamacpp_source, releases, venv_python
 from tests.real_servers.hub import add_head, add_model
 from tests.real_servers.llamacpp_args import server_options
 
@@ -74,7 +76,7 @@ CASES = {
     "suffix": Case(LLAMA8B, dict(method="suffix", k=8, suffix_max_tree_depth=16), models=(LLAMA8B,)),
 }
 SERVERS = ("vllm", "sglang")
-# Each vLLM check here is one process (30-65 s on 2 cores), so CI runs every SGLang case but, for vLLM,
+# Every check of a release runs in one checker process (tests/real_servers/batch.py). CI runs every SGLang case but, for vLLM,
 # only what the CLI cannot write: the n-gram match windows and a suffix tree depth on the newest release
 # (the tree refusal costs nothing). EAGLE-3 on both lines and MTP on the newest are checked end to end, in
 # one process per release, by tests/test_real_method_cli_exports.py. SPECPLAN_METHOD_MATRIX=full runs every
@@ -110,20 +112,72 @@ def _config(case: Case, args: MethodArgs) -> tuple[dict[str, Any], list[str]]:
     return cfg, ["python3", "-m", "sglang.launch_server"]
 
 
-def _run(case: Case, args: MethodArgs, release: Release, work: Path) -> dict:
+def _record(case: Case, args: MethodArgs, release: Release, work: Path, hub: Path) -> dict:
+    """Write the server's file and -serve.sh for ``args``; what the script passes to the server (batch.py)."""
     work.mkdir(parents=True, exist_ok=True)
     cfg, program = _config(case, args)
     (work / "server.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     script = work / "serve.sh"
     script.write_text(shell_script([f"method {args.method} on {release.name}"], program,
                                    [("--config", BesideScript("server.yaml"))]), encoding="utf-8")
-    hub = work / "hub"
     for repo_id in case.models:
         if repo_id in HEADS:
             add_head(hub, repo_id, *HEADS[repo_id])
         else:
             add_model(hub, repo_id)
-    return run_serve_script(script, release.server, venv_python(release), hub, work, case.gpus)
+    record = record_script(script, release.server, work)
+    record["env"]["SPECPLAN_SIMULATED_GPUS"] = str(case.gpus)
+    return record
+
+
+@dataclass
+class Checked:
+    """One case on one release: the keys written (or the refusal), and the server's verdict on them."""
+
+    args: MethodArgs | None = None
+    refusal: str | None = None
+    newest_args: MethodArgs | None = None  # the newest line's keys, fed to a release that refuses the method
+    verdict: dict | None = None
+
+
+def _case_on(case: Case, release: Release) -> Checked:
+    settings = method_settings(**case.settings)
+    try:
+        return Checked(method_args(release.server, settings, method_line(release.server, release.version)))
+    except SpecplanError as err:
+        newest = releases(release.server)[0]
+        try:
+            new_args = method_args(release.server, settings, method_line(release.server, newest.version))
+        except SpecplanError:
+            new_args = None  # refused on every line read (SGLang suffix; a vLLM tree): nothing to feed the server
+        return Checked(refusal=str(err), newest_args=new_args)
+
+
+_MISSPELT = "misspelt"  # the negative control's key in the fixture
+
+
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory) -> dict[str, dict[str, Checked]]:
+    """release name -> case -> keys and verdict, every release's records checked in one process."""
+    root = tmp_path_factory.mktemp("method-keys")
+    hub = root / "hub"
+    out: dict[str, dict[str, Checked]] = {}
+    for server in SERVERS:
+        for release in releases(server):
+            python, _ = find_venv(release)
+            if python is None:
+                continue  # each test says why (venv_python)
+            done = {name: _case_on(CASES[name], release) for name in CASES if _in_matrix(name, release)}
+            if release == releases("vllm")[0]:
+                args = method_args("vllm", method_settings(**CASES["eagle3"].settings), method_line("vllm", release.version))
+                done[_MISSPELT] = Checked(MethodArgs(**{**args.__dict__, "keys": {**args.keys, "eagle_bogus_setting": 1}}))
+            fed = [(name, c, c.args or c.newest_args) for name, c in done.items() if (c.args or c.newest_args)]
+            records = [_record(CASES["eagle3" if name == _MISSPELT else name], args, release, root / release.name / name,
+                               hub) for name, _, args in fed]
+            for (_, c, _), verdict in zip(fed, check_records(release, python, records, hub, root / release.name)):
+                c.verdict = verdict
+            out[release.name] = done
+    return out
 
 
 def _expected(args: MethodArgs) -> dict[str, Any]:
@@ -149,43 +203,33 @@ def _accepted(verdict: dict, args: MethodArgs) -> bool:
 
 
 @pytest.mark.parametrize(("case_name", "release"), PARAMS)
-def test_server_accepts_method_keys(case_name: str, release: Release, tmp_path: Path) -> None:
+def test_server_accepts_method_keys(case_name: str, release: Release, checked) -> None:
     venv_python(release)
-    case = CASES[case_name]
-    settings = method_settings(**case.settings)
-    try:
-        args = method_args(release.server, settings, method_line(release.server, release.version))
-    except SpecplanError as err:
-        assert "\n" not in str(err)
-        newest = releases(release.server)[0]
-        try:
-            new_args = method_args(release.server, settings, method_line(release.server, newest.version))
-        except SpecplanError:
-            return  # refused on every line read (SGLang suffix; a vLLM tree): nothing to feed the server
-        verdict = _run(case, new_args, release, tmp_path)
-        assert verdict["result"] == "REJECTED" and not _accepted(verdict, new_args), (
-            f"specplan refuses {case_name} for {release.name} ({err}), but {release.name} accepts the "
-            f"{newest.name} keys")
+    c = checked[release.name][case_name]
+    if c.refusal is not None:
+        assert "\n" not in c.refusal
+        if c.newest_args is None:
+            return
+        assert c.verdict is not None and c.verdict["result"] == "REJECTED" and not _accepted(c.verdict, c.newest_args), (
+            f"specplan refuses {case_name} for {release.name} ({c.refusal}), but {release.name} accepts the "
+            f"{releases(release.server)[0].name} keys")
         return
-    verdict = _run(case, args, release, tmp_path)
+    args, verdict = c.args, c.verdict
+    assert args is not None and verdict is not None
     assert _accepted(verdict, args), f"{release.name} rejected {args.keys} at {verdict['step']}: {verdict['message']}"
     if verdict["result"] != "PASS":
         return
     facts = verdict["facts"]
-    expected = _expected(args)
-    wrong = {k: (v, facts.get(k)) for k, v in expected.items() if facts.get(k) != v}
+    wrong = {k: (v, facts.get(k)) for k, v in _expected(args).items() if facts.get(k) != v}
     assert not wrong, f"{release.name} holds other values than written (written, server): {wrong}"
 
 
-def test_vllm_rejects_a_misspelt_method_key(tmp_path: Path) -> None:
+def test_vllm_rejects_a_misspelt_method_key(checked) -> None:
     """The harness can fail: the newest vLLM rejects the EAGLE-3 keys with one key no release has."""
     release = releases("vllm")[0]
     venv_python(release)
-    case = CASES["eagle3"]
-    args = method_args("vllm", method_settings(**case.settings), method_line("vllm", release.version))
-    broken = MethodArgs(**{**args.__dict__, "keys": {**args.keys, "eagle_bogus_setting": 1}})
-    verdict = _run(case, broken, release, tmp_path)
-    assert verdict["result"] == "REJECTED" and "bogus" in verdict["message"], verdict
+    verdict = checked[release.name][_MISSPELT].verdict
+    assert verdict is not None and verdict["result"] == "REJECTED" and "bogus" in verdict["message"], verdict
 
 
 LLAMACPP_METHODS = [("ngram", kind) for kind in ("ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-mod",

@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from planner.cli import main
-from tests.real_servers.batch import check_records, record_script
+from tests.real_servers.batch import Exported, check_records, record_script
 from tests.real_servers.harness import (ROOT, Release, absent, find_venv, venv_python, llamacpp_argv, llamacpp_source,
                                         releases)
 from tests.real_servers.hub import add_model
@@ -67,17 +67,6 @@ SERVERS = ("vllm", "sglang")
 PARAMS = [pytest.param(case, release, id=f"{case}-{release.name}")
           for case in CASES for server in SERVERS for release in releases(server)]
 
-
-@dataclass
-class Exported:
-    """One export: exit code, stderr, the YAML written, what its -serve.sh passes, and the server's verdict."""
-
-    code: int
-    stderr: str
-    cfg: dict | None = None
-    record: dict | None = None
-    verdict: dict | None = None
-    newest: "Exported | None" = None  # the newest release's export, where this release's was refused
 
 
 def _vllm_spec(cfg: dict) -> dict:

@@ -18,11 +18,25 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.real_servers.harness import CHECK_TIMEOUT_S, CHECKERS, Release, checker_env, venv_dir
 
-__all__ = ["record_script", "check_records"]
+__all__ = ["Exported", "record_script", "check_records"]
+
+@dataclass
+class Exported:
+    """One export: exit code, stderr, the YAML written, its record, and the checker's verdict (filled later)."""
+
+    code: int
+    stderr: str
+    cfg: dict | None = None
+    record: dict | None = None
+    verdict: dict | None = None
+    newest: Exported | None = None  # the newest release's export, where this release's was refused
+    head_path: str | None = None  # a local head folder given (--head-path or --head)
+
 
 _SHELL_OWN = frozenset({"PWD", "OLDPWD", "SHLVL", "_"})  # set by bash itself, not by the script
 _COMMAND = {"vllm": "vllm", "sglang": "python3"}
