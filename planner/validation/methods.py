@@ -132,6 +132,10 @@ def _tree(row: dict[str, Any], method: str, facts: dict[str, Any]) -> dict[str, 
     """The token tree a row was measured on, or None for a chain."""
     if "tree" in facts:
         return facts["tree"]
+    stated = row.get("tree")  # a row giving the SGLang shape it ran: {num_steps, topk, num_draft_tokens}
+    if isinstance(stated, dict) and all(isinstance(stated.get(key), int) and not isinstance(stated.get(key), bool)
+                                        and stated[key] > 0 for key in ("num_steps", "topk", "num_draft_tokens")):
+        return {**stated, "tree": "stated in the row"}
     words = str(row.get("method") or "").lower()
     if _SPEC_BENCH in str(row.get("benchmark", "")).lower() and method == "eagle":
         return _SPEC_BENCH_TREES["eagle-2" if "eagle-2" in words else "eagle"]
