@@ -13,9 +13,9 @@ precision, batch, context and task, plus:
 * acceptance: the published tau (Spec-Bench "#Mean Accepted Tokens", bonus token included) as
   --mean-accepted-length, or an acceptance rate, as the row gives it;
 * trees: a row measured on a token tree (EAGLE-1's static tree in Spec-Bench, EAGLE-2/3 dynamic
-  trees, SGLang's topk > 1 defaults) is priced at that tree: --tree NAME or --num-steps / --topk /
-  --num-draft-tokens (planner.plan.given_tree); a tree the source does not state is skipped with
-  TREE_REASON;
+  trees, SGLang's topk > 1 defaults, or the SGLang shape a row states in its own ``tree`` field) is
+  priced at that tree: --tree NAME or --num-steps / --topk / --num-draft-tokens
+  (planner.plan.given_tree); a tree the source does not state is skipped with TREE_REASON;
 * Spec-Bench's EAGLE rows ran SafeAILab/EAGLE's own code (engine eagleref), not transformers'
   generate().
 """
