@@ -128,6 +128,10 @@ class EngineSpec(Frozen):
     )
     methods: tuple[str, ...] = Field(("draft",), description="proposal methods the engine serves (planner.proposers)")
     tree_methods: tuple[str, ...] = Field((), description="methods it serves with a token tree (topk > 1)")
+    decode_overlaps_host: bool = Field(
+        False, description="plain decode overlaps each step's host work with the GPU's (an overlap scheduler) "
+                           "and speculative decoding turns the overlap off"
+    )
     source: str
     cost: dict[MemoryClass, CostDefaults]
     kernels: dict[str, KernelSpec] = Field(

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from planner import speedup as sp
-from planner.costmodel import DeviceProfile, ModelProfile, PassCost, decode_cost, verify_cost
+from planner.costmodel import DeviceProfile, ModelProfile, PassCost, baseline_step_s, decode_cost, verify_cost
 from planner.draftloop import LoopSpec, loop_round
 from planner.draftloop.schedules import K_CAP
 
@@ -111,15 +111,18 @@ def price_rounds(
     t = decode_cost(target, device, batch, context)
     d = decode_cost(draft, draft_device, batch, context)
     v = verify_cost(target, device, k, batch, context)
+    # The unit of c, r and the speedup is the plain decode step as the engine runs it without
+    # speculation (an overlap scheduler hides its host time); the round's passes keep theirs.
+    base = baseline_step_s(t.total_s, device)
     # A proposer's own per-step host work (loops.yaml draft_pass_us) is part of every draft pass.
     t_draft = d.total_s + (loop.draft_pass_us * 1e-6 if loop is not None else 0.0)
-    c = t_draft / t.total_s
+    c = t_draft / base
     if verify_ratio is None:
-        r, t_verify = v.total_s / t.total_s, v.total_s
+        r, t_verify = v.total_s / base, v.total_s
     else:
-        r = _ratio(target, device, batch, context, t.total_s, np.asarray(k) + 1, verify_ratio)
-        t_verify = t.total_s * r
-    common = dict(t_target_s=t.total_s, t_draft_s=t_draft, t_verify_s=t_verify, c=c, r=r,
+        r = _ratio(target, device, batch, context, t.total_s, np.asarray(k) + 1, verify_ratio) * (t.total_s / base)
+        t_verify = base * r
+    common = dict(t_target_s=base, t_draft_s=t_draft, t_verify_s=t_verify, c=c, r=r,
                   target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,
                   draft_compute_bound=d.compute_bound, passes={"target": t, "draft": d, "verify": v})
     kk = np.asarray(k)
@@ -130,8 +133,10 @@ def price_rounds(
                            drafted_per_round=kk, draft_passes_per_round=kk)
     # A schedule moves k along a chain up to K_CAP: its table must reach every state.
     width = int(kk.max()) if loop.schedule == "fixed" else K_CAP
-    table = verify_table(target, device, batch, context, width, t.total_s, verify_ratio)
-    lr = loop_round(loop, alpha, k, c, table, t.total_s)
+    # In baseline steps; its one-token entry stays 1, which only variable-length rules read, and no
+    # engine that hides host time in decode runs one.
+    table = verify_table(target, device, batch, context, width, base, verify_ratio)
+    lr = loop_round(loop, alpha, k, c, table, base)
     length, speedup = lr.committed, lr.speedup
     if mean_length is not None:  # measured per-position acceptance sets the tokens per round
         length = np.asarray(mean_length, dtype=np.float64)

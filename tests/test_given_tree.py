@@ -56,7 +56,8 @@ def test_a_measured_accept_length_on_a_tree_is_reproduced_and_the_round_is_the_c
     ctx = float(r.fit.request.context) / 2
     head = sum(float(pass_cost(p.proposer, p.proposer_device, 1, ctx, w).total_s) for w in (1, 4, 4, 4, 4))
     verify = float(pass_cost(p.target, p.device, 1, ctx, 8).total_s)
-    target = float(pass_cost(p.target, p.device, 1, ctx, 1).total_s)
+    # SGLang's plain decode runs under its overlap scheduler: the step's host time hides under the GPU's.
+    target = float(pass_cost(p.target, p.device, 1, ctx, 1).total_s) - p.device.tau_step_s
     fixed = r.loop.fixed_round_us * 1e-6
     assert float(r.prices.speedup) == pytest.approx(3.9 * target / (head + verify + fixed), rel=1e-6)
     assert r.speedup_low == r.speedup_high == pytest.approx(float(r.prices.speedup))

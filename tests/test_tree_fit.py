@@ -9,7 +9,7 @@ from planner.priors.method_rows import Shape, method_rows, row_alpha
 from planner.priors.methods import method_prior
 from planner.priors.tree_model import fitted_tree_model, shape_basis, tree_model_for, tree_tau
 from planner.trees import (
-    MeasuredShape, TreeInputError, best_tree, chain, expected_accepted_length, method_rank_profile, model_from_alpha,
+    MeasuredShape, TreeInputError, alpha_for_shape_length, best_tree, chain, expected_accepted_length, method_rank_profile, model_from_alpha,
     rank_profile, rank_retention, shape_expected_length, static_tree,
 )
 from planner.trees.fit import FitRow, fit_rank_retention, fit_rows
@@ -76,7 +76,7 @@ def test_fitted_profile_gives_the_published_tree_gain():
 
 
 def test_methods_pick_their_profiles():
-    assert method_rank_profile("eagle3").name == method_rank_profile("eagle").name == "eagle-fit"
+    assert method_rank_profile("eagle").name == "eagle-fit" and method_rank_profile("eagle3").name == "eagle3-fit"
     assert method_rank_profile("medusa").name == "medusa-vicuna" and method_rank_profile("mtp") == rank_profile()
     assert "tree_fit_data.yaml" in EAGLE_FIT.source
 
@@ -131,3 +131,26 @@ def test_an_uncatalogued_static_tree_falls_back_to_the_best_tree_and_says_so():
     assert tree_tau(shape, 0.7, profile) == pytest.approx(
         expected_accepted_length(best_tree(20, model, max_depth=4), model))
     assert shape_basis(Shape(kind="tree", depth=6, topk=10, verify_tokens=60, tree="dynamic")).startswith("SGLang")
+
+
+def test_eagle3_heads_have_their_own_split_fitted_to_their_chain_and_tree():
+    """yuhuili/EAGLE3-LLaMA3.1-Instruct-8B: a chain of 7 commits 3.53 (vLLM issue 26191), the paper's tree
+    (60 tokens, depth 8, top-k 10) 6.13. Two rows fix alpha 0.744 and q 0.254 (rank_profiles.yaml
+    eagle3-fit); EAGLE-1's split would put that tree at 5.03 tokens from the same chain."""
+    fit = fit_rank_retention(fit_rows("eagle3-fit"))
+    (alpha,) = fit.alphas.values()
+    assert fit.retention == pytest.approx(rank_profile("eagle3-fit").retention, abs=5e-4)
+    assert alpha == pytest.approx(alpha_from_mean_accepted_length(3.535, 7), abs=0.005)
+    assert alpha == pytest.approx(0.744, abs=0.002) and max(abs(r) for r in fit.residuals) < 1e-6
+    tree = MeasuredShape("dynamic", depth=8, topk=10, verify_tokens=60)
+    assert shape_expected_length(tree, alpha, EAGLE_FIT) == pytest.approx(5.03, abs=0.02)
+    assert not set(fit_rows("eagle3-fit")) & set(fit_rows())  # EAGLE-1's fit keeps its 19 rows
+    assert len(fit_rows()) == 19
+
+
+def test_eagle3_tree_accept_lengths_read_as_a_lower_chain_alpha():
+    """The prior inverts EAGLE-3's tree rows through its own split: the paper's 6.13 on the 60-token tree
+    reads as the chain alpha the vLLM chain measured (0.744), not EAGLE-1's reading (0.84)."""
+    tree = MeasuredShape("dynamic", depth=8, topk=10, verify_tokens=60)
+    assert alpha_for_shape_length(tree, 6.13, rank_profile("eagle3-fit")) == pytest.approx(0.744, abs=0.003)
+    assert alpha_for_shape_length(tree, 6.13, EAGLE_FIT) == pytest.approx(0.84, abs=0.005)

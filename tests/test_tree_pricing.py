@@ -87,7 +87,8 @@ def test_best_tree_is_the_grid_maximum(h100_8b, batch):
     got = best_tree(target, head, device, head_device, batch, CONTEXT, model)
     s = got.shape
     assert (s.steps, s.topk, s.num_draft_tokens) == _brute_force(h100_8b, batch, model)
-    t_target = float(decode_cost(target, device, batch, CONTEXT).total_s)
+    # SGLang's plain decode runs under its overlap scheduler: the step's host time hides under the GPU's.
+    t_target = float(decode_cost(target, device, batch, CONTEXT).total_s) - device.tau_step_s
     assert got.target_decode_s == pytest.approx(t_target)
     assert got.speedup == pytest.approx(s.mean_accepted_length * t_target / s.round_time_s)
     assert s.round_time_s == pytest.approx(float(tree_round_s(target, head, device, head_device, batch, CONTEXT,

@@ -153,7 +153,8 @@ def calibrated_device(device: DeviceProfile, fitted: FittedTiming | None) -> Dev
     if fitted.bandwidth_gb_s is not None and device.bandwidth_bytes_s > 0:
         eta = eta * fitted.bandwidth_gb_s * GB / device.bandwidth_bytes_s
     return replace(device, eta_mem=eta, eta_mem_quant=eta, eta_kv=eta,
-                   tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0, logits_copy_s_per_vocab=0.0)
+                   tau_layer_s=0.0, tau_step_s=fitted.overhead_s, sampling_s_per_vocab=0.0, logits_copy_s_per_vocab=0.0,
+                   decode_hides_host=0.0)  # the fitted overhead is what the measured passes showed
 
 
 def measured_time_s(applied: AppliedCalibration, role: str, batch: int, context: float, new_tokens: int) -> float | None:

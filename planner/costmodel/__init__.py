@@ -10,6 +10,7 @@ from __future__ import annotations
 from planner.costmodel.operators import (
     OPERATORS,
     PassCost,
+    baseline_step_s,
     decode_cost,
     expected_experts_touched,
     pass_cost,
@@ -41,6 +42,7 @@ __all__ = [
     "expected_experts_touched",
     "pass_cost",
     "decode_cost",
+    "baseline_step_s",
     "verify_cost",
     "roofline_decode_s",
 ]

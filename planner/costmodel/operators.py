@@ -32,7 +32,7 @@ from planner.costmodel.profiles import DeviceProfile, ModelProfile
 from planner.units import GB
 
 __all__ = ["PassCost", "OPERATORS", "expected_experts_touched", "pass_cost", "decode_cost", "verify_cost",
-           "roofline_decode_s"]
+           "baseline_step_s", "roofline_decode_s"]
 
 Array = NDArray[np.float64]
 _FLOPS_PER_MAC = 2
@@ -242,6 +242,19 @@ def decode_cost(p: ModelProfile, d: DeviceProfile, batch: ArrayLike = 1, context
 def verify_cost(p: ModelProfile, d: DeviceProfile, k: ArrayLike, batch: ArrayLike = 1, context: ArrayLike = 0) -> PassCost:
     """One verification pass over k drafted tokens plus the bonus position (k + 1 tokens)."""
     return pass_cost(p, d, batch, context, np.asarray(k) + 1)
+
+
+def baseline_step_s(decode_s: ArrayLike, d: DeviceProfile) -> Array:
+    """Wall time of one plain decode step without speculation, s.
+
+    An overlap scheduler (SGLang's, engines.yaml decode_overlaps_host) prepares step n + 1 and
+    processes step n's results on the host while the GPU runs step n, so the step's host time
+    (tau_step) shows only where it is longer than the GPU's: max(pass - tau_step, tau_step).
+    Elsewhere, and in every speculative pass (the engines turn the overlap off there), the host
+    time adds to the GPU's: the pass as priced.
+    """
+    t = np.asarray(decode_s, dtype=np.float64)
+    return np.where(np.asarray(d.decode_hides_host) > 0, np.maximum(t - d.tau_step_s, d.tau_step_s), t)
 
 
 def roofline_decode_s(p: ModelProfile, gpu: GpuSpec, context: float = 0.0) -> float:

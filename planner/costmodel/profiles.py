@@ -115,6 +115,9 @@ class DeviceProfile:
     quant_matmul_tile_step: float = 1.0
     quant_matmul_dot_flops: float = np.inf
     kquant_matvec_rows: float = 1.0  # K-quants below this many rows re-read the weights per row (plain mat-vec)
+    # 1.0 where the engine's plain decode overlaps each step's host work (tau_step) with the GPU's
+    # (SGLang's overlap scheduler) and speculation runs without that overlap; 0.0 elsewhere.
+    decode_hides_host: float = 0.0
 
 
 def stack_profiles(profiles: list[Any], shape: tuple[int, ...]) -> Any:
@@ -287,4 +290,5 @@ def device_profile(gpu: GpuSpec, engine: EngineSpec, gpus: int = 1, host_samplin
         quant_matmul_tile_step=float(q.quant_matmul_tile_step) if q else 1.0,
         quant_matmul_dot_flops=mm_peak * q.quant_matmul_eta_dot if q else np.inf,
         kquant_matvec_rows=float(q.kquant_matvec_min_rows) if q else 1.0,
+        decode_hides_host=1.0 if engine.decode_overlaps_host else 0.0,
     )

@@ -52,20 +52,27 @@ def confidence_split(alpha: ArrayLike, p_min: ArrayLike, kappa: ArrayLike) -> Co
     mass (q = alpha). p = 0 passes everything (s = 1), so the filter is then the identity.
     Units: probabilities.
     """
-    from scipy.special import betainc  # here, not at module top: importing the planner stays fast
+    from scipy.special import betainc, betaincc  # here, not at module top: importing the planner stays fast
 
     a_arr, p, kap = np.broadcast_arrays(np.asarray(alpha, float), np.asarray(p_min, float), np.asarray(kappa, float))
     interior = (a_arr > 0) & (a_arr < 1)
     safe = np.where(interior, a_arr, 0.5)
     a, b = beta_shape(safe, kap)
-    below = np.where(p > 0, betainc(a, b, np.clip(p, 0.0, 1.0)), 0.0)  # P(q < p)
-    below_mass = np.where(p > 0, safe * betainc(a + 1.0, b, np.clip(p, 0.0, 1.0)), 0.0)  # E[q 1(q < p)]
+    x = np.clip(p, 0.0, 1.0)
+    below = np.where(p > 0, betainc(a, b, x), 0.0)  # P(q < p)
+    below_mass = np.where(p > 0, safe * betainc(a + 1.0, b, x), 0.0)  # E[q 1(q < p)]
+    # The upper tail from the complementary function, not 1 - P(q < p): a thin tail (large kappa, p
+    # well above alpha) would cancel to rounding noise and its conditional mean with it.
+    s = np.where(p > 0, betaincc(a, b, x), 1.0)  # P(q >= p)
+    above_mass = np.where(p > 0, safe * betaincc(a + 1.0, b, x), safe)  # E[q 1(q >= p)]
     # Point masses: q = alpha exactly.
     below = np.where(interior, below, (a_arr < p).astype(float))
     below_mass = np.where(interior, below_mass, a_arr * (a_arr < p))
-    s = 1.0 - below
+    s = np.where(interior, s, (a_arr >= p).astype(float))
+    above_mass = np.where(interior, above_mass, a_arr * (a_arr >= p))
     with np.errstate(invalid="ignore", divide="ignore"):
-        acc_pass = np.where(s > 0, (a_arr - below_mass) / np.where(s > 0, s, 1.0), a_arr)
+        # A tail too thin for floating point holds q just above p: its mean is p (at least alpha).
+        acc_pass = np.where(s > 0, above_mass / np.where(s > 0, s, 1.0), np.maximum(a_arr, p))
         acc_fail = np.where(below > 0, below_mass / np.where(below > 0, below, 1.0), a_arr)
     return ConfidenceSplit(
         pass_prob=np.clip(s, 0.0, 1.0)[()], accept_if_pass=np.clip(acc_pass, 0.0, 1.0)[()],

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.acceptance import AlphaChoice
-from planner.costmodel import pass_cost
+from planner.costmodel import baseline_step_s, pass_cost
 from planner.costmodel.proposer_profile import proposer_profile
 from planner.draftloop import LoopSpec
 from planner.memory import FitRequest
@@ -55,9 +55,10 @@ def _model(method: str, alpha: float):  # type: ignore[no-untyped-def]
 
 
 def _prices(t_target, t_head, verify, mean_length: float, speedup: float, drafted: int,
-            passes: int, fixed_s: float) -> RoundPrices:  # type: ignore[no-untyped-def]
-    """A tree round as RoundPrices: c is one head pass over t_target, r the verify over t_target."""
-    t = float(t_target.total_s)
+            passes: int, fixed_s: float, base_s: float) -> RoundPrices:  # type: ignore[no-untyped-def]
+    """A tree round as RoundPrices: c is one head pass over the plain decode step (``base_s``, s, as
+    the engine runs it without speculation), r the verify over it."""
+    t = base_s
     return RoundPrices(
         t_target_s=np.asarray(t), t_draft_s=np.asarray(t_head.total_s), t_verify_s=np.asarray(verify.total_s),
         c=np.asarray(t_head.total_s / t), r=np.asarray(verify.total_s / t),
@@ -92,7 +93,7 @@ def best_tree_plan(req: FitRequest, profiles: MethodProfiles, server_version: st
     t_target = pass_cost(profiles.target, dev, req.batch, context, 1)
     verify = pass_cost(profiles.target, dev, req.batch, context, s.num_draft_tokens)
     prices = _prices(t_target, t_head, verify, s.mean_accepted_length, float(mid.speedup), s.num_draft_tokens - 1,
-                     s.steps, fixed_s)
+                     s.steps, fixed_s, mid.target_decode_s)
     return TreePlan(shape, float(mid.speedup), (band[0], band[1]), prices)
 
 
@@ -120,7 +121,8 @@ def tree_plan_at(req: FitRequest, profiles: MethodProfiles, choice: AlphaChoice,
     round_s = drafts_s + float(verify.total_s) + fixed_s
     profile = tree_rank_profile(req.proposer.method)
     lengths = [shape_expected_length(shape, a, profile) for a in (choice.low, choice.mid, choice.high)]
-    low, mid, high = (length * float(t_target.total_s) / round_s for length in lengths)
+    base_s = float(baseline_step_s(t_target.total_s, dev))
+    low, mid, high = (length * base_s / round_s for length in lengths)
     depth = len(widths)
-    prices = _prices(t_target, drafts[0], verify, lengths[1], mid, n - 1, depth, fixed_s)
+    prices = _prices(t_target, drafts[0], verify, lengths[1], mid, n - 1, depth, fixed_s, base_s)
     return TreePlan((depth, int(shape.topk or 1), n), mid, (low, high), prices)

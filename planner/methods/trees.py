@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from planner.costmodel.operators import decode_cost, pass_cost
+from planner.costmodel.operators import baseline_step_s, decode_cost, pass_cost
 from planner.costmodel.profiles import DeviceProfile, ModelProfile
 from planner.trees import SGLANG_GRID, AcceptanceModel, ShapeGrid, TreeShapeChoice, best_tree_shape
 from planner.trees.shapes import TreeInputError
@@ -88,7 +88,7 @@ class PricedTree:
     """The best shape for a batch with its round time, and its speedup over plain decode."""
 
     shape: TreeShapeChoice  # steps, topk, num_draft_tokens, E[L], round_time_s, tokens_per_s
-    target_decode_s: float  # one plain decode step of the target at this batch, seconds
+    target_decode_s: float  # one plain decode step of the target at this batch as the engine runs it, seconds
     speedup: float  # E[L] x target_decode_s / round_time_s, dimensionless
 
 
@@ -129,5 +129,5 @@ def best_tree(target: ModelProfile, head: ModelProfile | HeadFor, device: Device
         return first + (steps - 1) * draft[topk] + float(verify[n]) + fixed_round_s
 
     choice = best_tree_shape(batch, cost, model, grid)
-    t_target = float(decode_cost(target, device, batch, context).total_s)
+    t_target = float(baseline_step_s(decode_cost(target, device, batch, context).total_s, device))
     return PricedTree(choice, t_target, choice.mean_accepted_length * t_target / choice.round_time_s)

@@ -71,12 +71,19 @@ class RankFit:
         return float(h.max()) if h.size else 0.0
 
 
-@lru_cache(maxsize=1)
-def fit_rows() -> tuple[FitRow, ...]:
-    """Every row of tree_fit_data.yaml, its source checked against the file's sources."""
+@lru_cache(maxsize=4)
+def fit_rows(profile: str = "eagle-fit") -> tuple[FitRow, ...]:
+    """The rows of tree_fit_data.yaml whose group feeds ``profile``, sources checked against the file's.
+
+    A group names the profile it is fitted into (``profile``, default eagle-fit): heads of one
+    training recipe share one split, and EAGLE-3's training-time test gives its lower ranks more
+    weight than EAGLE-1's heads (its published tree gain over a chain is far larger).
+    """
     raw = yaml.safe_load(files("planner.trees").joinpath("tree_fit_data.yaml").read_text(encoding="utf-8"))
     out = []
     for g in raw["groups"]:
+        if g.get("profile", "eagle-fit") != profile:
+            continue
         for r in g["rows"]:
             if r["source"] not in raw["sources"]:
                 raise TreeInputError(f"tree_fit_data.yaml group {g['id']}: unknown source {r['source']!r}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from planner.catalog.precisions import WeightFormat, kv_format
 from planner.catalog.schemas import GpuSpec, ModelSpec
-from planner.costmodel import decode_cost, device_profile, model_profile, roofline_decode_s
+from planner.costmodel import baseline_step_s, decode_cost, device_profile, model_profile, roofline_decode_s
 from planner.engines import EngineSpec
 from planner.validation.names import source_engine, source_format, source_gpu, source_model
 
@@ -49,7 +49,7 @@ def _decode_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, engine: Eng
     shard = gpus if engine.parallelism == "tensor" else 1
     profile = model_profile(model, fmt, kv_format("fp16"), shard)
     device = device_profile(gpu, engine, gpus, role="target" if sampling else "bench")
-    return 1.0 / float(decode_cost(profile, device, 1, context).total_s)
+    return 1.0 / float(baseline_step_s(decode_cost(profile, device, 1, context).total_s, device))
 
 
 def _roofline_tok_s(model: ModelSpec, fmt: WeightFormat, gpu: GpuSpec, gpus: int, tensor: bool, context: float) -> float:
