@@ -94,8 +94,10 @@ _rank_method = click.option(
     "--method", type=click.Choice(("all",) + PLAN_METHODS, case_sensitive=False), default=None,
     help="Proposal methods to rank: all (every method the target and engine can run, with no speculation), or "
          "one. Default: all when the target has EAGLE heads or MTP layers catalogued, else draft models.")
-_task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured"]), default="chat",
-                     show_default=True, help="Workload the acceptance (alpha) prior is tuned for.")
+_task = click.option("--task", type=click.Choice(["chat", "code", "math", "summarize", "structured", "mixed"]),
+                     default="chat", show_default=True,
+                     help="Workload the acceptance (alpha) prior is tuned for (mixed: a blend of tasks, as "
+                          "Spec-Bench's overall column).")
 
 _calibration = click.option("--calibration", type=click.Path(dir_okay=False), default=None,
                             help="Calibration file from `specplan probe` or `specplan calibrate` to re-plan with.")

@@ -252,3 +252,23 @@ def test_fixed_k_servers_read_the_same_alpha_through_their_loop(engine):
     loop = engine_loop(engine)
     for tau, k in [(2.77, 7), (3.556, 3), (1.75, 10)]:
         assert alpha_from_mean_length(loop, tau, k) == pytest.approx(alpha_from_mean_accepted_length(tau, k), abs=1e-9)
+
+
+def test_the_eagle_prior_reads_eagle2_rows_of_the_same_heads():
+    """EAGLE-2 runs EAGLE-1's weights (methods.yaml method_pools): Llama-3.1-8B's EAGLE prior is the EAGLE-3
+    paper's Table 2 EAGLE-2 row (tau 4.05 on the 60-token tree -> 0.618), not Vicuna-13B's 0.754; a
+    Llama-3.1-8B chain head is that much weaker than the Vicuna and LLaMA2-Chat ones of EAGLE's Table 5."""
+    p = method_prior("eagle", "chat", "meta-llama/Llama-3.1-8B-Instruct", "llama")
+    assert p.row_ids == ("E3T2-L31-8B-EAGLE2-MT",) and p.mid == pytest.approx(0.618, abs=0.003)
+    l2 = method_prior("eagle", "chat", "meta-llama/Llama-2-13b-chat-hf", "llama")
+    assert set(l2.row_ids) == {"E1T5-L2-13B-CHAIN", "E1T5-L2-13B-TREE"} and l2.scope == "target"
+    chain_only = alpha_from_mean_accepted_length(3.18, 5)  # Table 5's chain of 5 alone
+    assert abs(l2.mid - chain_only) < 0.01
+
+
+def test_a_mixed_workload_reads_the_mixed_rows():
+    """Spec-Bench's overall column is six tasks: --task mixed takes the target's mixed rows, chat its MT-bench ones."""
+    mixed = method_prior("eagle", "mixed", "lmsys/vicuna-7b-v1.3", "vicuna")
+    chat = method_prior("eagle", "chat", "lmsys/vicuna-7b-v1.3", "vicuna")
+    assert set(mixed.row_ids) == {"SB-V7-EAGLE", "SB-V7-EAGLE2"} and mixed.task_used == "mixed"
+    assert set(chat.row_ids) == {"E1T5-V7-CHAIN", "E1T5-V7-TREE"} and mixed.mid < chat.mid

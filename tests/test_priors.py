@@ -82,7 +82,7 @@ def test_codellama_7b_drafting_34b_is_same_family():
 def test_unknown_task_is_refused():
     with pytest.raises(SpecplanError, match="unknown task"):
         alpha_prior(_m("qwen2.5-72b"), _m("qwen2.5-0.5b"), weight_format("bf16"), "poetry")
-    assert TASKS == ("chat", "code", "math", "summarize", "structured")
+    assert TASKS == ("chat", "code", "math", "summarize", "structured", "mixed")
 
 
 # --- the conversions ---------------------------------------------------------------------------------------

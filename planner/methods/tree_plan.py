@@ -27,7 +27,9 @@ from planner.trees.acceptance import method_rank_profile
 
 __all__ = ["TreePlan", "serves_trees", "best_tree_plan", "tree_plan_at", "tree_rank_profile"]
 
-_PRIOR_METHOD = {"eagle": "eagle2", "eagle3": "eagle3", "mtp": "eagle3"}  # whose fitted rank profile a tree uses
+# Whose fitted rank profile a method's trees use. MTP layers have no published chain/tree pair: they take
+# EAGLE-1/2's split, the smaller tree gain of the two fits (EAGLE-3's training-time test is what lifts its own).
+_PRIOR_METHOD = {"eagle": "eagle2", "eagle3": "eagle3", "mtp": "eagle2"}
 
 
 @dataclass(frozen=True)

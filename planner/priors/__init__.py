@@ -36,7 +36,7 @@ __all__ = ["Relationship", "Task", "TASKS", "RELATIONSHIPS", "AlphaPrior", "rela
            "METHODS", "METHOD_TASKS", "MethodPrior", "TreeBand", "method_prior"]
 
 Relationship = Literal["same-generation", "other-generation", "distilled", "cross-tokenizer"]
-Task = Literal["chat", "code", "math", "summarize", "structured"]
+Task = Literal["chat", "code", "math", "summarize", "structured", "mixed"]
 TASKS: tuple[str, ...] = tuple(parameters().task_shift)
 
 

@@ -67,17 +67,24 @@ def _ids(ids: tuple[str, ...] | list[str]) -> str:
     return shown + (f" +{len(ids) - _SHOWN} more" if len(ids) > _SHOWN else "")
 
 
+def _pool(method: str) -> tuple[str, ...]:
+    """The methods whose rows measure ``method``'s heads (methods.yaml method_pools; itself alone by default)."""
+    return tuple(methods_document().get("method_pools", {}).get(method, (method,)))
+
+
 @lru_cache(maxsize=None)
 def _row_alphas(method: str) -> tuple[RowAlpha, ...]:
-    """Every row of ``method`` read without a tree model (converted once: the rows are fixed data)."""
-    return tuple(row_alpha(r) for r in method_rows() if r.method == method)
+    """Every row of ``method``'s pool read without a tree model (converted once: the rows are fixed data)."""
+    pool = _pool(method)
+    return tuple(row_alpha(r) for r in method_rows() if r.method in pool)
 
 
 @lru_cache(maxsize=None)
 def _fitted_row_alphas(method: str) -> tuple[RowAlpha, ...]:
-    """Every row of ``method`` read through its fitted tree model (converted once: rows and fit are fixed data)."""
-    model = fitted_tree_model(method)
-    return tuple(row_alpha(r, model) for r in method_rows() if r.method == method)
+    """Every row of ``method``'s pool read through each row's own fitted tree model (converted once)."""
+    pool = _pool(method)
+    return tuple(row_alpha(r, fitted_tree_model(r.method) or fitted_tree_model(method)) for r in method_rows()
+                 if r.method in pool)
 
 
 def _scopes(target: str | None, family: str | None) -> list[tuple[Scope, Callable[[RowAlpha], bool]]]:
