@@ -21,6 +21,7 @@ from planner.validation import (
     MeasuredAcceptance, Targets, load_measurements, load_speculative_more, measured_acceptance_flags, summarize, validate,
 )
 from planner.validation import speculative as spec_mod
+from planner.validation.methods import method_of_row
 from planner.validation.rows import MEASUREMENTS, SPECULATIVE_MORE
 
 DECODE_ROW = {"id": "A-1", "model": "Meta-Llama-3-8B", "quant": "Q4_K_M", "hardware": "NVIDIA GeForce RTX 4090 24GB",
@@ -330,3 +331,12 @@ def test_validate_yaml_output_holds_the_json_values(runner):
     as_json = runner.invoke(main, ["validate", "--format", "json"])
     assert as_yaml.exit_code == as_json.exit_code and as_json.exit_code in (0, 1), as_yaml.output[-400:]
     assert yaml.safe_load(as_yaml.stdout)["summary"]["by_method"] == json.loads(as_json.stdout)["summary"]["by_method"]
+
+
+@pytest.mark.parametrize("words, method", [
+    ("MTP Eagle (one MTP module run nextn times)", "mtp"),  # TensorRT-LLM's name for its DeepSeek MTP path
+    ("MTP (NextN)", "mtp"), ("EAGLE-3 (chain, no tree)", "eagle3"), ("EAGLE-2", "eagle"),
+    ("n-gram (TensorRT-LLM NGram)", "ngram"),
+])
+def test_a_rows_method_words_name_its_method(words, method):
+    assert method_of_row({"method": words}) == (method, "")

@@ -43,6 +43,9 @@ _CONTEXT_TOKENS = 512  # as draft-model rows: mean cached 256 tokens, the decode
 _METHOD_WORDS: tuple[tuple[str, str | None, str], ...] = (
     (r"sam-decoding", None, "SAM-Decoding (a suffix automaton over the context and a corpus, feeding an EAGLE-2 "
                             "tree) is not a planned method"),
+    # Before the EAGLE words: TensorRT-LLM names its default DeepSeek path "MTP Eagle" (the checkpoint's MTP
+    # module run through the Eagle loop), which is MTP, not a head.
+    (r"\bmtp\b", "mtp", ""),
     (r"eagle-?3", "eagle3", ""),
     (r"eagle", "eagle", ""),  # EAGLE-1 and EAGLE-2 serve the same head (planner/proposers/methods.yaml)
     (r"medusa", None, "Medusa (one extra lm_head per position over the last hidden state, a static tree) is not a "
@@ -54,7 +57,6 @@ _METHOD_WORDS: tuple[tuple[str, str | None, str], ...] = (
     (r"recycling", None, "Token Recycling (an adjacency matrix of candidates, a static tree) is not a planned method"),
     (r"dspark|dflash", None, "a block (diffusion-style) drafter proposing k tokens in one pass is not a planned "
                              "method"),
-    (r"\bmtp\b", "mtp", ""),
     (r"n-?gram|\bpld\b|prompt lookup", "ngram", ""),
     (r"suffix", "suffix", ""),
 )
