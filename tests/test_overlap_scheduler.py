@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from planner.cli import main
 from planner.costmodel import baseline_step_s, decode_cost
 from planner.engines import engines
 from planner.plan import EstimateInputs, estimate
@@ -65,3 +67,16 @@ def test_the_published_sglang_baseline_is_within_three_percent():
     step = baseline_step_s(decode_cost(tp, device, 1, 512).total_s, device)
     assert 1.0 / float(step) == pytest.approx(158.34, rel=0.03)
     assert np.asarray(step).shape == ()
+
+
+def test_the_plan_says_how_much_host_time_plain_decode_hides(runner):
+    """JSON carries decode_hidden_host_ms (SGLang: its tau_step; vLLM: 0) and the text says what it means."""
+    args = ["estimate", "--target", L31, "--gpu", "h100-sxm", "--method", "eagle3", "--k", "3"]
+    sglang = runner.invoke(main, args + ["--engine", "sglang", "--format", "json"])
+    vllm = runner.invoke(main, args + ["--engine", "vllm", "--format", "json"])
+    assert sglang.exit_code == vllm.exit_code == 0
+    assert json.loads(sglang.stdout)["decode_hidden_host_ms"] == pytest.approx(_device("sglang")[1].tau_step_s * 1e3)
+    assert json.loads(vllm.stdout)["decode_hidden_host_ms"] == 0.0
+    text = runner.invoke(main, args + ["--engine", "sglang"]).stdout
+    assert "overlap scheduler, which hides 0.50 ms of host time per step" in text
+    assert "overlap scheduler" not in runner.invoke(main, args + ["--engine", "vllm"]).stdout

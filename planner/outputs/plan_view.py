@@ -51,6 +51,7 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "draft_precision": (req.draft_precision or req.precision).name if req.draft else None,
         "kv_precision": req.kv.name, "batch": req.batch, "context": req.context, "created_at": now_iso(),
         "t_target_ms": _ms(p.t_target_s),
+        "decode_hidden_host_ms": _hidden_host_ms(p),
         "t_draft_ms": _ms(p.t_draft_s) if has_draft else None,
         "t_verify_ms": _ms(p.t_verify_s) if has_draft else None,
         "target_tokens_per_s": round(float(p.target_tokens_per_s), 3),
@@ -85,6 +86,14 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "calibration": e.calibration,
         "fit": fit_to_dict(e.fit),
     }
+
+
+def _hidden_host_ms(p: Any) -> float:
+    """Host time per plain decode step that the engine's overlap scheduler hides (0: none), ms."""
+    passes = getattr(p, "passes", None)
+    if not passes or "target" not in passes:
+        return 0.0
+    return max(_ms(np.asarray(passes["target"].total_s).reshape(-1)[0] - np.asarray(p.t_target_s).reshape(-1)[0]), 0.0)
 
 
 def _loop_fields(e: Estimate) -> dict[str, Any]:
@@ -131,6 +140,10 @@ def print_estimate(d: dict[str, Any]) -> None:
                              f"context {d['context']}"), out)
     print_line(f"target decode {d['t_target_ms']:.2f} ms/token ({d['target_tokens_per_s']:.1f} tokens/s per sequence, "
                f"{d['bound']['target']}-bound; slowest operator {_by(d, 'target')})", out)
+    if d.get("decode_hidden_host_ms"):
+        print_line(f"plain decode runs under {d['engine']}'s overlap scheduler, which hides "
+                   f"{d['decode_hidden_host_ms']:.2f} ms of host time per step; speculation turns it off, so every "
+                   "pass of a round carries it (in c and r)", out)
     settings = d.get("settings") or {}
     if d["alpha"] is not None:
         print_line(f"{_proposer_word(d)} {d['t_draft_ms']:.2f} ms/token: c = {d['c']:.3f} per token, k*c = {d['k_times_c']:.3f} per "
