@@ -259,10 +259,13 @@ def heads(method: str | None, target: str | None, sources_of: str | None, fmt: s
                    "acceptance exceeds this fraction.")
 @click.option("--max-method-prior-error", type=Float(0), default=0.20, show_default=True,
               help="Exit 1 when a method's prior-only speedup median |relative error| exceeds this fraction.")
+@click.option("--max-batched-error", type=Float(0), default=0.15, show_default=True,
+              help="Exit 1 when the speedup median |relative error| of rows at batch > 1 (prior-only, or with the "
+                   "published acceptance) exceeds this fraction.")
 @_format_option
 def validate(measurements: str | None, speculative: str | None, max_median_error: float, max_prior_error: float,
              max_measured_error: float, max_r_error: float, max_method_measured_error: float,
-             max_method_prior_error: float, fmt: str) -> int:
+             max_method_prior_error: float, max_batched_error: float, fmt: str) -> int:
     """Compare predictions with published measurements, per row, per engine and in total.
 
     Exit 1 when a target is missed (a median over its limit, or a run that did not gain predicted
@@ -279,7 +282,8 @@ def validate(measurements: str | None, speculative: str | None, max_median_error
         report = run_validation(doc, more, progress=progress)
     targets = Targets(decode_median=max_median_error, prior_median=max_prior_error,
                       measured_median=max_measured_error, r_median=max_r_error,
-                      method_measured_median=max_method_measured_error, method_prior_median=max_method_prior_error)
+                      method_measured_median=max_method_measured_error, method_prior_median=max_method_prior_error,
+                      batched_median=max_batched_error)
     data = validation_to_dict(report, targets)
     _emit(data, fmt, print_validation_table)
     return 0 if data["summary"]["targets_met"] else EXIT_DOES_NOT_FIT

@@ -307,10 +307,17 @@ def test_packaged_method_rows_are_priced_per_method_with_their_trees():
         block = s["by_method"][method]
         assert block["speedup_measured_acceptance"]["rows"] >= 4 and block["speedup_prior_only"]["rows"] >= 4
     targets = {t["name"]: t for t in s["targets"]}
-    # the EAGLE-3 paper's batch sweeps (README: the misses) put the eagle / eagle3 prior medians over 20%
-    for method in ("mtp", "ngram"):
+    # One stream (batch 1) holds issue 12's limits for these; the batch sweeps are issue 13's (README: the misses).
+    for method in ("eagle", "eagle3", "mtp", "ngram"):
         assert targets[f"{method} prior-only speedup median |error|"]["met"] is True
     assert targets["eagle speedup with published acceptance median |error|"]["met"] is True
+    # Batch > 1 is its own block over every method, and misses issue 13's limit today (the README says by how much).
+    batched = [c for c in report.speculative if c.batched and c.compared_speedup]
+    assert s["batched"]["speedup_prior_only"]["rows"] == len(batched) >= 60
+    assert targets["batched (batch > 1) prior-only speedup median |error|"]["met"] is False
+    single = [c for c in report.speculative if c.method == "draft" and not c.batched and c.compared_speedup]
+    assert s["speedup_prior_only"]["rows"] == len(single)
+    assert s["batched_by_method"]["draft"]["priced"] == sum(c.batched and c.method == "draft" for c in report.speculative)
     # a row's own SGLang tree field (SGLang PR 4716: --speculative-num-steps 8 --eagle-topk 8 --num-draft-tokens 64)
     tree_row = by_row["B-SGL-E3-70B-01"]
     assert {k: tree_row.case.flags[k] for k in ("num_steps", "topk", "num_draft_tokens")} == {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from planner.catalog.precisions import weight_format
 from planner.errors import SpecplanError
 
-__all__ = ["TIGHT_HEADROOM_GIB", "headroom_caution", "draft_checkpoint_hint"]
+__all__ = ["TIGHT_HEADROOM_GIB", "headroom_caution", "draft_checkpoint_hint", "batch_caution"]
 
 # Below this free memory per GPU (GiB) a plan that "fits" often fails at start-up: CUDA graph
 # capture (vLLM/SGLang capture one graph per batch size, ~0.5-1.5 GiB on large models), allocator
@@ -38,3 +38,17 @@ def draft_checkpoint_hint(model: str | None, precision: str | None) -> str | Non
     if fmt.bits_per_weight < 16:  # AWQ/GPTQ/int8 exports, MXFP4/NVFP4/block-FP8 checkpoints: never made at load
         return f"needs a pre-quantized {fmt.name} checkpoint of {model} (pass its folder with export --draft-path)"
     return None
+
+
+def batch_caution(batch: int, speculating: bool) -> str | None:
+    """A caution on a speculative plan for more than one sequence at a time, else None.
+
+    Why: the published runs at batch > 1 in specplan's validation set (EAGLE-3 paper Tables 3 and 5,
+    SPEED-Bench, SGLang and TensorRT-LLM posts) gain less than the cost model predicts, by tens of
+    percent at batch 16-64 (``specplan validate``, "Under load"); at batch 1 it holds its limits.
+    """
+    if batch <= 1 or not speculating:
+        return None
+    return (f"batch {batch}: published runs under load gain less from speculation than this model predicts (see "
+            "`specplan validate`, 'Under load'); measure the pair on your server at this load (`specplan calibrate`) "
+            "before sizing on this figure")

@@ -11,7 +11,7 @@ from planner.outputs.fit_view import fit_to_dict
 from rich.text import Text
 
 from planner.outputs.loads_view import print_load_comparison
-from planner.outputs.cautions import TIGHT_HEADROOM_GIB, draft_checkpoint_hint, headroom_caution
+from planner.outputs.cautions import TIGHT_HEADROOM_GIB, batch_caution, draft_checkpoint_hint, headroom_caution
 from planner.outputs.render import Column, console, print_line, print_table, print_warnings, unique
 from planner.plan import Estimate, Recommendation, candidate_to_dict
 from planner.plan.common import bound
@@ -82,7 +82,7 @@ def estimate_to_dict(e: Estimate) -> dict[str, Any]:
         "warnings": unique(e.warnings),
         "cautions": _cautions(req.draft.id if req.draft else None,
                               (req.draft_precision or req.precision).name if req.draft else None,
-                              e.fit.headroom_gib, e.fit.fits),
+                              e.fit.headroom_gib, e.fit.fits, req.batch, has_draft and e.calibration is None),
         "calibration": e.calibration,
         "fit": fit_to_dict(e.fit),
     }
@@ -195,11 +195,14 @@ def _print_calibration(cal: dict[str, Any]) -> None:
         print_load_comparison(cal["loads"])
 
 
-def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool) -> list[str]:
-    """What to know before deploying a plan that fits: the checkpoint it needs, a tight memory margin."""
+def _cautions(draft: str | None, precision: str | None, headroom_gib: float, fits: bool, batch: int = 1,
+              speculating: bool = False) -> list[str]:
+    """What to know before deploying a plan that fits: the checkpoint it needs, a tight memory margin, and
+    how far to trust a speculative figure under load."""
     if not fits:
         return []
-    return [n for n in (draft_checkpoint_hint(draft, precision), headroom_caution(headroom_gib, fits)) if n]
+    return [n for n in (draft_checkpoint_hint(draft, precision), headroom_caution(headroom_gib, fits),
+                        batch_caution(batch, speculating)) if n]
 
 
 def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> dict[str, Any]:
@@ -207,7 +210,8 @@ def recommendation_to_dict(rec: Recommendation, task: str, objective: str) -> di
     req = rec.request
     candidates = [candidate_to_dict(c) for c in rec.candidates]
     for c in candidates:
-        c["cautions"] = _cautions(c["draft"], c["draft_precision"], c["headroom_gib"], c["fits"])
+        c["cautions"] = _cautions(c["draft"], c["draft_precision"], c["headroom_gib"], c["fits"], req.batch,
+                                  c.get("method") is not None and rec.loads is None)
     return {
         "target": req.target.id, "target_catalog_id": req.target.catalog_id,
         "gpu": req.gpu.id, "gpus": req.gpus, "engine": req.engine.name,

@@ -84,6 +84,11 @@ class SpecCheck:
         return self.case.method
 
     @property
+    def batched(self) -> bool:
+        """More than one sequence decoded together: issue 13's regime (serving under load), not one stream."""
+        return int(self.case.flags.get("batch") or 1) > 1
+
+    @property
     def compared_speedup(self) -> bool:
         """A measured speedup that medians count (not an upper bound, not a qualitative outcome)."""
         return self.case.measured_speedup is not None and self.case.speedup_kind == "measured"
