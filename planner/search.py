@@ -120,7 +120,7 @@ def price_rounds(
     if verify_ratio is None:
         r, t_verify = v.total_s / base, v.total_s
     else:
-        r = _ratio(target, device, batch, context, t.total_s, np.asarray(k) + 1, verify_ratio) * (t.total_s / base)
+        r = _ratio(target, device, batch, context, base, np.asarray(k) + 1, verify_ratio)
         t_verify = base * r
     common = dict(t_target_s=base, t_draft_s=t_draft, t_verify_s=t_verify, c=c, r=r,
                   target_compute_bound=t.compute_bound, verify_compute_bound=v.compute_bound,

@@ -107,8 +107,9 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
     rows: list[list[str | Text]] = [[engine, *(_median_cell(b[k]) for k in blocks)]
                                     for engine, b in summary["by_engine"].items()]
     rows.append(["all", *(_median_cell(summary[k]) for k in blocks)])
-    print_table("Draft models at batch 1: median |error| per engine (rows)", (Column("engine"), Column("speedup prior-only", "right"),
-                Column("speedup measured acceptance", "right"), Column("r", "right")), rows, out=out)
+    print_table("Draft models at batch 1: median |error| per engine (rows)",
+                (Column("engine"), Column("speedup prior-only", "right"),
+                 Column("speedup measured acceptance", "right"), Column("r", "right")), rows, out=out)
     rows = [[method, str(b["priced"]), _median_cell(b["speedup_prior_only"]), _median_cell(b["speedup_measured_acceptance"]),
              str(sum(b["skipped"].values()))] for method, b in summary.get("by_method", {}).items()]
     print_table("Heads, MTP and lookups at batch 1: median |error| per method (rows)",

@@ -34,7 +34,7 @@ from planner.validation.cases import Skip, SpecCase, case_from_more
 from planner.validation.decode import Check, check_decode
 from planner.validation.medians import median_abs_error, median_block, target_row
 from planner.validation.method_summary import method_blocks, method_targets
-from planner.validation.methods import case_from_b
+from planner.validation.methods import PLANNED_METHODS, case_from_b
 from planner.validation.rows import MEASUREMENTS, SPECULATIVE_MORE
 from planner.validation.speculative import SpecCheck, check_case
 
@@ -124,16 +124,21 @@ def _price(case: SpecCase, spec: list[SpecCheck], skipped: list[Skip]) -> None:
         skipped.append(Skip(case.row, case.file, str(exc), None if case.method == "draft" else case.method))
 
 
-def _spec_blocks(checks: list[SpecCheck]) -> dict[str, dict[str, Any]]:
-    """Medians of the prior-only speedup, the speedup with measured acceptance, and r."""
+def _speedup_blocks(checks: list[SpecCheck]) -> dict[str, dict[str, Any]]:
+    """Medians of the prior-only speedup and of the speedup with measured acceptance."""
     counted = [c for c in checks if c.compared_speedup]
     with_acceptance = [c for c in counted if c.measured is not None]
     return {
         "speedup_prior_only": median_block([c.prior_error for c in counted], [c.roofline_prior_error for c in counted]),
         "speedup_measured_acceptance": median_block([c.measured_error for c in with_acceptance],
                                                      [c.roofline_measured_error for c in with_acceptance]),
-        "verify_ratio_r": median_block([c.r_error for c in checks], [c.roofline_r_error for c in checks]),
     }
+
+
+def _spec_blocks(checks: list[SpecCheck]) -> dict[str, dict[str, Any]]:
+    """The speedup medians, and r's."""
+    return {**_speedup_blocks(checks),
+            "verify_ratio_r": median_block([c.r_error for c in checks], [c.roofline_r_error for c in checks])}
 
 
 def no_gain_checks(report: ValidationReport, targets: Targets) -> list[dict[str, Any]]:
@@ -172,12 +177,11 @@ def summarize(report: ValidationReport, targets: Targets | None = None) -> dict[
     blocks = _spec_blocks(drafts)
     by_engine = {e: _spec_blocks([c for c in drafts if c.engine == e]) for e in sorted({c.engine for c in drafts})}
     by_method = method_blocks([c for c in single if c.method != "draft"], list(report.skipped))
-    batched_blocks = _spec_blocks(batched)
-    batched_drafts = [c for c in batched if c.method == "draft"]
-    batched_by_method = {"draft": {"priced": len(batched_drafts),
-                                   **{k: v for k, v in _spec_blocks(batched_drafts).items() if k != "verify_ratio_r"}},
-                         **{m: {k: b[k] for k in ("priced", "speedup_measured_acceptance", "speedup_prior_only")}
-                            for m, b in method_blocks([c for c in batched if c.method != "draft"], []).items()}}
+    batched_blocks = _speedup_blocks(batched)
+    batched_by_method: dict[str, dict[str, Any]] = {}
+    for m in ("draft", *PLANNED_METHODS):
+        of_m = [c for c in batched if c.method == m]
+        batched_by_method[m] = {"priced": len(of_m), **_speedup_blocks(of_m)}
     no_gain = no_gain_checks(report, targets)
     slowdowns = [n for n in no_gain if n["kind"] == "slowdown"]
     skipped_by_file: dict[str, int] = {}
@@ -203,7 +207,7 @@ def summarize(report: ValidationReport, targets: Targets | None = None) -> dict[
     ]
     return {
         "decode_tokens_per_s": decode_block, **blocks, "by_engine": by_engine, "by_method": by_method,
-        "batched": {k: v for k, v in batched_blocks.items() if k != "verify_ratio_r"},
+        "batched": batched_blocks,
         "batched_by_method": batched_by_method,
         "no_gain": no_gain, "upper_bounds": upper_bound_checks(report), "coverage": coverage,
         "targets": rows, "targets_met": all(t["met"] is not False for t in rows),
